@@ -1,0 +1,1 @@
+//! The v5 property reader and writer used by every packet module.

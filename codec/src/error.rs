@@ -54,6 +54,9 @@ pub enum DecodeError {
     /// A protocol level this broker does not speak (3 = MQTT 3.1, or unknown).
     #[error("[MQTT-3.1.2-2] unsupported protocol level {0}")]
     UnsupportedProtocolVersion(u8),
+    /// Reserved CONNACK Connect Acknowledge Flags (bits 7-1) set.
+    #[error("[MQTT-3.2.2-1] reserved CONNACK flags set in {0:#010b}")]
+    ConnAckReservedFlags(u8),
     /// Reserved CONNECT flag set.
     #[error("[MQTT-3.1.2-3] reserved CONNECT flag set")]
     ConnectReservedFlag,

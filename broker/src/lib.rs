@@ -1,1 +1,34 @@
-//! Wasmq
+//! Wasmq: an MQTT 3.1.1 and 5.0 broker whose policy lives in WebAssembly plugins.
+//!
+//! How a message moves through the crate:
+//!
+//! - [`server`] accepts TCP connections (bounded by `max_connections`) and gives each
+//!   one a task running [`connection`].
+//! - [`connection`] decodes packets with the shared codec (`wasmq-codec`), handles the
+//!   CONNECT handshake, keep-alive and QoS flows, and writes batched output.
+//! - On CONNECT, [`broker::Broker::attach`] resumes or creates the client's [`session`]
+//!   (taking it over from an older connection).
+//! - A PUBLISH is authorized and transformed through [`hooks`], stored if retained
+//!   ([`storage`]), and routed: [`router`] matches the topic ([`topic`] holds the rules)
+//!   and each matching session receives a [`message::Delivery`] in its bounded queue.
+//! - The owning connection is woken, pulls deliveries within its inflight window, and
+//!   writes them. Offline persistent sessions keep QoS 1/2 deliveries until they return
+//!   or expire.
+//! - [`sys`] publishes `$SYS/broker/...` from [`metrics`]; [`config`] holds every limit.
+
+pub mod broker;
+pub mod config;
+mod connection;
+pub mod hooks;
+pub mod message;
+pub mod metrics;
+pub mod router;
+pub mod server;
+pub mod session;
+pub mod storage;
+pub mod sys;
+pub mod topic;
+
+pub use broker::Broker;
+pub use config::Config;
+pub use server::Server;

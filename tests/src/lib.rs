@@ -1,1 +1,311 @@
-//! Shared helpers for the end-to-end tests.
+//! Shared helpers for the end-to-end tests: a real broker on `127.0.0.1:0`, and a raw
+//! MQTT client built on the project's codec for the cases where a test must control every
+//! byte (protocol errors, packet ids, DUP, properties). Behaviour a normal application
+//! sees is also tested with real third-party clients (rumqttc here; paho-mqtt and
+//! mosquitto_pub/sub from `tests/python` and `tests/smoke`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bytes::BytesMut;
+use bytestring::ByteString;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use wasmq::{Broker, Config, Server};
+use wasmq_codec::{
+    ConnAck, Connect, ConnectProperties, Packet, Protocol, Publish, PublishProperties, QoS, SubAck,
+    Subscribe, SubscriptionOptions,
+};
+
+pub use wasmq_codec as codec;
+
+/// How long a test waits for a packet that should come.
+pub const WAIT: Duration = Duration::from_secs(5);
+/// How long a test waits to be sure a packet does not come.
+pub const QUIET: Duration = Duration::from_millis(300);
+
+/// A broker running in this process on 127.0.0.1 with a free port.
+pub struct TestBroker {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its shared state.
+    pub broker: Arc<Broker>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestBroker {
+    /// Starts a broker with the default configuration ($SYS off, so it adds no traffic).
+    pub async fn start() -> TestBroker {
+        TestBroker::start_with(|_| {}).await
+    }
+
+    /// Starts a broker after `adjust` changes the default configuration.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestBroker {
+        let mut config = Config::default();
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.sys.interval_secs = 0;
+        adjust(&mut config);
+        let server = Server::bind(config, None).await.expect("bind 127.0.0.1:0");
+        TestBroker::run(server)
+    }
+
+    /// Runs an already bound server.
+    pub fn run(server: Server) -> TestBroker {
+        let addr = server.local_addr();
+        let broker = server.broker().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        TestBroker {
+            addr,
+            broker,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Asks the broker to shut down (as SIGTERM does) and waits until it has.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("broker stops within 10 s")
+                .expect("broker task does not panic");
+        }
+    }
+
+    /// rumqttc v3.1.1 options for this broker.
+    pub fn v4_options(&self, client_id: &str) -> rumqttc::MqttOptions {
+        let mut options =
+            rumqttc::MqttOptions::new(client_id, self.addr.ip().to_string(), self.addr.port());
+        options.set_keep_alive(Duration::from_secs(30));
+        options
+    }
+
+    /// rumqttc v5 options for this broker.
+    pub fn v5_options(&self, client_id: &str) -> rumqttc::v5::MqttOptions {
+        let mut options =
+            rumqttc::v5::MqttOptions::new(client_id, self.addr.ip().to_string(), self.addr.port());
+        options.set_keep_alive(Duration::from_secs(30));
+        options
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// A CONNECT with the given protocol, client id and clean start, everything else default.
+pub fn connect_packet(protocol: Protocol, client_id: &str, clean_start: bool) -> Connect {
+    Connect {
+        protocol,
+        clean_start,
+        keep_alive: 60,
+        client_id: ByteString::from(client_id),
+        will: None,
+        username: None,
+        password: None,
+        properties: ConnectProperties::default(),
+    }
+}
+
+/// A PUBLISH with default properties.
+pub fn publish_packet(
+    topic: &str,
+    payload: &[u8],
+    qos: QoS,
+    retain: bool,
+    packet_id: u16,
+) -> Publish {
+    Publish {
+        dup: false,
+        qos,
+        retain,
+        topic: ByteString::from(topic),
+        packet_id,
+        payload: bytes::Bytes::copy_from_slice(payload),
+        properties: PublishProperties::default(),
+    }
+}
+
+/// A raw MQTT client: sends and receives whole packets, nothing automatic.
+pub struct RawClient {
+    stream: TcpStream,
+    protocol: Protocol,
+    rbuf: BytesMut,
+}
+
+impl RawClient {
+    /// Opens a TCP connection without sending anything.
+    pub async fn open(addr: SocketAddr, protocol: Protocol) -> anyhow::Result<RawClient> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .context("connect to broker")?;
+        stream.set_nodelay(true)?;
+        Ok(RawClient {
+            stream,
+            protocol,
+            rbuf: BytesMut::new(),
+        })
+    }
+
+    /// Opens a connection, sends `connect`, and returns the client with the CONNACK.
+    pub async fn connect(
+        addr: SocketAddr,
+        connect: Connect,
+    ) -> anyhow::Result<(RawClient, ConnAck)> {
+        let mut client = RawClient::open(addr, connect.protocol).await?;
+        client.send(Packet::Connect(Box::new(connect))).await?;
+        match client.recv().await? {
+            Packet::ConnAck(connack) => Ok((client, connack)),
+            other => bail!("expected CONNACK, got {other:?}"),
+        }
+    }
+
+    /// Connects with a default CONNECT and expects success.
+    pub async fn connected(addr: SocketAddr, protocol: Protocol, client_id: &str) -> RawClient {
+        let (client, connack) = RawClient::connect(addr, connect_packet(protocol, client_id, true))
+            .await
+            .expect("connect");
+        assert_eq!(
+            connack.reason_code,
+            codec::ReasonCode::SUCCESS,
+            "{connack:?}"
+        );
+        client
+    }
+
+    /// The protocol this client speaks.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// Sends one packet.
+    pub async fn send(&mut self, packet: Packet) -> anyhow::Result<()> {
+        let mut out = BytesMut::new();
+        packet.encode(self.protocol, &mut out);
+        self.send_raw(&out).await
+    }
+
+    /// Sends raw bytes (for malformed input).
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        self.stream
+            .write_all(bytes)
+            .await
+            .context("write to broker")
+    }
+
+    /// Receives the next packet within [`WAIT`].
+    pub async fn recv(&mut self) -> anyhow::Result<Packet> {
+        self.recv_within(WAIT)
+            .await?
+            .context("connection closed while waiting for a packet")
+    }
+
+    /// Receives the next packet within `wait`; `Ok(None)` when the broker closed the
+    /// connection; an error on timeout.
+    pub async fn recv_within(&mut self, wait: Duration) -> anyhow::Result<Option<Packet>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(packet) = Packet::decode(&mut self.rbuf, self.protocol, u32::MAX)? {
+                return Ok(Some(packet));
+            }
+            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.rbuf)).await {
+                Err(_) => bail!("no packet within {wait:?}"),
+                Ok(Ok(0)) => return Ok(None),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(None),
+                Ok(Err(e)) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Asserts nothing arrives for [`QUIET`].
+    pub async fn expect_nothing(&mut self) {
+        if let Ok(packet) = self.recv_within(QUIET).await {
+            panic!("expected nothing, got {packet:?}");
+        }
+    }
+
+    /// Receives the next PUBLISH, failing on anything else.
+    pub async fn recv_publish(&mut self) -> Publish {
+        match self.recv().await.expect("a packet") {
+            Packet::Publish(publish) => publish,
+            other => panic!("expected PUBLISH, got {other:?}"),
+        }
+    }
+
+    /// Reads until the broker closes the connection, returning the packets sent before it
+    /// (e.g. a v5 DISCONNECT). Fails if the connection stays open for [`WAIT`].
+    pub async fn until_closed(&mut self) -> Vec<Packet> {
+        let mut packets = Vec::new();
+        loop {
+            match self.recv_within(WAIT).await {
+                Ok(Some(packet)) => packets.push(packet),
+                Ok(None) => return packets,
+                Err(e) => panic!("connection not closed: {e:#}; got {packets:?}"),
+            }
+        }
+    }
+
+    /// Subscribes to each filter with `options` and returns the SUBACK.
+    pub async fn subscribe(
+        &mut self,
+        packet_id: u16,
+        filters: &[(&str, SubscriptionOptions)],
+    ) -> SubAck {
+        let subscribe = Subscribe {
+            packet_id,
+            filters: filters
+                .iter()
+                .map(|(f, o)| (ByteString::from(*f), *o))
+                .collect(),
+            properties: Default::default(),
+        };
+        self.send(Packet::Subscribe(subscribe))
+            .await
+            .expect("send SUBSCRIBE");
+        match self.recv().await.expect("SUBACK") {
+            Packet::SubAck(suback) => suback,
+            other => panic!("expected SUBACK, got {other:?}"),
+        }
+    }
+
+    /// Subscribes to one filter at `qos` with default options.
+    pub async fn subscribe_qos(&mut self, filter: &str, qos: QoS) -> SubAck {
+        self.subscribe(1, &[(filter, SubscriptionOptions::qos(qos))])
+            .await
+    }
+
+    /// Sends DISCONNECT (normal) and closes.
+    pub async fn disconnect(mut self) {
+        let _ = self.send(Packet::Disconnect(Default::default())).await;
+        let _ = self.stream.shutdown().await;
+    }
+
+    /// Drops the TCP connection without DISCONNECT (an abnormal close).
+    pub fn drop_connection(self) {
+        drop(self.stream);
+    }
+}
+
+/// Starts tracing output for a test when `RUST_LOG` is set.
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}

@@ -1,0 +1,499 @@
+//! The state every connection shares: sessions by client id, the router, the retained
+//! store, the counters and the policy hooks; and the operations that touch several of
+//! them (attach/detach a session, route a message, end a session, publish a will).
+//!
+//! Lock order: the sessions map may be held while a session's state is locked; the
+//! router lock and a session's state lock are never held together (routing collects its
+//! targets under the router's read lock, then enqueues after releasing it).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytestring::ByteString;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::oneshot;
+use tracing::{debug, warn};
+use wasmq_codec::{LastWill, Publish, PublishProperties, ReasonCode};
+
+use crate::config::Config;
+use crate::hooks::Hooks;
+use crate::message::{Delivery, Message};
+use crate::metrics::Metrics;
+use crate::router::{Match, Router, SubscriptionData};
+use crate::session::{Enqueued, Owner, PendingWill, Session, SessionRef, Stage};
+use crate::storage::{MemoryRetainStore, RetainStore};
+use crate::topic::TopicFilter;
+
+/// The shared broker state.
+pub struct Broker {
+    /// The configuration it was started with.
+    pub config: Config,
+    /// Counters for `$SYS`.
+    pub metrics: Metrics,
+    /// Policy hooks; `None` allows everything.
+    pub hooks: Option<Arc<dyn Hooks>>,
+    /// When the broker started, for `$SYS/broker/uptime`.
+    pub started: Instant,
+    sessions: Mutex<HashMap<ByteString, Arc<Session>>>,
+    router: RwLock<Router<SessionRef>>,
+    retained: Box<dyn RetainStore>,
+    next_connection_id: AtomicU64,
+    next_route_id: AtomicU64,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Broker {
+    /// A broker with in-memory storage.
+    pub fn new(config: Config, hooks: Option<Arc<dyn Hooks>>) -> Arc<Broker> {
+        Broker::with_retain_store(config, hooks, Box::new(MemoryRetainStore::default()))
+    }
+
+    /// A broker keeping retained messages in `retained`.
+    pub fn with_retain_store(
+        config: Config,
+        hooks: Option<Arc<dyn Hooks>>,
+        retained: Box<dyn RetainStore>,
+    ) -> Arc<Broker> {
+        Arc::new(Broker {
+            config,
+            metrics: Metrics::default(),
+            hooks,
+            started: Instant::now(),
+            sessions: Mutex::new(HashMap::new()),
+            router: RwLock::new(Router::default()),
+            retained,
+            next_connection_id: AtomicU64::new(1),
+            next_route_id: AtomicU64::new(1),
+        })
+    }
+
+    /// A fresh connection id.
+    pub fn connection_id(&self) -> u64 {
+        self.next_connection_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Number of sessions (connected or not).
+    pub fn session_count(&self) -> usize {
+        self.sessions.lock().len()
+    }
+
+    /// Number of subscriptions.
+    pub fn subscription_count(&self) -> usize {
+        self.router.read().len()
+    }
+
+    /// Number of retained messages.
+    pub fn retained_count(&self) -> usize {
+        self.retained.len()
+    }
+
+    /// Attaches connection `connection_id` to the session of `client_id`: resumes it
+    /// (unless `clean_start`) or starts a new one. A connection already attached is told
+    /// to go with 0x8E. Returns the session and Session Present.
+    pub fn attach(
+        self: &Arc<Self>,
+        client_id: &ByteString,
+        clean_start: bool,
+        expiry_interval: u32,
+        connection_id: u64,
+        kick: oneshot::Sender<ReasonCode>,
+    ) -> (Arc<Session>, bool) {
+        let owner = Owner {
+            connection_id,
+            kick: Some(kick),
+        };
+        let mut sessions = self.sessions.lock();
+        let mut discarded = None;
+        if let Some(existing) = sessions.get(client_id).cloned() {
+            let mut state = existing.lock();
+            if let Some(mut old) = state.owner.take() {
+                debug!(client_id = %client_id, "session taken over");
+                if let Some(kick) = old.kick.take() {
+                    let _ = kick.send(ReasonCode::SESSION_TAKEN_OVER);
+                }
+            }
+            if !clean_start && !state.ended {
+                state.owner = Some(owner);
+                state.epoch += 1;
+                state.expiry_interval = expiry_interval;
+                // Resumed before the Will Delay Interval passed: the will is not sent.
+                state.pending_will = None;
+                drop(state);
+                existing.set_online(true);
+                return (existing, true);
+            }
+            state.ended = true;
+            drop(state);
+            existing.set_online(false);
+            discarded = Some(existing);
+        }
+        let session = Session::new(client_id.clone(), expiry_interval);
+        session.lock().owner = Some(owner);
+        session.set_online(true);
+        sessions.insert(client_id.clone(), session.clone());
+        drop(sessions);
+        if let Some(old) = discarded {
+            self.end_session(&old);
+        }
+        (session, false)
+    }
+
+    /// Detaches connection `connection_id` from `session` when the connection closes.
+    /// `will` is the will to publish (already cleared on a normal DISCONNECT).
+    pub fn detach(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        connection_id: u64,
+        will: Option<PendingWill>,
+    ) {
+        let mut state = session.lock();
+        let owner = state.owner.as_ref().map(|o| o.connection_id);
+        if owner != Some(connection_id) {
+            // Taken over. If the session went on, a delayed will is not sent (the
+            // session was resumed before the delay ran out); if it was discarded, the
+            // session ended and the will goes now.
+            let ended = state.ended;
+            drop(state);
+            if let Some(will) = will
+                && (ended || will_delay(&will.will) == 0)
+            {
+                self.publish_will(will);
+            }
+            return;
+        }
+        state.owner = None;
+        state.epoch += 1;
+        session.set_online(false);
+        let epoch = state.epoch;
+        let expiry = state.expiry_interval;
+        if expiry == 0 {
+            state.pending_will = will;
+            drop(state);
+            self.end_session(session);
+            return;
+        }
+        let shared = take_shared(&mut state);
+        let mut delay = None;
+        if let Some(will) = will {
+            match will_delay(&will.will) {
+                0 => {
+                    drop(state);
+                    self.publish_will(will);
+                    state = session.lock();
+                }
+                secs => {
+                    delay = Some(secs.min(expiry));
+                    state.pending_will = Some(will);
+                }
+            }
+        }
+        drop(state);
+        self.redispatch(shared, session);
+        if let Some(secs) = delay {
+            let broker = self.clone();
+            let session = session.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(u64::from(secs))).await;
+                let will = {
+                    let mut state = session.lock();
+                    if state.epoch != epoch {
+                        return;
+                    }
+                    state.pending_will.take()
+                };
+                if let Some(will) = will {
+                    broker.publish_will(will);
+                }
+            });
+        }
+        if expiry != u32::MAX {
+            let broker = self.clone();
+            let session = session.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(u64::from(expiry))).await;
+                let expired = {
+                    let mut state = session.lock();
+                    let expired = state.epoch == epoch && state.owner.is_none() && !state.ended;
+                    if expired {
+                        state.ended = true;
+                    }
+                    expired
+                };
+                if expired {
+                    debug!(client_id = %session.client_id, "session expired");
+                    broker.end_session(&session);
+                }
+            });
+        }
+    }
+
+    /// Ends a session: forgets it, removes its subscriptions, hands its shared-subscription
+    /// messages to other members, and publishes a will still waiting for its delay.
+    fn end_session(&self, session: &Arc<Session>) {
+        {
+            let mut sessions = self.sessions.lock();
+            if sessions
+                .get(&session.client_id)
+                .is_some_and(|s| Arc::ptr_eq(s, session))
+            {
+                sessions.remove(&session.client_id);
+            }
+        }
+        let (subscriptions, shared, will) = {
+            let mut state = session.lock();
+            state.ended = true;
+            let shared = take_shared(&mut state);
+            state.queue.clear();
+            state.inflight.clear();
+            (
+                std::mem::take(&mut state.subscriptions),
+                shared,
+                state.pending_will.take(),
+            )
+        };
+        {
+            let mut router = self.router.write();
+            let who = SessionRef(session.clone());
+            for (filter, _) in subscriptions.values() {
+                router.unsubscribe(filter, &who);
+            }
+        }
+        self.redispatch(shared, session);
+        if let Some(will) = will {
+            self.publish_will(will);
+        }
+    }
+
+    /// Adds a subscription; true when it replaced an existing one.
+    pub fn subscribe(
+        &self,
+        session: &Arc<Session>,
+        filter: TopicFilter,
+        data: SubscriptionData,
+    ) -> bool {
+        let who = SessionRef(session.clone());
+        let existed = self.router.write().subscribe(&filter, who.clone(), data);
+        let ended = {
+            let mut state = session.lock();
+            state
+                .subscriptions
+                .insert(filter.full().into(), (filter.clone(), data));
+            state.ended
+        };
+        if ended {
+            // The session was discarded (takeover) while this SUBSCRIBE was handled.
+            self.router.write().unsubscribe(&filter, &who);
+        }
+        existed
+    }
+
+    /// Removes a subscription; true when it existed. Messages queued for it through a
+    /// share group go to the group's other members.
+    pub fn unsubscribe(&self, session: &Arc<Session>, filter: &TopicFilter) -> bool {
+        let removed = self
+            .router
+            .write()
+            .unsubscribe(filter, &SessionRef(session.clone()));
+        let shared = {
+            let mut state = session.lock();
+            state.subscriptions.remove(filter.full());
+            let mut shared = Vec::new();
+            if filter.share_group().is_some() {
+                state.queue.retain(|d| {
+                    let mine = d.share.as_ref() == Some(filter);
+                    if mine {
+                        shared.push(d.clone());
+                    }
+                    !mine
+                });
+            }
+            shared
+        };
+        self.redispatch(shared, session);
+        removed
+    }
+
+    /// The retained messages matching `filter`.
+    pub fn retained_matching(&self, filter: &TopicFilter) -> Vec<Arc<Message>> {
+        let mut out = Vec::new();
+        self.retained.matching(filter, Instant::now(), &mut out);
+        out
+    }
+
+    /// Stores (or clears) the retained message, then routes the message. Returns the
+    /// number of sessions it was offered to.
+    pub fn publish(&self, message: Arc<Message>) -> usize {
+        if message.publish.retain {
+            if message.publish.payload.is_empty() {
+                self.retained.remove(message.topic());
+            } else {
+                self.retained.set(message.clone());
+            }
+        }
+        self.route(message)
+    }
+
+    fn route(&self, message: Arc<Message>) -> usize {
+        let route_id = self.next_route_id.fetch_add(1, Ordering::Relaxed);
+        let publish = &message.publish;
+        let mut targets: Vec<(Arc<Session>, Delivery)> = Vec::new();
+        {
+            let router = self.router.read();
+            router.matches(&publish.topic, |found| match found {
+                Match::Direct(who, data) => {
+                    let session = &who.0;
+                    if data.options.no_local && message.origin.as_ref() == Some(&session.client_id)
+                    {
+                        return;
+                    }
+                    let qos = publish.qos.min(data.options.qos);
+                    let retain = publish.retain && data.options.retain_as_published;
+                    if session.route_mark.swap(route_id, Ordering::Relaxed) == route_id {
+                        // Overlapping subscriptions: one copy at the highest QoS, carrying
+                        // every subscription identifier [MQTT-3.3.4-2, MQTT-3.3.4-4].
+                        if let Some((_, d)) = targets
+                            .iter_mut()
+                            .find(|(s, d)| d.share.is_none() && Arc::ptr_eq(s, session))
+                        {
+                            d.qos = d.qos.max(qos);
+                            d.retain |= retain;
+                            d.subscription_ids.extend(data.id);
+                        }
+                        return;
+                    }
+                    targets.push((
+                        session.clone(),
+                        Delivery {
+                            message: message.clone(),
+                            qos,
+                            retain,
+                            subscription_ids: data.id.into_iter().collect(),
+                            share: None,
+                        },
+                    ));
+                }
+                Match::Shared(group) => {
+                    if let Some((who, data)) = group.pick(|s| s.0.is_online()) {
+                        targets.push((
+                            who.0.clone(),
+                            Delivery {
+                                message: message.clone(),
+                                qos: publish.qos.min(data.options.qos),
+                                retain: false,
+                                subscription_ids: data.id.into_iter().collect(),
+                                share: Some(group.filter.clone()),
+                            },
+                        ));
+                    }
+                }
+            });
+        }
+        let count = targets.len();
+        for (session, delivery) in targets {
+            self.offer(&session, delivery);
+        }
+        count
+    }
+
+    /// Queues a delivery for a session and counts what was dropped.
+    pub fn offer(&self, session: &Session, delivery: Delivery) {
+        match session.enqueue(delivery, self.config.limits.max_queued_messages) {
+            Enqueued::Queued | Enqueued::Ended => {}
+            Enqueued::QueueFull => {
+                Metrics::add(&self.metrics.messages_dropped_queue_full, 1);
+                debug!(client_id = %session.client_id, "queue full, message dropped");
+            }
+            Enqueued::OfflineQoS0 => Metrics::add(&self.metrics.messages_dropped_offline_qos0, 1),
+        }
+    }
+
+    /// Gives shared-subscription deliveries of a leaving member to another member.
+    fn redispatch(&self, deliveries: Vec<Delivery>, leaving: &Arc<Session>) {
+        for mut delivery in deliveries {
+            let Some(filter) = delivery.share.clone() else {
+                continue;
+            };
+            let target = {
+                let router = self.router.read();
+                router.shared_group(&filter).and_then(|group| {
+                    let other = |s: &SessionRef| !Arc::ptr_eq(&s.0, leaving);
+                    group
+                        .pick(|s| other(s) && s.0.is_online())
+                        .filter(|(s, _)| other(s))
+                        .map(|(s, data)| (s.0.clone(), *data))
+                })
+            };
+            match target {
+                Some((session, data)) => {
+                    delivery.qos = delivery.message.publish.qos.min(data.options.qos);
+                    delivery.subscription_ids = data.id.into_iter().collect();
+                    self.offer(&session, delivery);
+                }
+                None => {
+                    warn!(group = ?filter, "no other member of the share group: message dropped");
+                    Metrics::add(&self.metrics.messages_dropped_queue_full, 1);
+                }
+            }
+        }
+    }
+
+    /// Publishes a Will Message.
+    pub fn publish_will(&self, pending: PendingWill) {
+        let PendingWill { will, client_id } = pending;
+        debug!(client_id = %client_id, topic = %will.topic, "publishing will");
+        let p = will.properties;
+        let publish = Publish {
+            dup: false,
+            qos: will.qos,
+            retain: will.retain,
+            topic: will.topic,
+            packet_id: 0,
+            payload: will.payload,
+            properties: PublishProperties {
+                payload_format_indicator: p.payload_format_indicator,
+                message_expiry_interval: p.message_expiry_interval,
+                topic_alias: None,
+                response_topic: p.response_topic,
+                correlation_data: p.correlation_data,
+                user_properties: p.user_properties,
+                subscription_identifiers: Vec::new(),
+                content_type: p.content_type,
+            },
+        };
+        self.publish(Message::new(publish, Some(client_id)));
+    }
+}
+
+fn will_delay(will: &LastWill) -> u32 {
+    will.properties.will_delay_interval.unwrap_or(0)
+}
+
+/// Takes the deliveries of shared subscriptions that the client has not received yet
+/// (queued, or sent and not acknowledged with PUBACK/PUBREC) out of the session.
+fn take_shared(state: &mut crate::session::SessionState) -> Vec<Delivery> {
+    let mut shared = Vec::new();
+    state.queue.retain(|d| {
+        if d.share.is_some() {
+            shared.push(d.clone());
+            return false;
+        }
+        true
+    });
+    state.inflight.retain(|o| {
+        if o.delivery.share.is_some() && o.stage != Stage::AwaitPubComp {
+            shared.push(o.delivery.clone());
+            return false;
+        }
+        true
+    });
+    shared
+}

@@ -1,0 +1,174 @@
+//! The broker's configuration: a serde struct with named defaults, refused when it holds
+//! an unknown key. The commented default file is embedded and printed by
+//! `wasmq print-config`; a test keeps it and [`Config::default`] in step.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+/// The default configuration file, with a comment on every key.
+pub const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address of the MQTT listener.
+    pub listen: SocketAddr,
+    /// Sizes, counts and times.
+    pub limits: Limits,
+    /// `$SYS` topics.
+    pub sys: SysConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            limits: Limits::default(),
+            sys: SysConfig::default(),
+        }
+    }
+}
+
+/// Every limit of the broker; see the default configuration file for what each means.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[allow(missing_docs)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub connect_timeout_ms: u64,
+    pub max_packet_size: u32,
+    pub receive_maximum: u16,
+    pub max_inflight: u16,
+    pub max_queued_messages: usize,
+    pub topic_alias_maximum: u16,
+    pub keep_alive_max_secs: u16,
+    pub session_expiry_max_secs: u32,
+    pub client_id_max_len: usize,
+    pub write_buffer_high_water: usize,
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 10_000,
+            connect_timeout_ms: 10_000,
+            max_packet_size: 1024 * 1024,
+            receive_maximum: 128,
+            max_inflight: 128,
+            max_queued_messages: 1000,
+            topic_alias_maximum: 64,
+            keep_alive_max_secs: u16::MAX,
+            session_expiry_max_secs: 7 * 24 * 3600,
+            client_id_max_len: 256,
+            write_buffer_high_water: 64 * 1024,
+            shutdown_timeout_ms: 5000,
+        }
+    }
+}
+
+impl Limits {
+    /// `connect_timeout_ms` as a duration.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    /// `shutdown_timeout_ms` as a duration.
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown_timeout_ms)
+    }
+}
+
+/// `$SYS` publication.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SysConfig {
+    /// Seconds between publications; 0 turns them off.
+    pub interval_secs: u64,
+}
+
+impl Default for SysConfig {
+    fn default() -> Self {
+        SysConfig { interval_secs: 10 }
+    }
+}
+
+impl Config {
+    /// Parses a configuration from TOML text.
+    pub fn parse(text: &str) -> anyhow::Result<Config> {
+        let config: Config = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads and parses a configuration file.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Config::parse(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let l = &self.limits;
+        anyhow::ensure!(
+            l.max_connections > 0,
+            "limits.max_connections must be at least 1"
+        );
+        anyhow::ensure!(
+            l.receive_maximum > 0,
+            "limits.receive_maximum must be at least 1"
+        );
+        anyhow::ensure!(l.max_inflight > 0, "limits.max_inflight must be at least 1");
+        anyhow::ensure!(
+            l.max_queued_messages > 0,
+            "limits.max_queued_messages must be at least 1"
+        );
+        anyhow::ensure!(
+            (64..=268_435_460).contains(&l.max_packet_size),
+            "limits.max_packet_size must be between 64 bytes and 268435460 (the MQTT maximum)"
+        );
+        anyhow::ensure!(
+            l.keep_alive_max_secs > 0,
+            "limits.keep_alive_max_secs must be at least 1"
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_default_file_is_the_default() {
+        assert_eq!(Config::parse(DEFAULT_CONFIG).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = Config::parse("[limits]\nmax_conections = 3\n").unwrap_err();
+        assert!(format!("{err:#}").contains("unknown field"), "{err:#}");
+        assert!(Config::parse("lissen = \"127.0.0.1:1\"").is_err());
+    }
+
+    #[test]
+    fn missing_keys_take_defaults() {
+        let config = Config::parse("[limits]\nmax_inflight = 5\n").unwrap();
+        assert_eq!(config.limits.max_inflight, 5);
+        assert_eq!(
+            config.limits.max_queued_messages,
+            Limits::default().max_queued_messages
+        );
+    }
+
+    #[test]
+    fn impossible_values_are_refused() {
+        assert!(Config::parse("[limits]\nreceive_maximum = 0\n").is_err());
+        assert!(Config::parse("[limits]\nmax_packet_size = 10\n").is_err());
+    }
+}

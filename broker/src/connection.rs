@@ -1,0 +1,944 @@
+//! One client connection: the CONNECT handshake, then a loop that reads packets, pulls
+//! deliveries from the session, and writes, all in one task.
+//!
+//! Reading and writing run side by side in one `select!`, so a client that stops reading
+//! never stops the broker from reading its acknowledgements. Outgoing packets are encoded
+//! into one buffer and written together (batched writes); the session queue is only
+//! drained while that buffer is below `write_buffer_high_water`, which is how a slow
+//! reader pushes back.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use bytestring::ByteString;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::{OwnedSemaphorePermit, oneshot, watch};
+use tracing::{Instrument, debug, field, info_span, warn};
+use wasmq_codec::{
+    AckProperties, ConnAck, ConnAckProperties, Connect, DecodeError, Disconnect,
+    DisconnectProperties, Packet, Protocol, PubAckBody, Publish, QoS, ReasonCode, RetainHandling,
+    SubAck, Subscribe, UnsubAck, Unsubscribe,
+};
+
+use crate::broker::Broker;
+use crate::hooks::{Action, AuthDecision, ClientInfo, Transformed};
+use crate::message::{Delivery, Message};
+use crate::metrics::Metrics;
+use crate::router::SubscriptionData;
+use crate::session::{Outgoing, PendingWill, Session, Stage};
+use crate::topic::{TopicFilter, TopicName};
+
+/// Deliveries taken from the session per lock: bounds the time the lock is held.
+const PULL_BATCH: usize = 64;
+/// Time given to a last DISCONNECT or CONNACK to leave before the socket is dropped.
+const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Serves one accepted TCP connection until it closes.
+pub(crate) async fn serve(
+    broker: Arc<Broker>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+    _permit: OwnedSemaphorePermit,
+) {
+    let _ = stream.set_nodelay(true);
+    let span = info_span!("connection", %peer, client_id = field::Empty);
+    async move {
+        match run(broker, stream, peer, shutdown).await {
+            Ok(()) => debug!("connection closed"),
+            Err(error) => debug!(%error, "connection closed"),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Why a connection ends.
+#[derive(Debug)]
+enum Close {
+    /// DISCONNECT from the client; `with_will` for v5 reason 0x04.
+    Disconnect { with_will: bool },
+    /// The peer closed the socket, or it failed.
+    Lost(String),
+    /// The broker closes the connection with this reason (sent to v5 clients).
+    Reason(ReasonCode, String),
+    /// The server is shutting down.
+    Shutdown,
+}
+
+impl Close {
+    fn protocol(code: ReasonCode, why: impl ToString) -> Close {
+        Close::Reason(code, why.to_string())
+    }
+}
+
+impl From<std::io::Error> for Close {
+    fn from(error: std::io::Error) -> Self {
+        Close::Lost(error.to_string())
+    }
+}
+
+async fn run(
+    broker: Arc<Broker>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let limits = &broker.config.limits;
+    let mut rbuf = BytesMut::with_capacity(4096);
+    let deadline = tokio::time::Instant::now() + limits.connect_timeout();
+    // The first packet must be CONNECT [MQTT-3.1.0-1], within connect_timeout_ms.
+    let connect = loop {
+        match Packet::decode(&mut rbuf, Protocol::V5, limits.max_packet_size) {
+            Ok(Some(Packet::Connect(connect))) => break connect,
+            Ok(Some(other)) => anyhow::bail!(
+                "[MQTT-3.1.0-1] first packet is {}, not CONNECT",
+                other.kind()
+            ),
+            Ok(None) => {}
+            Err(
+                error @ (DecodeError::UnsupportedProtocolVersion(_)
+                | DecodeError::InvalidProtocolName),
+            ) => {
+                // Answered in the v3.1.1 form, which every version understands [MQTT-3.1.2-2].
+                let mut out = BytesMut::new();
+                Packet::ConnAck(ConnAck {
+                    reason_code: error.reason_code(),
+                    ..Default::default()
+                })
+                .encode(Protocol::V311, &mut out);
+                let _ = tokio::time::timeout(FAREWELL_TIMEOUT, stream.write_all(&out)).await;
+                anyhow::bail!(error);
+            }
+            Err(error) => {
+                Metrics::add(&broker.metrics.protocol_errors, 1);
+                anyhow::bail!(error);
+            }
+        }
+        let read = tokio::select! {
+            read = tokio::time::timeout_at(deadline, stream.read_buf(&mut rbuf)) => read,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        match read {
+            Err(_) => anyhow::bail!("no CONNECT within {} ms", limits.connect_timeout_ms),
+            Ok(Ok(0)) => anyhow::bail!("closed before CONNECT"),
+            Ok(Ok(n)) => Metrics::add(&broker.metrics.bytes_received, n as u64),
+            Ok(Err(error)) => return Err(error.into()),
+        }
+    };
+    let Some(mut connection) =
+        Connection::accept(broker.clone(), *connect, peer, &mut stream).await?
+    else {
+        return Ok(());
+    };
+    let (mut reader, mut writer) = stream.into_split();
+    let close = connection
+        .serve(&mut reader, &mut writer, rbuf, &mut shutdown)
+        .await;
+    connection.finish(close, &mut writer).await;
+    Ok(())
+}
+
+/// A connection after a successful CONNECT.
+struct Connection {
+    broker: Arc<Broker>,
+    session: Arc<Session>,
+    client: ClientInfo,
+    connection_id: u64,
+    kick: oneshot::Receiver<ReasonCode>,
+    superuser: bool,
+    /// 1.5 x Keep Alive; `None` when keep-alive is off.
+    keep_alive_timeout: Option<Duration>,
+    /// Whether the session ends with the connection (a later DISCONNECT may not change it).
+    expiry_was_zero: bool,
+    /// min(max_inflight, the client's Receive Maximum).
+    send_window: usize,
+    client_max_packet_size: usize,
+    client_topic_alias_max: u16,
+    problem_information: bool,
+    will: Option<Box<wasmq_codec::LastWill>>,
+    aliases_in: HashMap<u16, ByteString>,
+    aliases_out: HashMap<ByteString, u16>,
+    wbuf: BytesMut,
+    /// The session may hold deliveries to pull.
+    pending: bool,
+    scratch: Vec<(u16, Delivery)>,
+}
+
+impl Connection {
+    fn v5(&self) -> bool {
+        self.client.protocol == Protocol::V5
+    }
+
+    /// Checks the CONNECT, authenticates, attaches the session and sends CONNACK. `None`
+    /// when the connection was refused (the CONNACK saying why was sent).
+    async fn accept(
+        broker: Arc<Broker>,
+        connect: Connect,
+        peer: SocketAddr,
+        stream: &mut TcpStream,
+    ) -> anyhow::Result<Option<Connection>> {
+        let limits = &broker.config.limits;
+        let protocol = connect.protocol;
+        let v5 = protocol == Protocol::V5;
+        let mut assigned_client_identifier = None;
+        let refusal = |code: ReasonCode, why: &str| {
+            debug!(reason = why, code = code.0, "connection refused");
+            let mut out = BytesMut::new();
+            let reason_string = v5.then(|| ByteString::from(why));
+            Packet::ConnAck(ConnAck {
+                session_present: false,
+                reason_code: code,
+                properties: ConnAckProperties {
+                    reason_string,
+                    ..Default::default()
+                },
+            })
+            .encode(protocol, &mut out);
+            out
+        };
+        let mut refuse =
+            async |code: ReasonCode, why: &str| -> anyhow::Result<Option<Connection>> {
+                let out = refusal(code, why);
+                let _ = tokio::time::timeout(FAREWELL_TIMEOUT, stream.write_all(&out)).await;
+                Ok(None)
+            };
+
+        let client_id = if connect.client_id.is_empty() {
+            if !v5 && !connect.clean_start {
+                return refuse(
+                    ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+                    "[MQTT-3.1.3-8] empty client id needs clean session",
+                )
+                .await;
+            }
+            let id = ByteString::from(generated_client_id(broker.connection_id()));
+            if v5 {
+                assigned_client_identifier = Some(id.clone());
+            }
+            id
+        } else {
+            connect.client_id
+        };
+        if client_id.len() > limits.client_id_max_len {
+            return refuse(
+                ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+                "client id too long",
+            )
+            .await;
+        }
+
+        let max_keep_alive = limits.keep_alive_max_secs;
+        let mut keep_alive = connect.keep_alive;
+        let mut server_keep_alive = None;
+        if keep_alive > max_keep_alive || (keep_alive == 0 && max_keep_alive < u16::MAX) {
+            if v5 {
+                keep_alive = max_keep_alive;
+                server_keep_alive = Some(max_keep_alive);
+            } else if keep_alive > max_keep_alive {
+                return refuse(
+                    ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+                    "keep alive above the maximum",
+                )
+                .await;
+            }
+        }
+
+        if let Some(will) = &connect.will
+            && let Err(error) = TopicName::new(will.topic.clone())
+        {
+            return refuse(
+                ReasonCode::TOPIC_NAME_INVALID,
+                &format!("will topic: {error}"),
+            )
+            .await;
+        }
+        if connect.properties.authentication_method.is_some() {
+            return refuse(
+                ReasonCode::BAD_AUTHENTICATION_METHOD,
+                "enhanced authentication is not supported",
+            )
+            .await;
+        }
+
+        let client = ClientInfo {
+            client_id: client_id.clone(),
+            username: connect.username.clone(),
+            peer_addr: peer,
+            protocol,
+            listener: "tcp",
+        };
+        let superuser = match &broker.hooks {
+            None => false,
+            Some(hooks) => match hooks.authenticate(&client, connect.password.as_ref()).await {
+                AuthDecision::Allow { superuser } => superuser,
+                AuthDecision::Deny(code) => return refuse(code, "authentication failed").await,
+            },
+        };
+
+        let requested_expiry = match (v5, connect.clean_start) {
+            (true, _) => connect.properties.session_expiry_interval.unwrap_or(0),
+            (false, true) => 0,
+            (false, false) => u32::MAX,
+        };
+        let expiry = requested_expiry.min(limits.session_expiry_max_secs);
+        let connection_id = broker.connection_id();
+        let (kick_tx, kick) = oneshot::channel();
+        let (session, session_present) = broker.attach(
+            &client_id,
+            connect.clean_start,
+            expiry,
+            connection_id,
+            kick_tx,
+        );
+        tracing::Span::current().record("client_id", &*client_id);
+        debug!(
+            ?protocol,
+            clean_start = connect.clean_start,
+            session_present,
+            keep_alive,
+            "connected"
+        );
+
+        let props = &connect.properties;
+        let mut connection = Connection {
+            broker: broker.clone(),
+            session,
+            client,
+            connection_id,
+            kick,
+            superuser,
+            keep_alive_timeout: (keep_alive > 0)
+                .then(|| Duration::from_millis(u64::from(keep_alive) * 1500)),
+            expiry_was_zero: expiry == 0,
+            send_window: usize::from(
+                limits
+                    .max_inflight
+                    .min(props.receive_maximum.unwrap_or(u16::MAX)),
+            ),
+            client_max_packet_size: props.maximum_packet_size.map_or(usize::MAX, |m| m as usize),
+            client_topic_alias_max: if v5 {
+                props.topic_alias_maximum.unwrap_or(0)
+            } else {
+                0
+            },
+            problem_information: props.request_problem_information.unwrap_or(true),
+            will: connect.will.map(Box::new),
+            aliases_in: HashMap::new(),
+            aliases_out: HashMap::new(),
+            wbuf: BytesMut::with_capacity(8192),
+            pending: true,
+            scratch: Vec::with_capacity(PULL_BATCH),
+        };
+        let properties = if v5 {
+            ConnAckProperties {
+                session_expiry_interval: (expiry != requested_expiry).then_some(expiry),
+                receive_maximum: Some(limits.receive_maximum),
+                maximum_packet_size: Some(limits.max_packet_size),
+                assigned_client_identifier,
+                topic_alias_maximum: (limits.topic_alias_maximum > 0)
+                    .then_some(limits.topic_alias_maximum),
+                server_keep_alive,
+                ..Default::default()
+            }
+        } else {
+            ConnAckProperties::default()
+        };
+        connection.send(Packet::ConnAck(ConnAck {
+            session_present,
+            reason_code: ReasonCode::SUCCESS,
+            properties,
+        }));
+        Metrics::add(&broker.metrics.clients_connected, 1);
+        if session_present {
+            connection.resend_inflight();
+        }
+        Ok(Some(connection))
+    }
+
+    /// Redelivers unacknowledged messages after a session is resumed: PUBLISH with DUP,
+    /// or PUBREL for those already received [MQTT-4.4.0-1].
+    fn resend_inflight(&mut self) {
+        let inflight: Vec<Outgoing> = self.session.lock().inflight.iter().cloned().collect();
+        for outgoing in inflight {
+            match outgoing.stage {
+                Stage::AwaitPubComp => {
+                    self.send(Packet::PubRel(PubAckBody::new(outgoing.packet_id)))
+                }
+                Stage::AwaitPubAck | Stage::AwaitPubRec => {
+                    self.write_publish(outgoing.packet_id, &outgoing.delivery, true);
+                }
+            }
+        }
+    }
+
+    async fn serve(
+        &mut self,
+        reader: &mut tokio::net::tcp::OwnedReadHalf,
+        writer: &mut OwnedWriteHalf,
+        mut rbuf: BytesMut,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Close {
+        let limits = self.broker.config.limits.clone();
+        let high_water = limits.write_buffer_high_water;
+        let mut last_packet = tokio::time::Instant::now();
+        loop {
+            if self.pending && self.wbuf.len() < high_water {
+                self.pull();
+            }
+            let keep_alive_deadline = self.keep_alive_timeout.map(|t| last_packet + t);
+            tokio::select! {
+                _ = shutdown.changed() => return Close::Shutdown,
+                reason = &mut self.kick => {
+                    let reason = reason.unwrap_or(ReasonCode::SESSION_TAKEN_OVER);
+                    return Close::Reason(reason, "session taken over".into());
+                }
+                written = writer.write_buf(&mut self.wbuf), if !self.wbuf.is_empty() => match written {
+                    Ok(0) => return Close::Lost("socket closed for writing".into()),
+                    Ok(n) => Metrics::add(&self.broker.metrics.bytes_sent, n as u64),
+                    Err(error) => return error.into(),
+                },
+                read = reader.read_buf(&mut rbuf) => {
+                    match read {
+                        Ok(0) => return Close::Lost("closed by peer".into()),
+                        Ok(n) => Metrics::add(&self.broker.metrics.bytes_received, n as u64),
+                        Err(error) => return error.into(),
+                    }
+                    loop {
+                        match Packet::decode(&mut rbuf, self.client.protocol, limits.max_packet_size) {
+                            Ok(Some(packet)) => {
+                                last_packet = tokio::time::Instant::now();
+                                if let Err(close) = self.handle(packet).await {
+                                    return close;
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(error) => {
+                                Metrics::add(&self.broker.metrics.protocol_errors, 1);
+                                return Close::protocol(error.reason_code(), error);
+                            }
+                        }
+                    }
+                }
+                _ = self.session.wake.notified() => self.pending = true,
+                _ = sleep_until(keep_alive_deadline) => {
+                    return Close::protocol(ReasonCode::KEEP_ALIVE_TIMEOUT, "keep alive timeout");
+                }
+            }
+        }
+    }
+
+    /// Sends what is due before closing, detaches the session and publishes the will.
+    async fn finish(mut self, close: Close, writer: &mut OwnedWriteHalf) {
+        let (reason, publish_will) = match &close {
+            Close::Disconnect { with_will } => (None, *with_will),
+            Close::Lost(why) => {
+                debug!(why, "connection lost");
+                (None, true)
+            }
+            Close::Reason(code, why) => {
+                if code.is_error() && *code != ReasonCode::SESSION_TAKEN_OVER {
+                    warn!(code = code.0, why, "closing connection");
+                }
+                (Some((*code, why.clone())), true)
+            }
+            Close::Shutdown => (
+                Some((
+                    ReasonCode::SERVER_SHUTTING_DOWN,
+                    "server shutting down".into(),
+                )),
+                false,
+            ),
+        };
+        if let Some((code, why)) = reason
+            && self.v5()
+        {
+            self.send(Packet::Disconnect(Disconnect {
+                reason_code: code,
+                properties: DisconnectProperties {
+                    reason_string: Some(why.into()),
+                    ..Default::default()
+                },
+            }));
+        }
+        if !self.wbuf.is_empty() && !matches!(close, Close::Lost(_)) {
+            let wbuf = std::mem::take(&mut self.wbuf);
+            let _ = tokio::time::timeout(FAREWELL_TIMEOUT, writer.write_all(&wbuf)).await;
+        }
+        let _ = writer.shutdown().await;
+        Metrics::sub(&self.broker.metrics.clients_connected, 1);
+        let will = self
+            .will
+            .take()
+            .filter(|_| publish_will)
+            .map(|will| PendingWill {
+                will: *will,
+                client_id: self.client.client_id.clone(),
+            });
+        self.broker.detach(&self.session, self.connection_id, will);
+    }
+
+    fn send(&mut self, packet: Packet) {
+        packet.encode(self.client.protocol, &mut self.wbuf);
+    }
+
+    async fn handle(&mut self, packet: Packet) -> Result<(), Close> {
+        match packet {
+            Packet::Publish(publish) => self.on_publish(publish).await,
+            Packet::PubAck(ack) => {
+                self.acknowledged(ack.packet_id, Stage::AwaitPubAck);
+                Ok(())
+            }
+            Packet::PubRec(rec) => {
+                let mut state = self.session.lock();
+                let reply = match state.inflight_position(rec.packet_id, Stage::AwaitPubRec) {
+                    Some(index) if rec.reason_code.is_error() => {
+                        state.inflight.remove(index);
+                        None
+                    }
+                    Some(index) => {
+                        state.inflight[index].stage = Stage::AwaitPubComp;
+                        Some(ReasonCode::SUCCESS)
+                    }
+                    None => Some(ReasonCode::PACKET_IDENTIFIER_NOT_FOUND),
+                };
+                drop(state);
+                match reply {
+                    Some(code) => self.send(Packet::PubRel(ack(rec.packet_id, code))),
+                    None => self.pending = true,
+                }
+                Ok(())
+            }
+            Packet::PubComp(comp) => {
+                self.acknowledged(comp.packet_id, Stage::AwaitPubComp);
+                Ok(())
+            }
+            Packet::PubRel(rel) => {
+                let released = self.session.lock().incoming_qos2.remove(&rel.packet_id);
+                let code = if released {
+                    ReasonCode::SUCCESS
+                } else {
+                    ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
+                };
+                self.send(Packet::PubComp(ack(rel.packet_id, code)));
+                Ok(())
+            }
+            Packet::Subscribe(subscribe) => self.on_subscribe(subscribe).await,
+            Packet::Unsubscribe(unsubscribe) => {
+                self.on_unsubscribe(unsubscribe);
+                Ok(())
+            }
+            Packet::PingReq => {
+                self.send(Packet::PingResp);
+                Ok(())
+            }
+            Packet::Disconnect(disconnect) => self.on_disconnect(disconnect),
+            Packet::Connect(_) => Err(Close::protocol(
+                ReasonCode::PROTOCOL_ERROR,
+                "[MQTT-3.1.0-2] second CONNECT",
+            )),
+            Packet::Auth(_) => Err(Close::protocol(
+                ReasonCode::PROTOCOL_ERROR,
+                "[MQTT-4.12.0-1] AUTH without an authentication method",
+            )),
+            other => Err(Close::protocol(
+                ReasonCode::PROTOCOL_ERROR,
+                format!("{} is not sent by clients", other.kind()),
+            )),
+        }
+    }
+
+    fn acknowledged(&mut self, packet_id: u16, stage: Stage) {
+        let mut state = self.session.lock();
+        match state.inflight_position(packet_id, stage) {
+            Some(index) => {
+                state.inflight.remove(index);
+                self.pending = true;
+            }
+            None => debug!(
+                packet_id,
+                ?stage,
+                "acknowledgement for no message in flight"
+            ),
+        }
+    }
+
+    async fn on_publish(&mut self, mut publish: Publish) -> Result<(), Close> {
+        Metrics::add(&self.broker.metrics.messages_received, 1);
+        let limits = &self.broker.config.limits;
+        if self.v5() {
+            if let Some(alias) = publish.properties.topic_alias {
+                if alias == 0 || alias > limits.topic_alias_maximum {
+                    return Err(Close::protocol(
+                        ReasonCode::TOPIC_ALIAS_INVALID,
+                        "[MQTT-3.3.2-9] topic alias out of range",
+                    ));
+                }
+                if publish.topic.is_empty() {
+                    match self.aliases_in.get(&alias) {
+                        Some(topic) => publish.topic = topic.clone(),
+                        None => {
+                            return Err(Close::protocol(
+                                ReasonCode::PROTOCOL_ERROR,
+                                "[MQTT-3.3.4] unknown topic alias",
+                            ));
+                        }
+                    }
+                } else {
+                    self.aliases_in.insert(alias, publish.topic.clone());
+                }
+            }
+            if !publish.properties.subscription_identifiers.is_empty() {
+                return Err(Close::protocol(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "[MQTT-3.3.4-6] PUBLISH from a client carries a subscription identifier",
+                ));
+            }
+        }
+        if let Err(error) = TopicName::new(publish.topic.clone()) {
+            return Err(Close::protocol(ReasonCode::TOPIC_NAME_INVALID, error));
+        }
+        let packet_id = publish.packet_id;
+        let qos = publish.qos;
+        if qos == QoS::ExactlyOnce {
+            let state = self.session.lock();
+            if state.incoming_qos2.contains(&packet_id) {
+                // A re-sent PUBLISH before PUBREL: acknowledge, do not deliver again.
+                drop(state);
+                self.send(Packet::PubRec(PubAckBody::new(packet_id)));
+                return Ok(());
+            }
+            if state.incoming_qos2.len() >= usize::from(limits.receive_maximum) {
+                return Err(Close::protocol(
+                    ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+                    "[MQTT-3.3.4-7] receive maximum exceeded",
+                ));
+            }
+        }
+        let code = self.route_publish(publish).await?;
+        let reason_string = (code == ReasonCode::NOT_AUTHORIZED && self.problem_information)
+            .then(|| ByteString::from_static("not authorized"));
+        let body = PubAckBody {
+            packet_id,
+            reason_code: code,
+            properties: AckProperties {
+                reason_string,
+                ..Default::default()
+            },
+        };
+        match qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => self.send(Packet::PubAck(body)),
+            QoS::ExactlyOnce => {
+                if !code.is_error() {
+                    self.session.lock().incoming_qos2.insert(packet_id);
+                }
+                self.send(Packet::PubRec(body));
+            }
+        }
+        Ok(())
+    }
+
+    /// Authorizes, transforms and routes a PUBLISH; returns the reason code for its ack.
+    async fn route_publish(&mut self, mut publish: Publish) -> Result<ReasonCode, Close> {
+        if self.v5()
+            && publish.properties.payload_format_indicator == Some(1)
+            && std::str::from_utf8(&publish.payload).is_err()
+        {
+            if publish.qos == QoS::AtMostOnce {
+                return Err(Close::protocol(
+                    ReasonCode::PAYLOAD_FORMAT_INVALID,
+                    "payload is not UTF-8",
+                ));
+            }
+            return Ok(ReasonCode::PAYLOAD_FORMAT_INVALID);
+        }
+        if !self
+            .authorize(Action::Publish, &publish.topic, publish.qos, publish.retain)
+            .await
+        {
+            debug!(topic = %publish.topic, "publish not authorized");
+            return Ok(ReasonCode::NOT_AUTHORIZED);
+        }
+        if let Some(hooks) = self.broker.hooks.clone().filter(|h| h.transforms()) {
+            match hooks.transform(&self.client, &publish).await {
+                Transformed::Keep => {}
+                Transformed::Replace(replacement) => {
+                    match TopicName::new(replacement.topic.clone()) {
+                        Ok(_) => publish = *replacement,
+                        Err(error) => {
+                            warn!(%error, "transform produced an invalid topic; original kept")
+                        }
+                    }
+                }
+                Transformed::Drop => return Ok(ReasonCode::SUCCESS),
+            }
+        }
+        let matched = self
+            .broker
+            .publish(Message::new(publish, Some(self.client.client_id.clone())));
+        Ok(if matched == 0 {
+            ReasonCode::NO_MATCHING_SUBSCRIBERS
+        } else {
+            ReasonCode::SUCCESS
+        })
+    }
+
+    async fn authorize(&self, action: Action, topic: &str, qos: QoS, retain: bool) -> bool {
+        match &self.broker.hooks {
+            Some(hooks) if !self.superuser => {
+                hooks
+                    .authorize(&self.client, action, topic, qos, retain)
+                    .await
+            }
+            _ => true,
+        }
+    }
+
+    async fn on_subscribe(&mut self, subscribe: Subscribe) -> Result<(), Close> {
+        let id = subscribe.properties.subscription_identifier;
+        let mut codes = Vec::with_capacity(subscribe.filters.len());
+        let mut retained = Vec::new();
+        for (raw, options) in subscribe.filters {
+            let filter = match TopicFilter::new(raw) {
+                Ok(filter) => filter,
+                Err(error) => {
+                    debug!(%error, "subscription refused");
+                    codes.push(ReasonCode::TOPIC_FILTER_INVALID);
+                    continue;
+                }
+            };
+            if filter.share_group().is_some() && options.no_local {
+                return Err(Close::protocol(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "[MQTT-3.8.3-4] No Local on a shared subscription",
+                ));
+            }
+            if !self
+                .authorize(Action::Subscribe, filter.full(), options.qos, false)
+                .await
+            {
+                codes.push(ReasonCode::NOT_AUTHORIZED);
+                continue;
+            }
+            let data = SubscriptionData { options, id };
+            let existed = self.broker.subscribe(&self.session, filter.clone(), data);
+            codes.push(ReasonCode(options.qos as u8));
+            let send_retained = filter.share_group().is_none()
+                && match options.retain_handling {
+                    RetainHandling::SendAtSubscribe => true,
+                    RetainHandling::SendIfNew => !existed,
+                    RetainHandling::DoNotSend => false,
+                };
+            if send_retained {
+                for message in self.broker.retained_matching(&filter) {
+                    retained.push(Delivery {
+                        qos: message.publish.qos.min(options.qos),
+                        message,
+                        retain: true,
+                        subscription_ids: id.into_iter().collect(),
+                        share: None,
+                    });
+                }
+            }
+        }
+        let any_refused = codes.iter().any(|c| c.is_error());
+        let reason_string = (any_refused && self.problem_information && self.v5())
+            .then(|| ByteString::from_static("one or more filters refused"));
+        self.send(Packet::SubAck(SubAck {
+            packet_id: subscribe.packet_id,
+            reason_codes: codes,
+            properties: AckProperties {
+                reason_string,
+                ..Default::default()
+            },
+        }));
+        for delivery in retained {
+            self.broker.offer(&self.session, delivery);
+        }
+        Ok(())
+    }
+
+    fn on_unsubscribe(&mut self, unsubscribe: Unsubscribe) {
+        let codes = unsubscribe
+            .filters
+            .into_iter()
+            .map(|raw| match TopicFilter::new(raw) {
+                Err(_) => ReasonCode::TOPIC_FILTER_INVALID,
+                Ok(filter) if self.broker.unsubscribe(&self.session, &filter) => {
+                    ReasonCode::SUCCESS
+                }
+                Ok(_) => ReasonCode::NO_SUBSCRIPTION_EXISTED,
+            })
+            .collect();
+        self.send(Packet::UnsubAck(UnsubAck {
+            packet_id: unsubscribe.packet_id,
+            reason_codes: codes,
+            properties: AckProperties::default(),
+        }));
+    }
+
+    fn on_disconnect(&mut self, disconnect: Disconnect) -> Result<(), Close> {
+        if let Some(expiry) = disconnect.properties.session_expiry_interval {
+            if self.expiry_was_zero && expiry != 0 {
+                return Err(Close::protocol(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "[MQTT-3.14.2-2] session expiry set on DISCONNECT after 0 on CONNECT",
+                ));
+            }
+            self.session.lock().expiry_interval =
+                expiry.min(self.broker.config.limits.session_expiry_max_secs);
+        }
+        Err(Close::Disconnect {
+            with_will: disconnect.reason_code == ReasonCode::DISCONNECT_WITH_WILL,
+        })
+    }
+
+    /// Moves deliveries from the session queue into the write buffer, within the
+    /// inflight window, until the buffer reaches its high-water mark.
+    fn pull(&mut self) {
+        let high_water = self.broker.config.limits.write_buffer_high_water;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        loop {
+            let mut expired = 0;
+            let more = {
+                let mut state = self.session.lock();
+                let now = Instant::now();
+                while scratch.len() < PULL_BATCH {
+                    let Some(front) = state.queue.front() else {
+                        break;
+                    };
+                    if front.message.expired(now) {
+                        state.queue.pop_front();
+                        expired += 1;
+                        continue;
+                    }
+                    if front.qos != QoS::AtMostOnce && state.inflight.len() >= self.send_window {
+                        break;
+                    }
+                    let Some(delivery) = state.queue.pop_front() else {
+                        break;
+                    };
+                    let packet_id = match delivery.qos {
+                        QoS::AtMostOnce => 0,
+                        qos => {
+                            let packet_id = state.next_packet_id();
+                            let stage = if qos == QoS::AtLeastOnce {
+                                Stage::AwaitPubAck
+                            } else {
+                                Stage::AwaitPubRec
+                            };
+                            state.inflight.push_back(Outgoing {
+                                packet_id,
+                                delivery: delivery.clone(),
+                                stage,
+                            });
+                            packet_id
+                        }
+                    };
+                    scratch.push((packet_id, delivery));
+                }
+                // More can be taken now only if the window is not what stopped us.
+                state.queue.front().is_some_and(|front| {
+                    front.qos == QoS::AtMostOnce || state.inflight.len() < self.send_window
+                })
+            };
+            if expired > 0 {
+                Metrics::add(&self.broker.metrics.messages_expired, expired);
+            }
+            let mut too_large = Vec::new();
+            for (packet_id, delivery) in scratch.drain(..) {
+                if !self.write_publish(packet_id, &delivery, false) && packet_id != 0 {
+                    too_large.push(packet_id);
+                }
+            }
+            if !too_large.is_empty() {
+                self.session
+                    .lock()
+                    .inflight
+                    .retain(|o| !too_large.contains(&o.packet_id));
+                if !more {
+                    continue;
+                }
+            }
+            if !more || self.wbuf.len() >= high_water {
+                self.pending = more;
+                break;
+            }
+        }
+        self.scratch = scratch;
+    }
+
+    /// Encodes one delivery for this client; false when it exceeds the client's Maximum
+    /// Packet Size and was not sent [MQTT-3.1.2-25].
+    fn write_publish(&mut self, packet_id: u16, delivery: &Delivery, dup: bool) -> bool {
+        let message = &delivery.message;
+        let mut publish = message.publish.clone();
+        publish.dup = dup;
+        publish.qos = delivery.qos;
+        publish.retain = delivery.retain;
+        publish.packet_id = packet_id;
+        let mut new_alias = None;
+        if self.v5() {
+            publish
+                .properties
+                .subscription_identifiers
+                .clone_from(&delivery.subscription_ids);
+            publish.properties.message_expiry_interval = message.remaining_expiry(Instant::now());
+            if self.client_topic_alias_max > 0 {
+                match self.aliases_out.get(&publish.topic) {
+                    Some(&alias) => {
+                        publish.properties.topic_alias = Some(alias);
+                        publish.topic = ByteString::new();
+                    }
+                    None if self.aliases_out.len() < usize::from(self.client_topic_alias_max) => {
+                        let alias = self.aliases_out.len() as u16 + 1;
+                        publish.properties.topic_alias = Some(alias);
+                        new_alias = Some((publish.topic.clone(), alias));
+                    }
+                    None => {}
+                }
+            }
+        }
+        let start = self.wbuf.len();
+        Packet::Publish(publish).encode(self.client.protocol, &mut self.wbuf);
+        if self.wbuf.len() - start > self.client_max_packet_size {
+            self.wbuf.truncate(start);
+            Metrics::add(&self.broker.metrics.messages_dropped_too_large, 1);
+            debug!(topic = %message.publish.topic, "message larger than the client's maximum packet size");
+            return false;
+        }
+        if let Some((topic, alias)) = new_alias {
+            self.aliases_out.insert(topic, alias);
+        }
+        Metrics::add(&self.broker.metrics.messages_sent, 1);
+        true
+    }
+}
+
+fn ack(packet_id: u16, reason_code: ReasonCode) -> PubAckBody {
+    PubAckBody {
+        packet_id,
+        reason_code,
+        properties: AckProperties::default(),
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A client id for a client that sent none: unique in this process, hard to guess.
+fn generated_client_id(connection_id: u64) -> String {
+    use std::hash::{BuildHasher, RandomState};
+    let random = RandomState::new().hash_one(connection_id);
+    format!("wasmq-{connection_id:x}-{random:016x}")
+}

@@ -1,0 +1,94 @@
+//! The policy seam: what the broker asks on CONNECT, PUBLISH and SUBSCRIBE. The plugin
+//! host implements [`Hooks`]; with no hooks installed the broker lets every client
+//! connect, publish and subscribe, as Mosquitto does with no plugin or ACL file.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use bytestring::ByteString;
+use wasmq_codec::{Protocol, Publish, QoS, ReasonCode};
+
+/// A boxed future, so [`Hooks`] can be used as a trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Who is asking.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    /// The client identifier (assigned one included).
+    pub client_id: ByteString,
+    /// The User Name of CONNECT.
+    pub username: Option<ByteString>,
+    /// The peer's address.
+    pub peer_addr: SocketAddr,
+    /// The protocol of the connection.
+    pub protocol: Protocol,
+    /// The listener's name.
+    pub listener: &'static str,
+}
+
+/// The answer to CONNECT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthDecision {
+    /// Accepted; superusers skip authorization.
+    Allow {
+        /// Whether authorization checks are skipped for this client.
+        superuser: bool,
+    },
+    /// Refused with this CONNACK reason code (e.g. 0x86, 0x87).
+    Deny(ReasonCode),
+}
+
+/// What a client wants to do with a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// PUBLISH to a topic name.
+    Publish,
+    /// SUBSCRIBE to a topic filter.
+    Subscribe,
+}
+
+/// The result of the transform chain.
+#[derive(Debug, Clone)]
+pub enum Transformed {
+    /// Route the message as it is.
+    Keep,
+    /// Route this message instead.
+    Replace(Box<Publish>),
+    /// Do not route the message.
+    Drop,
+}
+
+/// Policy hooks. Implementations must be cheap to call concurrently; the broker calls
+/// them from every connection task.
+pub trait Hooks: Send + Sync {
+    /// Decides a CONNECT.
+    fn authenticate<'a>(
+        &'a self,
+        client: &'a ClientInfo,
+        password: Option<&'a Bytes>,
+    ) -> BoxFuture<'a, AuthDecision>;
+
+    /// Decides a PUBLISH (topic name) or a SUBSCRIBE (one topic filter); true allows.
+    fn authorize<'a>(
+        &'a self,
+        client: &'a ClientInfo,
+        action: Action,
+        topic: &'a str,
+        qos: QoS,
+        retain: bool,
+    ) -> BoxFuture<'a, bool>;
+
+    /// Transforms a PUBLISH before it is routed.
+    fn transform<'a>(
+        &'a self,
+        client: &'a ClientInfo,
+        message: &'a Publish,
+    ) -> BoxFuture<'a, Transformed>;
+
+    /// Whether [`Hooks::transform`] can change anything; when false the broker skips it.
+    fn transforms(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,78 @@
+//! A routed application message and its per-subscriber delivery.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytestring::ByteString;
+use wasmq_codec::{Publish, QoS};
+
+use crate::topic::TopicFilter;
+
+/// A message as the router holds it: decoded once, shared by every subscriber and by the
+/// retained store. `publish` carries the resolved topic (never an alias), packet id 0, no
+/// subscription identifiers; each delivery fills those in for its own connection.
+#[derive(Debug)]
+pub struct Message {
+    /// The message itself.
+    pub publish: Publish,
+    /// The publishing client, for No Local; `None` for the broker's own ($SYS) messages.
+    pub origin: Option<ByteString>,
+    /// When the Message Expiry Interval runs out.
+    pub expires_at: Option<Instant>,
+}
+
+impl Message {
+    /// Wraps a publish received now, computing its expiry from its properties.
+    pub fn new(mut publish: Publish, origin: Option<ByteString>) -> Arc<Message> {
+        publish.packet_id = 0;
+        publish.dup = false;
+        publish.properties.topic_alias = None;
+        publish.properties.subscription_identifiers.clear();
+        let expires_at = publish
+            .properties
+            .message_expiry_interval
+            .map(|secs| Instant::now() + Duration::from_secs(u64::from(secs)));
+        Arc::new(Message {
+            publish,
+            origin,
+            expires_at,
+        })
+    }
+
+    /// Whether the message expired before `now`.
+    pub fn expired(&self, now: Instant) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    /// The Message Expiry Interval to forward: what is left of it, in whole seconds,
+    /// rounded up so a live message never goes out with 0 [MQTT-3.3.2-6].
+    pub fn remaining_expiry(&self, now: Instant) -> Option<u32> {
+        self.expires_at.map(|at| {
+            let left = at.saturating_duration_since(now);
+            let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+            u32::try_from(secs.max(1)).unwrap_or(u32::MAX)
+        })
+    }
+
+    /// The topic name.
+    pub fn topic(&self) -> &str {
+        &self.publish.topic
+    }
+}
+
+/// A message on its way to one session: what QoS and retain flag it goes out with, which
+/// subscription identifiers it carries, and, for a shared subscription, which group it
+/// came through (so it can go to another member if this one leaves before acking).
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The shared message.
+    pub message: Arc<Message>,
+    /// min(message QoS, granted QoS).
+    pub qos: QoS,
+    /// The RETAIN flag to send.
+    pub retain: bool,
+    /// Subscription identifiers of the matching subscriptions.
+    pub subscription_ids: Vec<u32>,
+    /// The shared subscription it was routed through.
+    pub share: Option<TopicFilter>,
+}

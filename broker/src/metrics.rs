@@ -1,0 +1,45 @@
+//! Broker-wide counters, published under `$SYS/broker/...`.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Counters updated with relaxed atomics on the hot path; read by the `$SYS` publisher.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Clients connected now.
+    pub clients_connected: AtomicU64,
+    /// PUBLISH packets received from clients.
+    pub messages_received: AtomicU64,
+    /// PUBLISH packets sent to clients.
+    pub messages_sent: AtomicU64,
+    /// Bytes read from sockets.
+    pub bytes_received: AtomicU64,
+    /// Bytes written to sockets.
+    pub bytes_sent: AtomicU64,
+    /// Messages dropped because a session's queue was full.
+    pub messages_dropped_queue_full: AtomicU64,
+    /// QoS 0 messages not queued for offline sessions.
+    pub messages_dropped_offline_qos0: AtomicU64,
+    /// Messages that expired before they could be sent.
+    pub messages_expired: AtomicU64,
+    /// Messages not sent because they exceed the client's Maximum Packet Size.
+    pub messages_dropped_too_large: AtomicU64,
+    /// Connections closed for a protocol violation or malformed packet.
+    pub protocol_errors: AtomicU64,
+}
+
+impl Metrics {
+    /// Adds `n` to `counter`.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Relaxed);
+    }
+
+    /// Subtracts `n` from `counter` (a gauge).
+    pub fn sub(counter: &AtomicU64, n: u64) {
+        counter.fetch_sub(n, Relaxed);
+    }
+
+    /// Reads `counter`.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Relaxed)
+    }
+}

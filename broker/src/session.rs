@@ -1,0 +1,211 @@
+//! A client's session: its subscriptions, the messages queued for it, the QoS 1/2
+//! exchanges in flight both ways, and the connection (if any) that currently owns it.
+//!
+//! The state sits behind a short-lived mutex; no lock is ever held across an await. A
+//! publisher's task pushes [`Delivery`]s into the queue and wakes the owning connection,
+//! which pulls as many as its inflight window and write buffer allow.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use bytestring::ByteString;
+use parking_lot::{Mutex, MutexGuard};
+use tokio::sync::{Notify, oneshot};
+use wasmq_codec::{LastWill, QoS, ReasonCode};
+
+use crate::message::Delivery;
+use crate::router::SubscriptionData;
+use crate::topic::TopicFilter;
+
+/// Where an outgoing QoS 1/2 message stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// QoS 1 PUBLISH sent, waiting for PUBACK.
+    AwaitPubAck,
+    /// QoS 2 PUBLISH sent, waiting for PUBREC.
+    AwaitPubRec,
+    /// PUBREL sent, waiting for PUBCOMP.
+    AwaitPubComp,
+}
+
+/// An outgoing QoS 1/2 message that is not yet acknowledged.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// Its packet identifier.
+    pub packet_id: u16,
+    /// The message (kept for redelivery with DUP after a reconnect).
+    pub delivery: Delivery,
+    /// Where the exchange stands.
+    pub stage: Stage,
+}
+
+/// The connection that owns a session, and how to tell it to go.
+#[derive(Debug)]
+pub struct Owner {
+    /// The connection's id.
+    pub connection_id: u64,
+    /// Fired with the reason (e.g. 0x8E on takeover) to close the connection.
+    pub kick: Option<oneshot::Sender<ReasonCode>>,
+}
+
+/// A Will Message waiting for its Will Delay Interval.
+#[derive(Debug, Clone)]
+pub struct PendingWill {
+    /// The will.
+    pub will: LastWill,
+    /// The client that set it (for No Local and logs).
+    pub client_id: ByteString,
+}
+
+/// Everything that changes, behind the session's mutex.
+#[derive(Debug)]
+pub struct SessionState {
+    /// Subscriptions by full filter (`$share/...` included).
+    pub subscriptions: HashMap<ByteString, (TopicFilter, SubscriptionData)>,
+    /// Messages not yet sent.
+    pub queue: VecDeque<Delivery>,
+    /// Sent QoS 1/2 messages awaiting acknowledgement, in sending order.
+    pub inflight: VecDeque<Outgoing>,
+    /// QoS 2 packet ids received and not yet released by PUBREL: a PUBLISH that repeats
+    /// one of them is acknowledged but not routed again (exactly once).
+    pub incoming_qos2: HashSet<u16>,
+    /// The connection attached now.
+    pub owner: Option<Owner>,
+    /// Session Expiry Interval in seconds (0: the session ends with the connection).
+    pub expiry_interval: u32,
+    /// A will waiting for its delay after the connection closed.
+    pub pending_will: Option<PendingWill>,
+    /// Bumped at every attach and detach so timers started earlier know they are stale.
+    pub epoch: u64,
+    /// The session was discarded; late deliveries are dropped.
+    pub ended: bool,
+    next_packet_id: u16,
+}
+
+/// A session, shared by the sessions map, the router and its connection.
+#[derive(Debug)]
+pub struct Session {
+    /// The client identifier.
+    pub client_id: ByteString,
+    state: Mutex<SessionState>,
+    /// Wakes the owning connection when deliveries were queued.
+    pub wake: Notify,
+    /// Mirrors `state.owner.is_some()`, read without the lock by shared-subscription picks.
+    online: AtomicBool,
+    /// The last message routed here: detects overlapping subscriptions without a set.
+    pub(crate) route_mark: AtomicU64,
+}
+
+/// What became of a delivery offered to a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Queued.
+    Queued,
+    /// The queue was full: dropped (the newest message is the one dropped).
+    QueueFull,
+    /// QoS 0 for an offline session: not kept.
+    OfflineQoS0,
+    /// The session has ended.
+    Ended,
+}
+
+impl Session {
+    /// A new, empty session.
+    pub fn new(client_id: ByteString, expiry_interval: u32) -> Arc<Session> {
+        Arc::new(Session {
+            client_id,
+            state: Mutex::new(SessionState {
+                subscriptions: HashMap::new(),
+                queue: VecDeque::new(),
+                inflight: VecDeque::new(),
+                incoming_qos2: HashSet::new(),
+                owner: None,
+                expiry_interval,
+                pending_will: None,
+                epoch: 0,
+                ended: false,
+                next_packet_id: 1,
+            }),
+            wake: Notify::new(),
+            online: AtomicBool::new(false),
+            route_mark: AtomicU64::new(0),
+        })
+    }
+
+    /// Locks the state. Callers never hold it across an await, nor together with the
+    /// router lock.
+    pub fn lock(&self) -> MutexGuard<'_, SessionState> {
+        self.state.lock()
+    }
+
+    /// Whether a connection is attached.
+    pub fn is_online(&self) -> bool {
+        self.online.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_online(&self, online: bool) {
+        self.online.store(online, Ordering::Relaxed);
+    }
+
+    /// Offers a delivery; wakes the owning connection when it is queued.
+    pub fn enqueue(&self, delivery: Delivery, queue_max: usize) -> Enqueued {
+        let mut state = self.lock();
+        if state.ended {
+            return Enqueued::Ended;
+        }
+        let online = state.owner.is_some();
+        if !online && delivery.qos == QoS::AtMostOnce {
+            return Enqueued::OfflineQoS0;
+        }
+        if state.queue.len() >= queue_max {
+            return Enqueued::QueueFull;
+        }
+        state.queue.push_back(delivery);
+        drop(state);
+        if online {
+            self.wake.notify_one();
+        }
+        Enqueued::Queued
+    }
+}
+
+impl SessionState {
+    /// Allocates a packet identifier not used by any message in flight [MQTT-2.2.1-3].
+    pub fn next_packet_id(&mut self) -> u16 {
+        loop {
+            let id = self.next_packet_id;
+            self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
+            if !self.inflight.iter().any(|o| o.packet_id == id) {
+                return id;
+            }
+        }
+    }
+
+    /// Finds the in-flight message `packet_id` at `stage`.
+    pub fn inflight_position(&self, packet_id: u16, stage: Stage) -> Option<usize> {
+        // Acks mostly arrive in sending order, so the match is usually at the front.
+        self.inflight
+            .iter()
+            .position(|o| o.packet_id == packet_id && o.stage == stage)
+    }
+}
+
+/// An `Arc<Session>` compared by identity: the router's subscriber handle.
+#[derive(Debug, Clone)]
+pub struct SessionRef(pub Arc<Session>);
+
+impl PartialEq for SessionRef {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for SessionRef {}
+
+impl Hash for SessionRef {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        std::ptr::hash(Arc::as_ptr(&self.0), state);
+    }
+}

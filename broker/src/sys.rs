@@ -1,0 +1,93 @@
+//! `$SYS/broker/...`: the broker's own counters, published as retained messages at a
+//! configurable interval (the topics Mosquitto uses, so existing dashboards work).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use bytestring::ByteString;
+use wasmq_codec::{Publish, PublishProperties, QoS};
+
+use crate::broker::Broker;
+use crate::message::Message;
+use crate::metrics::Metrics;
+
+/// The broker's version, as published in `$SYS/broker/version`.
+pub const VERSION: &str = concat!("wasmq ", env!("CARGO_PKG_VERSION"));
+
+/// Publishes the `$SYS` topics every `interval` until the task is dropped.
+pub async fn run(broker: Arc<Broker>, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        publish_once(&broker);
+    }
+}
+
+/// Publishes every `$SYS` topic once.
+pub fn publish_once(broker: &Broker) {
+    let m = &broker.metrics;
+    let topics: [(&str, String); 12] = [
+        ("$SYS/broker/version", VERSION.to_string()),
+        (
+            "$SYS/broker/uptime",
+            format!("{} seconds", broker.started.elapsed().as_secs()),
+        ),
+        (
+            "$SYS/broker/clients/connected",
+            Metrics::get(&m.clients_connected).to_string(),
+        ),
+        (
+            "$SYS/broker/clients/total",
+            broker.session_count().to_string(),
+        ),
+        (
+            "$SYS/broker/messages/received",
+            Metrics::get(&m.messages_received).to_string(),
+        ),
+        (
+            "$SYS/broker/messages/sent",
+            Metrics::get(&m.messages_sent).to_string(),
+        ),
+        ("$SYS/broker/messages/dropped", dropped(m).to_string()),
+        (
+            "$SYS/broker/messages/expired",
+            Metrics::get(&m.messages_expired).to_string(),
+        ),
+        (
+            "$SYS/broker/bytes/received",
+            Metrics::get(&m.bytes_received).to_string(),
+        ),
+        (
+            "$SYS/broker/bytes/sent",
+            Metrics::get(&m.bytes_sent).to_string(),
+        ),
+        (
+            "$SYS/broker/subscriptions/count",
+            broker.subscription_count().to_string(),
+        ),
+        (
+            "$SYS/broker/retained messages/count",
+            broker.retained_count().to_string(),
+        ),
+    ];
+    for (topic, value) in topics {
+        let publish = Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: true,
+            topic: ByteString::from_static(topic),
+            packet_id: 0,
+            payload: Bytes::from(value),
+            properties: PublishProperties::default(),
+        };
+        broker.publish(Message::new(publish, None));
+    }
+}
+
+fn dropped(m: &Metrics) -> u64 {
+    Metrics::get(&m.messages_dropped_queue_full)
+        + Metrics::get(&m.messages_dropped_offline_qos0)
+        + Metrics::get(&m.messages_dropped_too_large)
+}

@@ -1,0 +1,267 @@
+//! Topic names and topic filters: validation on construction, and the one matching rule
+//! every part of the broker shares (router, retained store, tests' naive model).
+
+use std::fmt;
+
+use bytestring::ByteString;
+use thiserror::Error;
+
+/// Why a topic name or filter is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum TopicError {
+    /// Zero-length topic or filter.
+    #[error("[MQTT-4.7.3-1] topic names and filters are at least one character long")]
+    Empty,
+    /// `+` or `#` in a topic name.
+    #[error("[MQTT-3.3.2-2] topic name contains a wildcard")]
+    WildcardInName,
+    /// `#` not alone in the last level, or `+` sharing a level with other characters.
+    #[error("[MQTT-4.7.1-1] wildcard does not occupy a whole level (or '#' is not last)")]
+    MisplacedWildcard,
+    /// `$share/` filter without a group name, with a wildcard in it, or without a filter.
+    #[error("[MQTT-4.8.2-1] malformed shared subscription")]
+    MalformedShare,
+    /// U+0000 (already refused by the codec; kept for names built elsewhere).
+    #[error("[MQTT-4.7.3-2] topic contains U+0000")]
+    Nul,
+}
+
+/// A validated topic name: no wildcards, not empty.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct TopicName(ByteString);
+
+impl TopicName {
+    /// Validates `name` as a PUBLISH topic name.
+    pub fn new(name: ByteString) -> Result<Self, TopicError> {
+        if name.is_empty() {
+            return Err(TopicError::Empty);
+        }
+        if name.contains(['+', '#']) {
+            return Err(TopicError::WildcardInName);
+        }
+        if name.contains('\0') {
+            return Err(TopicError::Nul);
+        }
+        Ok(TopicName(name))
+    }
+
+    /// The name as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The reference-counted string, cheap to clone into packets.
+    pub fn bytestring(&self) -> &ByteString {
+        &self.0
+    }
+}
+
+impl fmt::Debug for TopicName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for TopicName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A validated subscription, split into its optional share group and its topic filter.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct TopicFilter {
+    /// The whole filter as the client sent it (`$share/g/a/b` included): the key of the
+    /// subscription in its session.
+    full: ByteString,
+    /// Where the matching filter starts in `full` (after `$share/<group>/`).
+    filter_start: usize,
+    /// The share group, for `$share/<group>/<filter>`.
+    group: Option<ByteString>,
+}
+
+impl TopicFilter {
+    /// Validates a SUBSCRIBE or UNSUBSCRIBE filter.
+    pub fn new(full: ByteString) -> Result<Self, TopicError> {
+        let (group, filter_start) = match full.strip_prefix("$share/") {
+            Some(rest) => {
+                let (group, filter) = rest.split_once('/').ok_or(TopicError::MalformedShare)?;
+                if group.is_empty() || group.contains(['+', '#']) || filter.is_empty() {
+                    return Err(TopicError::MalformedShare);
+                }
+                let start = "$share/".len() + group.len() + 1;
+                (Some(full.slice_ref(group)), start)
+            }
+            None => (None, 0),
+        };
+        validate_filter(&full[filter_start..])?;
+        Ok(TopicFilter {
+            full,
+            filter_start,
+            group,
+        })
+    }
+
+    /// The whole filter as sent (`$share/...` included).
+    pub fn full(&self) -> &str {
+        &self.full
+    }
+
+    /// The filter that is matched against topic names (share prefix removed).
+    pub fn filter(&self) -> &str {
+        &self.full[self.filter_start..]
+    }
+
+    /// The share group, if this is a shared subscription.
+    pub fn share_group(&self) -> Option<&str> {
+        self.group.as_deref()
+    }
+
+    /// Whether the filter holds `+` or `#`.
+    pub fn has_wildcard(&self) -> bool {
+        self.filter().contains(['+', '#'])
+    }
+
+    /// Whether `topic` matches this filter.
+    pub fn matches(&self, topic: &str) -> bool {
+        matches(self.filter(), topic)
+    }
+}
+
+impl fmt::Debug for TopicFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.full, f)
+    }
+}
+
+fn validate_filter(filter: &str) -> Result<(), TopicError> {
+    if filter.is_empty() {
+        return Err(TopicError::Empty);
+    }
+    if filter.contains('\0') {
+        return Err(TopicError::Nul);
+    }
+    let mut levels = filter.split('/').peekable();
+    while let Some(level) = levels.next() {
+        let last = levels.peek().is_none();
+        match level {
+            "#" if !last => return Err(TopicError::MisplacedWildcard),
+            "#" | "+" => {}
+            _ if level.contains(['+', '#']) => return Err(TopicError::MisplacedWildcard),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Whether `topic` matches `filter` (both already valid). `+` matches one level, `#` the
+/// rest including none (`a/#` matches `a`); a leading wildcard never matches a topic that
+/// starts with `$` [MQTT-4.7.2-1].
+pub fn matches(filter: &str, topic: &str) -> bool {
+    if topic.starts_with('$') && filter.starts_with(['+', '#']) {
+        return false;
+    }
+    let mut topic_levels = topic.split('/');
+    for level in filter.split('/') {
+        match level {
+            "#" => return true,
+            "+" => {
+                if topic_levels.next().is_none() {
+                    return false;
+                }
+            }
+            _ => {
+                if topic_levels.next() != Some(level) {
+                    return false;
+                }
+            }
+        }
+    }
+    topic_levels.next().is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(s: &'static str) -> Result<TopicFilter, TopicError> {
+        TopicFilter::new(ByteString::from_static(s))
+    }
+
+    #[test]
+    fn names_refuse_wildcards_and_empty() {
+        assert!(TopicName::new("a/b".into()).is_ok());
+        assert!(TopicName::new("/".into()).is_ok());
+        assert_eq!(TopicName::new("".into()), Err(TopicError::Empty));
+        assert_eq!(
+            TopicName::new("a/+".into()),
+            Err(TopicError::WildcardInName)
+        );
+        assert_eq!(
+            TopicName::new("a/#".into()),
+            Err(TopicError::WildcardInName)
+        );
+    }
+
+    #[test]
+    fn filters_validate_wildcard_placement() {
+        for ok in ["#", "+", "a/+/b", "a/#", "+/+", "/", "$SYS/#", "a//b"] {
+            assert!(filter(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a/#/b", "a#", "a/b+", "+a", "##"] {
+            assert!(filter(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn shared_filters_split_group_and_filter() {
+        let f = filter("$share/g1/a/+").unwrap();
+        assert_eq!(f.share_group(), Some("g1"));
+        assert_eq!(f.filter(), "a/+");
+        assert_eq!(f.full(), "$share/g1/a/+");
+        for bad in [
+            "$share/",
+            "$share/g",
+            "$share//a",
+            "$share/g/",
+            "$share/g+/a",
+            "$share/#/a",
+        ] {
+            assert_eq!(filter(bad), Err(TopicError::MalformedShare), "{bad}");
+        }
+    }
+
+    #[test]
+    fn matching_follows_the_specification_examples() {
+        let cases = [
+            ("sport/tennis/player1/#", "sport/tennis/player1", true),
+            (
+                "sport/tennis/player1/#",
+                "sport/tennis/player1/ranking",
+                true,
+            ),
+            (
+                "sport/tennis/player1/#",
+                "sport/tennis/player1/score/wimbledon",
+                true,
+            ),
+            ("sport/#", "sport", true),
+            ("sport/tennis/+", "sport/tennis/player1", true),
+            ("sport/tennis/+", "sport/tennis/player1/ranking", false),
+            ("sport/+", "sport", false),
+            ("sport/+", "sport/", true),
+            ("+/+", "/finance", true),
+            ("/+", "/finance", true),
+            ("+", "/finance", false),
+            ("#", "$SYS/uptime", false),
+            ("+/monitor/Clients", "$SYS/monitor/Clients", false),
+            ("$SYS/#", "$SYS/monitor/Clients", true),
+            ("$SYS/monitor/+", "$SYS/monitor/Clients", true),
+            ("a/b", "a/b", true),
+            ("a/b", "a/b/c", false),
+        ];
+        for (f, t, expected) in cases {
+            assert_eq!(matches(f, t), expected, "{f} vs {t}");
+        }
+    }
+}

@@ -46,9 +46,11 @@ impl TestBroker {
 
     /// Starts a broker after `adjust` changes the default configuration.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestBroker {
-        let mut config = Config::default();
-        config.listen = "127.0.0.1:0".parse().unwrap();
-        config.sys.interval_secs = 0;
+        let mut config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            sys: wasmq::config::SysConfig { interval_secs: 0 },
+            ..Config::default()
+        };
         adjust(&mut config);
         let server = Server::bind(config, None).await.expect("bind 127.0.0.1:0");
         TestBroker::run(server)

@@ -1,5 +1,6 @@
 //! The `wasmq` command: runs the broker, or prints its default configuration.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -42,6 +43,9 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
+        // Colours only on a terminal: logs redirected to a file or read by a script
+        // (the tests find `listening address=...` there) stay plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let mut config = match &cli.config {
         Some(path) => Config::load(path)?,

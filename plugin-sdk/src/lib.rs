@@ -1,0 +1,309 @@
+//! Write [Wasmq](https://github.com/) broker plugins in Rust.
+//!
+//! A Wasmq plugin is a WebAssembly component that the broker calls at its hook
+//! points: **authentication** on CONNECT, **authorization** on PUBLISH and
+//! SUBSCRIBE, and **message transform** on PUBLISH. This crate hides the
+//! component-model plumbing: implement [`Plugin`] (every method has a default
+//! that passes the decision on), then name the hooks you implement in
+//! [`export_plugin!`]. The broker finds out which hooks a plugin has by
+//! looking at what the component exports, so export only the ones you wrote.
+//!
+//! # A complete plugin
+//!
+//! `Cargo.toml`:
+//!
+//! ```toml
+//! [package]
+//! name = "readonly-acl"
+//! version = "0.1.0"
+//! edition = "2024"
+//!
+//! [lib]
+//! crate-type = ["cdylib"]
+//!
+//! [dependencies]
+//! wasmq-plugin-sdk = "0.1"
+//! ```
+//!
+//! `src/lib.rs`:
+//!
+//! ```
+//! use wasmq_plugin_sdk::{Action, Client, Decision, Plugin, export_plugin, log};
+//!
+//! struct ReadOnly;
+//!
+//! impl Plugin for ReadOnly {
+//!     fn authorize(client: Client, action: Action, topic: String, _qos: u8, _retain: bool) -> Decision {
+//!         let protected = topic == "readonly" || topic.starts_with("readonly/");
+//!         if action == Action::Publish && protected && !client.client_id.starts_with("admin-") {
+//!             log::info(&format!("{} may not publish to {topic}", client.client_id));
+//!             return Decision::Deny;
+//!         }
+//!         Decision::Ignore // not mine: ask the next plugin
+//!     }
+//! }
+//!
+//! export_plugin!(ReadOnly: authz);
+//! ```
+//!
+//! Build it with `cargo build --target wasm32-wasip2 --release` (install the
+//! target once with `rustup target add wasm32-wasip2`) and drop
+//! `target/wasm32-wasip2/release/readonly_acl.wasm` into the broker's plugin
+//! folder.
+//!
+//! # Map
+//!
+//! - [`Plugin`]: the hooks, with defaults ([`Decision::Ignore`], [`Transformed::Keep`]).
+//! - [`export_plugin!`]: exports the chosen hooks (`authn`, `authz`, `transform`).
+//! - The contract's types, re-exported: [`Client`], [`Action`], [`Decision`],
+//!   [`AuthResult`], [`Message`], [`Transformed`].
+//! - Host capabilities: [`log`] (always granted), [`config`] (the plugin's own
+//!   settings, always granted), [`sql`] (only when the operator grants it).
+//!
+//! # Rules of the sandbox
+//!
+//! A plugin has no files, no network, no environment variables. Every call has
+//! a time limit and every instance a memory limit; a plugin that traps, runs
+//! out of time or out of memory makes the broker deny (authentication and
+//! authorization) or keep the original message (transform), and a plugin that
+//! keeps failing is disabled. Instances are reused across calls, so global
+//! state survives between calls, but not forever: never rely on it for
+//! correctness. Writes to stdout and stderr end up in the broker's log.
+#![deny(missing_docs)]
+
+use std::marker::PhantomData;
+
+/// Raw bindings generated from the WIT contract. Not a stable API: use the
+/// re-exports at the crate root.
+#[doc(hidden)]
+pub mod wit {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "host",
+    });
+
+    /// Bindings for a component that exports `authn`, sharing the types above.
+    pub mod authn_world {
+        wit_bindgen::generate!({
+            path: "../wit",
+            world: "authn-plugin",
+            pub_export_macro: true,
+            export_macro_name: "export_authn",
+            with: {
+                "wasmq:plugin/types@0.1.0": crate::wit::wasmq::plugin::types,
+                "wasmq:plugin/log@0.1.0": crate::wit::wasmq::plugin::log,
+                "wasmq:plugin/config@0.1.0": crate::wit::wasmq::plugin::config,
+                "wasmq:plugin/sql@0.1.0": crate::wit::wasmq::plugin::sql,
+            },
+        });
+    }
+
+    /// Bindings for a component that exports `authz`, sharing the types above.
+    pub mod authz_world {
+        wit_bindgen::generate!({
+            path: "../wit",
+            world: "authz-plugin",
+            pub_export_macro: true,
+            export_macro_name: "export_authz",
+            with: {
+                "wasmq:plugin/types@0.1.0": crate::wit::wasmq::plugin::types,
+                "wasmq:plugin/log@0.1.0": crate::wit::wasmq::plugin::log,
+                "wasmq:plugin/config@0.1.0": crate::wit::wasmq::plugin::config,
+                "wasmq:plugin/sql@0.1.0": crate::wit::wasmq::plugin::sql,
+            },
+        });
+    }
+
+    /// Bindings for a component that exports `transform`, sharing the types above.
+    pub mod transform_world {
+        wit_bindgen::generate!({
+            path: "../wit",
+            world: "transform-plugin",
+            pub_export_macro: true,
+            export_macro_name: "export_transform",
+            with: {
+                "wasmq:plugin/types@0.1.0": crate::wit::wasmq::plugin::types,
+                "wasmq:plugin/log@0.1.0": crate::wit::wasmq::plugin::log,
+                "wasmq:plugin/config@0.1.0": crate::wit::wasmq::plugin::config,
+                "wasmq:plugin/sql@0.1.0": crate::wit::wasmq::plugin::sql,
+            },
+        });
+    }
+}
+
+pub use wit::wasmq::plugin::types::{
+    Action, AuthResult, Client, Decision, Message, Transformed,
+};
+
+impl AuthResult {
+    /// Let the client in (not a superuser).
+    pub fn allow() -> Self {
+        Self { decision: Decision::Allow, superuser: false, reason: None }
+    }
+
+    /// Let the client in as a superuser: its publishes and subscriptions
+    /// skip authorization.
+    pub fn superuser() -> Self {
+        Self { decision: Decision::Allow, superuser: true, reason: None }
+    }
+
+    /// Refuse the connection; `reason` goes to the broker's log, not to the client.
+    pub fn deny(reason: impl Into<String>) -> Self {
+        Self { decision: Decision::Deny, superuser: false, reason: Some(reason.into()) }
+    }
+
+    /// Not mine: ask the next plugin.
+    pub fn ignore() -> Self {
+        Self { decision: Decision::Ignore, superuser: false, reason: None }
+    }
+}
+
+/// The hooks a plugin may implement. Every method has a default that passes
+/// the decision on, so implement only the ones you need, and name them in
+/// [`export_plugin!`].
+///
+/// The methods are associated functions (no `self`): the broker may call any
+/// warm instance of the plugin, and instances come and go. Keep state that
+/// must survive in a `static` only as a cache.
+pub trait Plugin {
+    /// Authentication, on CONNECT (exported with `authn`). The user name is
+    /// in `client.username`; `password` is absent when the client sent none.
+    fn authenticate(client: Client, password: Option<Vec<u8>>) -> AuthResult {
+        let _ = (client, password);
+        AuthResult::ignore()
+    }
+
+    /// Authorization, on PUBLISH and SUBSCRIBE (exported with `authz`).
+    /// `topic` is a topic name for [`Action::Publish`] and a topic filter for
+    /// [`Action::Subscribe`].
+    fn authorize(client: Client, action: Action, topic: String, qos: u8, retain: bool) -> Decision {
+        let _ = (client, action, topic, qos, retain);
+        Decision::Ignore
+    }
+
+    /// Message transform, on PUBLISH after authorization (exported with
+    /// `transform`). Return [`Transformed::Keep`] when nothing changes: it
+    /// costs nothing, while [`Transformed::Replace`] copies the message back.
+    fn on_publish(client: Client, message: Message) -> Transformed {
+        let _ = (client, message);
+        Transformed::Keep
+    }
+}
+
+/// Adapts a [`Plugin`] to the generated export traits. Used by
+/// [`export_plugin!`]; not meant to be named directly.
+#[doc(hidden)]
+pub struct Export<P>(PhantomData<P>);
+
+impl<P: Plugin> wit::authn_world::exports::wasmq::plugin::authn::Guest for Export<P> {
+    fn authenticate(c: Client, password: Option<Vec<u8>>) -> AuthResult {
+        P::authenticate(c, password)
+    }
+}
+
+impl<P: Plugin> wit::authz_world::exports::wasmq::plugin::authz::Guest for Export<P> {
+    fn authorize(c: Client, a: Action, topic: String, qos: u8, retain: bool) -> Decision {
+        P::authorize(c, a, topic, qos, retain)
+    }
+}
+
+impl<P: Plugin> wit::transform_world::exports::wasmq::plugin::transform::Guest for Export<P> {
+    fn on_publish(c: Client, m: Message) -> Transformed {
+        P::on_publish(c, m)
+    }
+}
+
+/// Exports a [`Plugin`] implementation for the hooks named after the colon:
+/// any of `authn`, `authz` and `transform`, comma-separated.
+///
+/// ```
+/// # use wasmq_plugin_sdk::{Plugin, export_plugin};
+/// struct Stamp;
+/// impl Plugin for Stamp {}
+/// export_plugin!(Stamp: transform);
+/// ```
+///
+/// Use it once per plugin crate, at the crate root or in any module.
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:ty : $($hook:ident),+ $(,)?) => {
+        const _: () = {
+            #[doc(hidden)]
+            type __WasmqExport = $crate::Export<$plugin>;
+            $( $crate::__wasmq_export_hook!($hook); )+
+        };
+    };
+}
+
+/// Exports one hook for the `__WasmqExport` alias in scope. Implementation
+/// detail of [`export_plugin!`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __wasmq_export_hook {
+    (authn) => {
+        $crate::__export_authn_plugin_impl!(__WasmqExport with_types_in $crate::wit::authn_world);
+    };
+    (authz) => {
+        $crate::__export_authz_plugin_impl!(__WasmqExport with_types_in $crate::wit::authz_world);
+    };
+    (transform) => {
+        $crate::__export_transform_plugin_impl!(__WasmqExport with_types_in $crate::wit::transform_world);
+    };
+    ($other:ident) => {
+        compile_error!(concat!(
+            "unknown Wasmq hook `",
+            stringify!($other),
+            "`: expected authn, authz or transform"
+        ));
+    };
+}
+
+/// Write to the broker's log, tagged with the plugin's name. Always granted.
+pub mod log {
+    use crate::wit::wasmq::plugin::log::{Level, log};
+
+    /// Log at trace level.
+    pub fn trace(message: &str) {
+        log(Level::Trace, message);
+    }
+    /// Log at debug level.
+    pub fn debug(message: &str) {
+        log(Level::Debug, message);
+    }
+    /// Log at info level.
+    pub fn info(message: &str) {
+        log(Level::Info, message);
+    }
+    /// Log at warn level.
+    pub fn warn(message: &str) {
+        log(Level::Warn, message);
+    }
+    /// Log at error level.
+    pub fn error(message: &str) {
+        log(Level::Error, message);
+    }
+}
+
+/// The plugin's own settings: the `[settings]` table of its `NAME.toml`.
+/// Always granted.
+pub mod config {
+    /// The value of setting `key` as a string (numbers and booleans as TOML
+    /// writes them), or `None` when it is not set.
+    pub fn get(key: &str) -> Option<String> {
+        crate::wit::wasmq::plugin::config::get(key)
+    }
+}
+
+/// Queries with bound parameters against the broker's database. Only for
+/// plugins the operator granted `sql`; a plugin that uses it without the
+/// grant does not load.
+pub mod sql {
+    pub use crate::wit::wasmq::plugin::sql::{Row, SqlError, SqlValue};
+
+    /// Run the statement `statement` (the name of a statement declared in the
+    /// plugin's config, or SQL text where the operator allows it) with
+    /// `params` bound to its `?` placeholders in order.
+    pub fn query(statement: &str, params: &[SqlValue]) -> Result<Vec<Row>, SqlError> {
+        crate::wit::wasmq::plugin::sql::query(statement, params)
+    }
+}

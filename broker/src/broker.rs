@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytestring::ByteString;
 use parking_lot::{Mutex, RwLock};
@@ -23,7 +23,7 @@ use crate::message::{Delivery, Message};
 use crate::metrics::Metrics;
 use crate::router::{Match, Router, SubscriptionData};
 use crate::session::{Enqueued, Owner, PendingWill, Session, SessionRef, Stage};
-use crate::storage::{MemoryRetainStore, RetainStore};
+use crate::storage::{RetainStore, SessionSnapshot, SessionStore, Storage};
 use crate::topic::TopicFilter;
 
 /// The shared broker state.
@@ -38,7 +38,8 @@ pub struct Broker {
     pub started: Instant,
     sessions: Mutex<HashMap<ByteString, Arc<Session>>>,
     router: RwLock<Router<SessionRef>>,
-    retained: Box<dyn RetainStore>,
+    retained: Arc<dyn RetainStore>,
+    session_store: Arc<dyn SessionStore>,
     next_connection_id: AtomicU64,
     next_route_id: AtomicU64,
 }
@@ -54,26 +55,93 @@ impl std::fmt::Debug for Broker {
 impl Broker {
     /// A broker with in-memory storage.
     pub fn new(config: Config, hooks: Option<Arc<dyn Hooks>>) -> Arc<Broker> {
-        Broker::with_retain_store(config, hooks, Box::new(MemoryRetainStore::default()))
+        Broker::with_storage(config, hooks, Storage::memory())
     }
 
-    /// A broker keeping retained messages in `retained`.
-    pub fn with_retain_store(
+    /// A broker on `storage`, with the persistent sessions it holds restored (offline,
+    /// their expiry counted from when they went offline). Must run inside a tokio runtime
+    /// when the store holds sessions (their expiry timers are tasks).
+    pub fn with_storage(
         config: Config,
         hooks: Option<Arc<dyn Hooks>>,
-        retained: Box<dyn RetainStore>,
+        storage: Storage,
     ) -> Arc<Broker> {
-        Arc::new(Broker {
+        let broker = Arc::new(Broker {
             config,
             metrics: Metrics::default(),
             hooks,
             started: Instant::now(),
             sessions: Mutex::new(HashMap::new()),
             router: RwLock::new(Router::default()),
-            retained,
+            retained: storage.retained,
+            session_store: storage.sessions,
             next_connection_id: AtomicU64::new(1),
             next_route_id: AtomicU64::new(1),
-        })
+        });
+        broker.restore_sessions();
+        broker
+    }
+
+    fn restore_sessions(self: &Arc<Self>) {
+        for snapshot in self.session_store.load_all() {
+            let elapsed = snapshot.disconnected_at.elapsed().unwrap_or_default();
+            let left =
+                Duration::from_secs(u64::from(snapshot.expiry_interval)).saturating_sub(elapsed);
+            if left.is_zero() {
+                self.session_store.remove(&snapshot.client_id);
+                continue;
+            }
+            let session = Session::new(snapshot.client_id.clone(), snapshot.expiry_interval);
+            {
+                let mut state = session.lock();
+                state.queue.extend(snapshot.queue);
+                state.inflight.extend(snapshot.inflight);
+                state.incoming_qos2.extend(snapshot.incoming_qos2);
+                for (filter, data) in snapshot.subscriptions {
+                    state
+                        .subscriptions
+                        .insert(filter.full().into(), (filter, data));
+                }
+            }
+            let subscriptions: Vec<_> = session.lock().subscriptions.values().cloned().collect();
+            {
+                let mut router = self.router.write();
+                for (filter, data) in subscriptions {
+                    router.subscribe(&filter, SessionRef(session.clone()), data);
+                }
+            }
+            self.sessions
+                .lock()
+                .insert(snapshot.client_id, session.clone());
+            self.schedule_expiry(&session, 0, left);
+        }
+    }
+
+    /// Saves every persistent session to the session store (at shutdown).
+    pub fn save_sessions(&self) {
+        let sessions: Vec<Arc<Session>> = self.sessions.lock().values().cloned().collect();
+        for session in sessions {
+            self.save_session(&session);
+        }
+    }
+
+    fn save_session(&self, session: &Session) {
+        let snapshot = {
+            let state = session.lock();
+            if state.ended || state.expiry_interval == 0 {
+                return;
+            }
+            SessionSnapshot {
+                client_id: session.client_id.clone(),
+                expiry_interval: state.expiry_interval,
+                disconnected_at: SystemTime::now(),
+                subscriptions: state.subscriptions.values().cloned().collect(),
+                queue: state.queue.iter().cloned().collect(),
+                inflight: state.inflight.iter().cloned().collect(),
+                incoming_qos2: state.incoming_qos2.iter().copied().collect(),
+            }
+        };
+        self.session_store.save(snapshot);
     }
 
     /// A fresh connection id.
@@ -215,25 +283,30 @@ impl Broker {
                 }
             });
         }
-        if expiry != u32::MAX {
-            let broker = self.clone();
-            let session = session.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_secs(u64::from(expiry))).await;
-                let expired = {
-                    let mut state = session.lock();
-                    let expired = state.epoch == epoch && state.owner.is_none() && !state.ended;
-                    if expired {
-                        state.ended = true;
-                    }
-                    expired
-                };
+        self.save_session(session);
+        self.schedule_expiry(session, epoch, Duration::from_secs(u64::from(expiry)));
+    }
+
+    /// Ends `session` after `after` unless a connection attached to it meanwhile (which
+    /// changes its epoch).
+    fn schedule_expiry(self: &Arc<Self>, session: &Arc<Session>, epoch: u64, after: Duration) {
+        let broker = self.clone();
+        let session = session.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let expired = {
+                let mut state = session.lock();
+                let expired = state.epoch == epoch && state.owner.is_none() && !state.ended;
                 if expired {
-                    debug!(client_id = %session.client_id, "session expired");
-                    broker.end_session(&session);
+                    state.ended = true;
                 }
-            });
-        }
+                expired
+            };
+            if expired {
+                debug!(client_id = %session.client_id, "session expired");
+                broker.end_session(&session);
+            }
+        });
     }
 
     /// Ends a session: forgets it, removes its subscriptions, hands its shared-subscription
@@ -246,6 +319,7 @@ impl Broker {
                 .is_some_and(|s| Arc::ptr_eq(s, session))
             {
                 sessions.remove(&session.client_id);
+                self.session_store.remove(&session.client_id);
             }
         }
         let (subscriptions, shared, will) = {

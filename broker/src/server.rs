@@ -111,6 +111,8 @@ impl Server {
             );
             connections.abort_all();
         }
+        // Every connection has detached; keep the persistent sessions for the next start.
+        broker.save_sessions();
         info!("stopped");
     }
 }

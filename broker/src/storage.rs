@@ -1,14 +1,100 @@
-//! Where retained messages (and, later, sessions) live. The broker talks to a trait so a
-//! persistent store can replace the in-memory one without reshaping the core.
+//! Where retained messages and persistent sessions are kept across restarts. The broker
+//! talks to two traits so a durable store can replace the in-memory one without reshaping
+//! the core:
+//!
+//! - [`RetainStore`] *is* the retained-message store: every read and write goes to it.
+//! - [`SessionStore`] receives a [`SessionSnapshot`] whenever a persistent session goes
+//!   offline and of every persistent session at shutdown, and hands them back when the
+//!   broker starts. Live sessions stay in memory, so the hot path never touches it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
-use parking_lot::RwLock;
+use bytestring::ByteString;
+use parking_lot::{Mutex, RwLock};
 
-use crate::message::Message;
+use crate::message::{Delivery, Message};
+use crate::router::SubscriptionData;
+use crate::session::Outgoing;
 use crate::topic::{self, TopicFilter};
+
+/// The stores a broker uses.
+#[derive(Clone)]
+pub struct Storage {
+    /// Retained messages.
+    pub retained: Arc<dyn RetainStore>,
+    /// Persistent sessions.
+    pub sessions: Arc<dyn SessionStore>,
+}
+
+impl Storage {
+    /// Both stores in memory: nothing survives the process, but a second broker built on
+    /// the same `Storage` in one process picks up where the first stopped.
+    pub fn memory() -> Storage {
+        Storage {
+            retained: Arc::new(MemoryRetainStore::default()),
+            sessions: Arc::new(MemorySessionStore::default()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage").finish_non_exhaustive()
+    }
+}
+
+/// A persistent session at rest.
+#[derive(Debug, Clone)]
+pub struct SessionSnapshot {
+    /// The client identifier.
+    pub client_id: ByteString,
+    /// Session Expiry Interval, seconds.
+    pub expiry_interval: u32,
+    /// When its connection closed (wall clock, so it means something after a restart).
+    pub disconnected_at: SystemTime,
+    /// Its subscriptions.
+    pub subscriptions: Vec<(TopicFilter, SubscriptionData)>,
+    /// Messages queued and not yet sent.
+    pub queue: Vec<Delivery>,
+    /// Messages sent and not yet acknowledged.
+    pub inflight: Vec<Outgoing>,
+    /// QoS 2 packet ids received and not yet released.
+    pub incoming_qos2: Vec<u16>,
+}
+
+/// Keeps persistent sessions while the broker is stopped.
+pub trait SessionStore: Send + Sync {
+    /// Saves (replaces) the snapshot of a session.
+    fn save(&self, snapshot: SessionSnapshot);
+    /// Forgets a session that ended.
+    fn remove(&self, client_id: &str);
+    /// Every saved session, taken when the broker starts.
+    fn load_all(&self) -> Vec<SessionSnapshot>;
+}
+
+/// Sessions kept in memory.
+#[derive(Debug, Default)]
+pub struct MemorySessionStore {
+    sessions: Mutex<HashMap<ByteString, SessionSnapshot>>,
+}
+
+impl SessionStore for MemorySessionStore {
+    fn save(&self, snapshot: SessionSnapshot) {
+        self.sessions
+            .lock()
+            .insert(snapshot.client_id.clone(), snapshot);
+    }
+
+    fn remove(&self, client_id: &str) {
+        self.sessions.lock().remove(client_id);
+    }
+
+    fn load_all(&self) -> Vec<SessionSnapshot> {
+        self.sessions.lock().values().cloned().collect()
+    }
+}
 
 /// The retained-message store: one message per topic name.
 pub trait RetainStore: Send + Sync {

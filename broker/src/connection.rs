@@ -621,8 +621,17 @@ impl Connection {
             }
         }
         let code = self.route_publish(publish).await?;
-        let reason_string = (code == ReasonCode::NOT_AUTHORIZED && self.problem_information)
-            .then(|| ByteString::from_static("not authorized"));
+        // Every refusal says why, unless the client asked for no problem information
+        // (Request Problem Information = 0) [MQTT-3.1.2-29].
+        let reason_string = match code {
+            ReasonCode::NOT_AUTHORIZED => Some("not authorized"),
+            ReasonCode::PAYLOAD_FORMAT_INVALID => {
+                Some("[MQTT-3.3.2-4] payload format indicator 1 but the payload is not UTF-8")
+            }
+            _ => None,
+        }
+        .filter(|_| self.problem_information)
+        .map(ByteString::from_static);
         let body = PubAckBody {
             packet_id,
             reason_code: code,
@@ -808,6 +817,12 @@ impl Connection {
             let mut expired = 0;
             let more = {
                 let mut state = self.session.lock();
+                if state.owner.as_ref().map(|o| o.connection_id) != Some(self.connection_id) {
+                    // Taken over: the new connection owns the queue now; this one is
+                    // about to close and must not take messages with it.
+                    self.pending = false;
+                    break;
+                }
                 let now = Instant::now();
                 while scratch.len() < PULL_BATCH {
                     let Some(front) = state.queue.front() else {

@@ -729,7 +729,7 @@ impl Connection {
                 ));
             }
             if !self
-                .authorize(Action::Subscribe, filter.full(), options.qos, false)
+                .authorize(Action::Subscribe, filter.filter(), options.qos, false)
                 .await
             {
                 codes.push(ReasonCode::NOT_AUTHORIZED);

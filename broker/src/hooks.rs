@@ -70,7 +70,8 @@ pub trait Hooks: Send + Sync {
         password: Option<&'a Bytes>,
     ) -> BoxFuture<'a, AuthDecision>;
 
-    /// Decides a PUBLISH (topic name) or a SUBSCRIBE (one topic filter); true allows.
+    /// Decides a PUBLISH (topic name) or a SUBSCRIBE (one topic filter, with any
+    /// `$share/<group>/` prefix already stripped); true allows.
     fn authorize<'a>(
         &'a self,
         client: &'a ClientInfo,

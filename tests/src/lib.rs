@@ -263,6 +263,25 @@ impl RawClient {
         }
     }
 
+    /// Expects the broker to close the connection: a v5 client first receives exactly one
+    /// DISCONNECT with `v5_reason`, a v3.1.1 client receives nothing (it has no
+    /// DISCONNECT from the server).
+    pub async fn expect_closed(&mut self, v5_reason: codec::ReasonCode) {
+        let packets = self.until_closed().await;
+        match self.protocol {
+            Protocol::V5 => match packets.as_slice() {
+                [Packet::Disconnect(disconnect)] => assert_eq!(
+                    disconnect.reason_code, v5_reason,
+                    "DISCONNECT reason: {disconnect:?}"
+                ),
+                other => {
+                    panic!("expected one DISCONNECT {v5_reason:?} before close, got {other:?}")
+                }
+            },
+            Protocol::V311 => assert!(packets.is_empty(), "expected a bare close, got {packets:?}"),
+        }
+    }
+
     /// Subscribes to each filter with `options` and returns the SUBACK.
     pub async fn subscribe(
         &mut self,

@@ -14,8 +14,8 @@ pub mod unsubscribe;
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::{
-    Auth, ConnAck, Connect, DecodeError, Disconnect, Protocol, PubAckBody, Publish, SubAck,
-    Subscribe, UnsubAck, Unsubscribe,
+    Auth, ConnAck, Connect, DecodeError, Disconnect, Protocol, PubAckBody, Publish, ReasonCode,
+    SubAck, Subscribe, UnsubAck, Unsubscribe,
     packet::ack::AckKind,
     wire::{expect_end, parse_varint, read_u16, varint_len, write_fixed_header},
 };
@@ -236,9 +236,9 @@ pub(crate) fn check_reason_code(
     code: u8,
     allowed: &[u8],
     packet: &'static str,
-) -> Result<crate::ReasonCode, DecodeError> {
+) -> Result<ReasonCode, DecodeError> {
     if allowed.contains(&code) {
-        Ok(crate::ReasonCode(code))
+        Ok(ReasonCode(code))
     } else {
         Err(DecodeError::InvalidReasonCode { code, packet })
     }
@@ -462,19 +462,19 @@ mod tests {
     fn every_error_maps_to_a_reason_code() {
         assert_eq!(
             DecodeError::PacketTooLarge { size: 2, max: 1 }.reason_code(),
-            crate::ReasonCode::PACKET_TOO_LARGE
+            ReasonCode::PACKET_TOO_LARGE
         );
         assert_eq!(
             DecodeError::UnsupportedProtocolVersion(3).reason_code(),
-            crate::ReasonCode::UNSUPPORTED_PROTOCOL_VERSION
+            ReasonCode::UNSUPPORTED_PROTOCOL_VERSION
         );
         assert_eq!(
             DecodeError::NoTopicFilter.reason_code(),
-            crate::ReasonCode::PROTOCOL_ERROR
+            ReasonCode::PROTOCOL_ERROR
         );
         assert_eq!(
             DecodeError::InvalidUtf8.reason_code(),
-            crate::ReasonCode::MALFORMED_PACKET
+            ReasonCode::MALFORMED_PACKET
         );
     }
 }

@@ -110,6 +110,13 @@ impl DecodeError {
             DecodeError::UnsupportedProtocolVersion(_) | DecodeError::InvalidProtocolName => {
                 ReasonCode::UNSUPPORTED_PROTOCOL_VERSION
             }
+            // A Topic Alias of 0 [MQTT-3.3.2-8] is an invalid alias, as one above the
+            // maximum is (what Mosquitto and EMQX answer too), not a generic error.
+            DecodeError::InvalidPropertyValue(id)
+                if *id == u32::from(crate::properties::TOPIC_ALIAS) =>
+            {
+                ReasonCode::TOPIC_ALIAS_INVALID
+            }
             DecodeError::DuplicateProperty(_)
             | DecodeError::InvalidPropertyValue(_)
             | DecodeError::NoTopicFilter => ReasonCode::PROTOCOL_ERROR,

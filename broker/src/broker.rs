@@ -42,6 +42,7 @@ pub struct Broker {
     session_store: Arc<dyn SessionStore>,
     next_connection_id: AtomicU64,
     next_route_id: AtomicU64,
+    authz_generation: AtomicU64,
 }
 
 impl std::fmt::Debug for Broker {
@@ -77,6 +78,7 @@ impl Broker {
             session_store: storage.sessions,
             next_connection_id: AtomicU64::new(1),
             next_route_id: AtomicU64::new(1),
+            authz_generation: AtomicU64::new(0),
         });
         broker.restore_sessions();
         broker
@@ -142,6 +144,18 @@ impl Broker {
             }
         };
         self.session_store.save(snapshot);
+    }
+
+    /// The generation of authorization decisions: cached decisions of an older one are
+    /// not used.
+    pub fn authz_generation(&self) -> u64 {
+        self.authz_generation.load(Ordering::Acquire)
+    }
+
+    /// Invalidates every connection's cached authorization decisions (after a plugin
+    /// reload or a rule change).
+    pub fn purge_authz_cache(&self) {
+        self.authz_generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// A fresh connection id.

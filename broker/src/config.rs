@@ -22,6 +22,8 @@ pub struct Config {
     pub limits: Limits,
     /// `$SYS` topics.
     pub sys: SysConfig,
+    /// The per-connection cache of authorization decisions.
+    pub authz_cache: AuthzCacheConfig,
 }
 
 impl Default for Config {
@@ -30,6 +32,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
             limits: Limits::default(),
             sys: SysConfig::default(),
+            authz_cache: AuthzCacheConfig::default(),
         }
     }
 }
@@ -95,6 +98,32 @@ pub struct SysConfig {
 impl Default for SysConfig {
     fn default() -> Self {
         SysConfig { interval_secs: 10 }
+    }
+}
+
+/// The per-connection cache of authorization decisions.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthzCacheConfig {
+    /// How long a decision is reused, milliseconds.
+    pub ttl_ms: u64,
+    /// Decisions kept per connection; 0 turns the cache off.
+    pub max_entries: usize,
+}
+
+impl Default for AuthzCacheConfig {
+    fn default() -> Self {
+        AuthzCacheConfig {
+            ttl_ms: 60_000,
+            max_entries: 256,
+        }
+    }
+}
+
+impl AuthzCacheConfig {
+    /// `ttl_ms` as a duration.
+    pub fn ttl(&self) -> Duration {
+        Duration::from_millis(self.ttl_ms)
     }
 }
 

@@ -25,6 +25,7 @@ use wasmq_codec::{
     SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
 
+use crate::authz_cache::AuthzCache;
 use crate::broker::Broker;
 use crate::hooks::{Action, AuthDecision, ClientInfo, Transformed};
 use crate::message::{Delivery, Message};
@@ -168,6 +169,7 @@ struct Connection {
     /// The session may hold deliveries to pull.
     pending: bool,
     scratch: Vec<(u16, Delivery)>,
+    authz_cache: AuthzCache,
 }
 
 impl Connection {
@@ -334,6 +336,10 @@ impl Connection {
             wbuf: BytesMut::with_capacity(8192),
             pending: true,
             scratch: Vec::with_capacity(PULL_BATCH),
+            authz_cache: AuthzCache::new(
+                broker.config.authz_cache.ttl(),
+                broker.config.authz_cache.max_entries,
+            ),
         };
         let properties = if v5 {
             ConnAckProperties {
@@ -698,15 +704,28 @@ impl Connection {
         })
     }
 
-    async fn authorize(&self, action: Action, topic: &str, qos: QoS, retain: bool) -> bool {
-        match &self.broker.hooks {
-            Some(hooks) if !self.superuser => {
-                hooks
-                    .authorize(&self.client, action, topic, qos, retain)
-                    .await
-            }
-            _ => true,
+    /// Asks the hooks (through this connection's decision cache) whether the client may
+    /// publish to or subscribe to `topic`. Superusers and a broker without hooks skip it.
+    async fn authorize(
+        &mut self,
+        action: Action,
+        topic: &ByteString,
+        qos: QoS,
+        retain: bool,
+    ) -> bool {
+        let Some(hooks) = self.broker.hooks.clone().filter(|_| !self.superuser) else {
+            return true;
+        };
+        let generation = self.broker.authz_generation();
+        if let Some(allowed) = self.authz_cache.get(generation, action, topic, qos, retain) {
+            return allowed;
         }
+        let allowed = hooks
+            .authorize(&self.client, action, topic, qos, retain)
+            .await;
+        self.authz_cache
+            .insert(generation, action, topic.clone(), qos, retain, allowed);
+        allowed
     }
 
     async fn on_subscribe(&mut self, subscribe: Subscribe) -> Result<(), Close> {
@@ -729,7 +748,12 @@ impl Connection {
                 ));
             }
             if !self
-                .authorize(Action::Subscribe, filter.filter(), options.qos, false)
+                .authorize(
+                    Action::Subscribe,
+                    &filter.filter_bytes(),
+                    options.qos,
+                    false,
+                )
                 .await
             {
                 codes.push(ReasonCode::NOT_AUTHORIZED);

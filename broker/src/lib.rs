@@ -16,6 +16,7 @@
 //!   or expire.
 //! - [`sys`] publishes `$SYS/broker/...` from [`metrics`]; [`config`] holds every limit.
 
+pub mod authz_cache;
 pub mod broker;
 pub mod config;
 mod connection;

@@ -112,6 +112,11 @@ impl TopicFilter {
         &self.full[self.filter_start..]
     }
 
+    /// The matching filter as a reference-counted string (no copy).
+    pub fn filter_bytes(&self) -> ByteString {
+        self.full.slice_ref(self.filter())
+    }
+
     /// The share group, if this is a shared subscription.
     pub fn share_group(&self) -> Option<&str> {
         self.group.as_deref()

@@ -393,6 +393,15 @@ impl Connection {
         let limits = self.broker.config.limits.clone();
         let high_water = limits.write_buffer_high_water;
         let mut last_packet = tokio::time::Instant::now();
+        // A client may send packets right behind its CONNECT without waiting for CONNACK
+        // (MQTT 5.0 §3.1.4); those already read with the CONNECT are in `rbuf` and must
+        // not wait for the next read to be handled.
+        if let Err(close) = self
+            .handle_buffered(&mut rbuf, limits.max_packet_size)
+            .await
+        {
+            return close;
+        }
         loop {
             if self.pending && self.wbuf.len() < high_water {
                 self.pull();
@@ -415,25 +424,37 @@ impl Connection {
                         Ok(n) => Metrics::add(&self.broker.metrics.bytes_received, n as u64),
                         Err(error) => return error.into(),
                     }
-                    loop {
-                        match Packet::decode(&mut rbuf, self.client.protocol, limits.max_packet_size) {
-                            Ok(Some(packet)) => {
-                                last_packet = tokio::time::Instant::now();
-                                if let Err(close) = self.handle(packet).await {
-                                    return close;
-                                }
-                            }
-                            Ok(None) => break,
-                            Err(error) => {
-                                Metrics::add(&self.broker.metrics.protocol_errors, 1);
-                                return Close::protocol(error.reason_code(), error);
-                            }
-                        }
+                    match self.handle_buffered(&mut rbuf, limits.max_packet_size).await {
+                        Ok(true) => last_packet = tokio::time::Instant::now(),
+                        Ok(false) => {}
+                        Err(close) => return close,
                     }
                 }
                 _ = self.session.wake.notified() => self.pending = true,
                 _ = sleep_until(keep_alive_deadline) => {
                     return Close::protocol(ReasonCode::KEEP_ALIVE_TIMEOUT, "keep alive timeout");
+                }
+            }
+        }
+    }
+
+    /// Handles every whole packet in `rbuf`; true when there was at least one.
+    async fn handle_buffered(
+        &mut self,
+        rbuf: &mut BytesMut,
+        max_packet_size: u32,
+    ) -> Result<bool, Close> {
+        let mut handled = false;
+        loop {
+            match Packet::decode(rbuf, self.client.protocol, max_packet_size) {
+                Ok(Some(packet)) => {
+                    handled = true;
+                    self.handle(packet).await?;
+                }
+                Ok(None) => return Ok(handled),
+                Err(error) => {
+                    Metrics::add(&self.broker.metrics.protocol_errors, 1);
+                    return Err(Close::protocol(error.reason_code(), error));
                 }
             }
         }

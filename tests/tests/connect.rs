@@ -447,3 +447,27 @@ async fn takeover_with_clean_start_0_continues_the_session() {
         third.disconnect().await;
     }
 }
+
+#[tokio::test]
+async fn packets_sent_right_behind_connect_are_served() {
+    // Regression: packets that arrived in the same read as the CONNECT waited for the
+    // client's next write (a client need not wait for CONNACK, MQTT 5.0 §3.1.4).
+    let broker = TestBroker::start().await;
+    for protocol in BOTH {
+        let mut client = RawClient::open(broker.addr, protocol).await.unwrap();
+        let mut bytes = bytes::BytesMut::new();
+        Packet::Connect(Box::new(connect_packet(protocol, "eager", true)))
+            .encode(protocol, &mut bytes);
+        Packet::PingReq.encode(protocol, &mut bytes);
+        client.send_raw(&bytes).await.unwrap();
+        assert!(
+            matches!(client.recv().await.unwrap(), Packet::ConnAck(_)),
+            "{protocol:?}"
+        );
+        assert_eq!(
+            client.recv().await.unwrap(),
+            Packet::PingResp,
+            "{protocol:?}"
+        );
+    }
+}

@@ -1,0 +1,182 @@
+//! The `wasmq` binary as an operator runs it: `print-config`, `--config` with a bad key,
+//! and `--listen` serving MQTT until SIGTERM (v5 clients told 0x8B, exit status 0).
+//! These live in the broker crate because Cargo only gives integration tests of the
+//! crate that owns a binary its path (`CARGO_BIN_EXE_wasmq`).
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use bytestring::ByteString;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use wasmq::Config;
+use wasmq_codec::{Connect, ConnectProperties, Packet, Protocol, ReasonCode};
+
+const WASMQ: &str = env!("CARGO_BIN_EXE_wasmq");
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A config file in the temp directory, removed when dropped.
+struct TempConfig(PathBuf);
+
+impl TempConfig {
+    fn new(name: &str, text: &str) -> TempConfig {
+        let path =
+            std::env::temp_dir().join(format!("wasmq-cli-{}-{name}.toml", std::process::id()));
+        std::fs::write(&path, text).expect("write temp config");
+        TempConfig(path)
+    }
+}
+
+impl Drop for TempConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn print_config_prints_the_default_config_which_parses_back() {
+    let output = Command::new(WASMQ).arg("print-config").output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        text.contains("[limits]") && text.contains('#'),
+        "a commented file"
+    );
+    assert_eq!(Config::parse(&text).unwrap(), Config::default());
+}
+
+#[test]
+fn a_config_with_an_unknown_key_is_refused() {
+    let config = TempConfig::new("unknown", "[limits]\nmax_conections = 3\n");
+    let output = Command::new(WASMQ)
+        .arg("--config")
+        .arg(&config.0)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // The error names the file and the offending key.
+    assert!(stderr.contains("max_conections"), "{stderr}");
+    assert!(stderr.contains("unknown field"), "{stderr}");
+    assert!(stderr.contains(&*config.0.to_string_lossy()), "{stderr}");
+
+    let output = Command::new(WASMQ)
+        .args(["--config", "/nonexistent/wasmq.toml"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("/nonexistent/wasmq.toml"),
+        "{output:?}"
+    );
+}
+
+/// Reads packets until the peer closes; fails after [`WAIT`].
+async fn read_until_closed(stream: &mut TcpStream, rbuf: &mut BytesMut) -> Vec<Packet> {
+    let mut packets = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        loop {
+            while let Some(packet) = Packet::decode(rbuf, Protocol::V5, u32::MAX).unwrap() {
+                packets.push(packet);
+            }
+            match stream.read_buf(rbuf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .expect("the broker closes the connection");
+    packets
+}
+
+#[tokio::test]
+async fn listen_serves_mqtt_and_sigterm_stops_it_cleanly() {
+    // A free port: bind :0, note the port, release it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // --listen overrides the file's listener.
+    let config = TempConfig::new(
+        "listen",
+        "listen = \"127.0.0.1:1\"\n[sys]\ninterval_secs = 0\n",
+    );
+    let mut child = tokio::process::Command::new(WASMQ)
+        .arg("--config")
+        .arg(&config.0)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+
+    let mut stream = tokio::time::timeout(WAIT, async {
+        loop {
+            match TcpStream::connect(("127.0.0.1", port)).await {
+                Ok(stream) => return stream,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    })
+    .await
+    .expect("wasmq listens on the --listen address");
+
+    let mut out = BytesMut::new();
+    Packet::Connect(Box::new(Connect {
+        protocol: Protocol::V5,
+        clean_start: true,
+        keep_alive: 60,
+        client_id: ByteString::from_static("cli-test"),
+        will: None,
+        username: None,
+        password: None,
+        properties: ConnectProperties::default(),
+    }))
+    .encode(Protocol::V5, &mut out);
+    Packet::PingReq.encode(Protocol::V5, &mut out);
+    stream.write_all(&out).await.unwrap();
+    let mut rbuf = BytesMut::new();
+    let mut received = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        while received.len() < 2 {
+            while let Some(packet) = Packet::decode(&mut rbuf, Protocol::V5, u32::MAX).unwrap() {
+                received.push(packet);
+            }
+            if received.len() < 2 {
+                assert!(
+                    stream.read_buf(&mut rbuf).await.unwrap() > 0,
+                    "closed early"
+                );
+            }
+        }
+    })
+    .await
+    .expect("CONNACK and PINGRESP");
+    match &received[0] {
+        Packet::ConnAck(connack) => assert_eq!(connack.reason_code, ReasonCode::SUCCESS),
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+    assert_eq!(received[1], Packet::PingResp);
+
+    let pid = child.id().expect("running").to_string();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(status.success());
+
+    match read_until_closed(&mut stream, &mut rbuf).await.as_slice() {
+        [Packet::Disconnect(disconnect)] => {
+            assert_eq!(disconnect.reason_code, ReasonCode::SERVER_SHUTTING_DOWN)
+        }
+        other => panic!("expected DISCONNECT 0x8B, got {other:?}"),
+    }
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("wasmq exits after SIGTERM")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}

@@ -429,3 +429,14 @@ async fn a_packet_above_the_broker_maximum_packet_size_is_refused_with_0x95() {
     .await;
     expect_disconnect(&mut publisher, ReasonCode::PACKET_TOO_LARGE).await;
 }
+
+#[tokio::test]
+async fn invalid_utf8_at_qos_0_closes_the_connection_with_0x99() {
+    let broker = TestBroker::start().await;
+    let mut publisher = RawClient::connected(broker.addr, Protocol::V5, "pub").await;
+    // QoS 0 has no acknowledgement to carry the reason code: the connection closes.
+    let mut bad = publish_packet("utf8", &[0xff], QoS::AtMostOnce, false, 0);
+    bad.properties.payload_format_indicator = Some(1);
+    send_publish(&mut publisher, bad).await;
+    expect_disconnect(&mut publisher, ReasonCode::PAYLOAD_FORMAT_INVALID).await;
+}

@@ -36,6 +36,7 @@ both_versions!(
     dollar_topics_are_not_matched_by_leading_wildcards,
     overlapping_subscriptions_deliver_one_copy_at_the_highest_qos,
     shared_subscription_member_leaving_loses_nothing,
+    shared_subscription_member_unsubscribing_hands_over_its_queue,
     unsubscribe,
     invalid_filters_are_refused_per_filter,
     live_messages_are_forwarded_with_retain_0_by_default,
@@ -474,6 +475,55 @@ async fn shared_subscription_member_leaving_loses_nothing(protocol: Protocol) {
     leaving.drop_connection();
 
     let mut done = BTreeSet::new();
+    while done.len() < all.len() {
+        let got = staying.recv_publish().await;
+        staying
+            .send(Packet::PubAck(PubAckBody::new(got.packet_id)))
+            .await
+            .unwrap();
+        assert!(done.insert(got.topic.to_string()), "twice: {got:?}");
+    }
+    assert_eq!(done, all);
+    staying.expect_nothing().await;
+}
+
+async fn shared_subscription_member_unsubscribing_hands_over_its_queue(protocol: Protocol) {
+    let broker = TestBroker::start_with(|c| c.limits.max_inflight = 1).await;
+    let mut leaving = RawClient::connected(broker.addr, protocol, "leaving").await;
+    let mut staying = RawClient::connected(broker.addr, protocol, "staying").await;
+    for member in [&mut leaving, &mut staying] {
+        member
+            .subscribe_qos("$share/g/work/+", QoS::AtLeastOnce)
+            .await;
+    }
+    let mut publisher = RawClient::connected(broker.addr, protocol, "pub").await;
+    let all: BTreeSet<String> = (0..6).map(|i| format!("work/{i}")).collect();
+    for (i, topic) in all.iter().enumerate() {
+        publish_acked(
+            &mut publisher,
+            publish_packet(topic, b"job", QoS::AtLeastOnce, false, i as u16 + 1),
+        )
+        .await;
+    }
+    // One message in flight to the leaving member, two more queued behind it.
+    let in_flight = leaving.recv_publish().await;
+    leaving
+        .send(Packet::Unsubscribe(Unsubscribe {
+            packet_id: 2,
+            filters: vec![ByteString::from("$share/g/work/+")],
+            user_properties: Default::default(),
+        }))
+        .await
+        .unwrap();
+    assert!(matches!(leaving.recv().await.unwrap(), Packet::UnsubAck(_)));
+    // The member still acknowledges what it was sent; the queued rest went to the group.
+    leaving
+        .send(Packet::PubAck(PubAckBody::new(in_flight.packet_id)))
+        .await
+        .unwrap();
+    leaving.expect_nothing().await;
+
+    let mut done = BTreeSet::from([in_flight.topic.to_string()]);
     while done.len() < all.len() {
         let got = staying.recv_publish().await;
         staying

@@ -75,10 +75,8 @@ async fn sys_topics_are_published_with_plausible_values(protocol: Protocol) {
         .and_then(|s| s.parse::<u64>().ok())
         .unwrap_or_else(|| panic!("uptime: {:?}", first["$SYS/broker/uptime"]));
     assert!(uptime < 60, "uptime {uptime}");
-    assert!(
-        number(&first, "$SYS/broker/clients/connected") >= 2,
-        "{first:?}"
-    );
+    // The first values may be the retained ones of a publication made before these
+    // clients connected: only their form is checked here.
     for counter in COUNTERS {
         number(&first, counter);
     }
@@ -106,26 +104,27 @@ async fn sys_topics_are_published_with_plausible_values(protocol: Protocol) {
                 .starts_with("traffic/")
         );
     }
-    let received_before = number(&first, "$SYS/broker/messages/received");
-    let bytes_before = number(&first, "$SYS/broker/bytes/received");
+    // Each check waits for a publication made after the traffic (values of one read may
+    // straddle two publications, so every condition is checked on every read).
+    let grew = |values: &HashMap<String, String>| {
+        let n = |topic| number(values, topic);
+        n("$SYS/broker/messages/received") >= number(&first, "$SYS/broker/messages/received") + 5
+            && n("$SYS/broker/bytes/received") >= number(&first, "$SYS/broker/bytes/received") + 500
+            && n("$SYS/broker/messages/sent") >= number(&first, "$SYS/broker/messages/sent") + 5
+            && n("$SYS/broker/bytes/sent") > number(&first, "$SYS/broker/bytes/sent")
+            && n("$SYS/broker/clients/connected") == 3
+    };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    let later = loop {
+    loop {
         let values = read_until_seen(&mut sys, &COUNTERS).await;
-        if number(&values, "$SYS/broker/messages/received") >= received_before + 5 {
-            break values;
+        if grew(&values) {
+            break;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "messages/received never grew by 5: {values:?}"
+            "$SYS counters did not count the traffic: before {first:?}, now {values:?}"
         );
-    };
-    assert!(number(&later, "$SYS/broker/bytes/received") >= bytes_before + 500);
-    assert!(
-        number(&later, "$SYS/broker/messages/sent")
-            >= number(&first, "$SYS/broker/messages/sent") + 5
-    );
-    assert!(number(&later, "$SYS/broker/bytes/sent") > number(&first, "$SYS/broker/bytes/sent"));
-    assert!(number(&later, "$SYS/broker/clients/connected") >= 3);
+    }
 
     // Several publications went by: none reached the `#` subscriber [MQTT-4.7.2-1].
     everything.expect_nothing().await;

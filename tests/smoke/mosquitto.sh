@@ -56,7 +56,7 @@ start_sub() {
         -C "$count" -W 5 -v -d >"$out.raw" 2>&1 &
     sub_pid=$!
     for _ in $(seq 100); do
-        grep -q "received SUBACK" "$out.raw" && return 0
+        grep -qs "received SUBACK" "$out.raw" && return 0
         sleep 0.05
     done
     echo "smoke: mosquitto_sub got no SUBACK" >&2

@@ -1,0 +1,9 @@
+//! Test-only: the paths of the plugins under `plugins/`, compiled for
+//! `wasm32-wasip2` by this crate's `build.rs` (the first build takes about a
+//! minute: the plugins get a target directory of their own).
+//!
+//! Examples: [`READONLY_ACL`], [`STAMP`]. Fixtures: [`SCRIPTED`] (answers
+//! from its settings, for chain tests) and the hostile ones:
+//! [`LOOP_FOREVER`], [`ALLOC_UNBOUNDED`], [`PANIC`], [`SLOW`]; [`SQL_PROBE`] for the `sql` capability.
+
+include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));

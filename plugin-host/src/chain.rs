@@ -1,0 +1,275 @@
+//! Chain semantics over an ordered set of plugins ([`PluginSet`]) and the
+//! atomically swappable current set ([`Chain`]).
+//!
+//! - authn/authz: plugins in priority order; the first allow or deny decides;
+//!   ignore passes on; when every plugin ignores the answer is `Ignore` and
+//!   the broker's own setting decides (`allow_anonymous`, `acl_nomatch`). A
+//!   faulting plugin (trap, timeout, memory, disabled) decides **deny**.
+//! - transform: each plugin sees the previous one's output; `drop` stops; a
+//!   faulting plugin keeps the message as it was (or drops it, per its
+//!   `on_transform_fault`).
+//!
+//! A swap replaces the whole set at once; a call that already took its
+//! snapshot finishes on the old set.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+
+use crate::bindings::wit;
+use crate::plugin::{OnTransformFault, Plugin};
+use crate::types::{Action, AuthOutcome, ClientInfo, Decision, Message, Transformed};
+
+/// An immutable, ordered set of plugins: one generation of the plugin folder.
+#[derive(Clone, Debug, Default)]
+pub struct PluginSet {
+    plugins: Vec<Plugin>,
+}
+
+impl PluginSet {
+    /// Orders `plugins` by priority (lower first), then by name.
+    pub fn new(mut plugins: Vec<Plugin>) -> Self {
+        plugins.sort_by(|a, b| {
+            (a.config().priority, a.name()).cmp(&(b.config().priority, b.name()))
+        });
+        PluginSet { plugins }
+    }
+
+    /// The plugins, in chain order.
+    pub fn plugins(&self) -> &[Plugin] {
+        &self.plugins
+    }
+
+    /// The plugin named `name`.
+    pub fn get(&self, name: &str) -> Option<&Plugin> {
+        self.plugins.iter().find(|p| p.name() == name)
+    }
+
+    /// This set with `plugin` added, or replacing the one with the same name
+    /// (a reload).
+    pub fn with(&self, plugin: Plugin) -> PluginSet {
+        let mut plugins: Vec<Plugin> = self.plugins.iter().filter(|p| p.name() != plugin.name()).cloned().collect();
+        plugins.push(plugin);
+        PluginSet::new(plugins)
+    }
+
+    /// This set without the plugin named `name` (an unload).
+    pub fn without(&self, name: &str) -> PluginSet {
+        PluginSet { plugins: self.plugins.iter().filter(|p| p.name() != name).cloned().collect() }
+    }
+
+    /// Runs the authentication chain. `Ignore` when no plugin decided.
+    pub async fn authenticate(&self, client: &ClientInfo, password: Option<&[u8]>) -> AuthOutcome {
+        self.authenticate_counted(client, password, None).await
+    }
+
+    /// Runs the authorization chain. `Ignore` when no plugin decided.
+    pub async fn authorize(&self, client: &ClientInfo, action: Action, topic: &str, qos: u8, retain: bool) -> Decision {
+        self.authorize_counted(client, action, topic, qos, retain, None).await
+    }
+
+    /// Runs the transform chain on `message`.
+    pub async fn transform(&self, client: &ClientInfo, message: &Message) -> Transformed {
+        self.transform_counted(client, message, None).await
+    }
+
+    async fn authenticate_counted(
+        &self,
+        client: &ClientInfo,
+        password: Option<&[u8]>,
+        counters: Option<&ChainCounters>,
+    ) -> AuthOutcome {
+        // A plain loop with `continue` rather than a `filter` iterator held
+        // across `.await`: that keeps the future `Send`.
+        if !self.plugins.iter().any(|p| p.hooks().authn) {
+            return AuthOutcome::ignore();
+        }
+        let wit_client = wit::Client::from(client);
+        for plugin in &self.plugins {
+            if !plugin.hooks().authn {
+                continue;
+            }
+            match plugin.authenticate_wit(&wit_client, password).await {
+                Ok(outcome) if outcome.decision == Decision::Ignore => continue,
+                Ok(outcome) => {
+                    tracing::debug!(plugin = plugin.name(), client_id = client.client_id, decision = ?outcome.decision, "authn decided");
+                    return outcome;
+                }
+                Err(fault) => {
+                    if let Some(c) = counters {
+                        c.failed_closed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return AuthOutcome::deny(format!("plugin {} failed: {fault}", plugin.name()));
+                }
+            }
+        }
+        AuthOutcome::ignore()
+    }
+
+    async fn authorize_counted(
+        &self,
+        client: &ClientInfo,
+        action: Action,
+        topic: &str,
+        qos: u8,
+        retain: bool,
+        counters: Option<&ChainCounters>,
+    ) -> Decision {
+        // A plain loop with `continue` rather than a `filter` iterator held
+        // across `.await`: that keeps the future `Send`.
+        if !self.plugins.iter().any(|p| p.hooks().authz) {
+            return Decision::Ignore;
+        }
+        let wit_client = wit::Client::from(client);
+        for plugin in &self.plugins {
+            if !plugin.hooks().authz {
+                continue;
+            }
+            match plugin.authorize_wit(&wit_client, action.into(), topic, qos, retain).await {
+                Ok(Decision::Ignore) => continue,
+                Ok(decision) => return decision,
+                Err(_) => {
+                    // Already logged and counted by the plugin; fail closed.
+                    if let Some(c) = counters {
+                        c.failed_closed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return Decision::Deny;
+                }
+            }
+        }
+        Decision::Ignore
+    }
+
+    async fn transform_counted(
+        &self,
+        client: &ClientInfo,
+        message: &Message,
+        counters: Option<&ChainCounters>,
+    ) -> Transformed {
+        // A plain loop with `continue` rather than a `filter` iterator held
+        // across `.await`: that keeps the future `Send`.
+        if !self.plugins.iter().any(|p| p.hooks().transform) {
+            return Transformed::Keep;
+        }
+        let wit_client = wit::Client::from(client);
+        let mut current = wit::Message::from(message.clone());
+        let mut replaced = false;
+        for plugin in &self.plugins {
+            if !plugin.hooks().transform {
+                continue;
+            }
+            match plugin.on_publish_wit(&wit_client, &current).await {
+                Ok(wit::Transformed::Keep) => {}
+                Ok(wit::Transformed::Replace(next)) => {
+                    current = next;
+                    replaced = true;
+                }
+                Ok(wit::Transformed::Drop(reason)) => {
+                    return Transformed::Drop(format!("{}: {reason}", plugin.name()));
+                }
+                Err(fault) => {
+                    if let Some(c) = counters {
+                        c.transform_faults.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if plugin.config().on_transform_fault == OnTransformFault::Drop {
+                        return Transformed::Drop(format!("{} failed: {fault}", plugin.name()));
+                    }
+                }
+            }
+        }
+        if replaced { Transformed::Replace(current.into()) } else { Transformed::Keep }
+    }
+}
+
+/// Counters of a [`Chain`], over every generation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChainStats {
+    /// Authentication chains run.
+    pub authn_calls: u64,
+    /// Authorization chains run.
+    pub authz_calls: u64,
+    /// Transform chains run.
+    pub transform_calls: u64,
+    /// Authn/authz answers that are a deny because a plugin faulted.
+    pub failed_closed: u64,
+    /// Transform plugin faults (the message was kept or dropped per config).
+    pub transform_faults: u64,
+    /// Plugin-set swaps.
+    pub swaps: u64,
+}
+
+#[derive(Default)]
+struct ChainCounters {
+    authn_calls: AtomicU64,
+    authz_calls: AtomicU64,
+    transform_calls: AtomicU64,
+    failed_closed: AtomicU64,
+    transform_faults: AtomicU64,
+    swaps: AtomicU64,
+}
+
+/// The current [`PluginSet`], swapped atomically on reload, with counters.
+/// Share it (`Arc<Chain>`) between connections.
+#[derive(Default)]
+pub struct Chain {
+    current: ArcSwap<PluginSet>,
+    counters: ChainCounters,
+}
+
+impl Chain {
+    /// A chain serving `set`.
+    pub fn new(set: PluginSet) -> Self {
+        Chain { current: ArcSwap::from_pointee(set), counters: ChainCounters::default() }
+    }
+
+    /// The set serving now. Holding it keeps that generation alive.
+    pub fn current(&self) -> Arc<PluginSet> {
+        self.current.load_full()
+    }
+
+    /// Replaces the whole set; returns the previous one. Calls that already
+    /// started finish on the previous set.
+    pub fn swap(&self, set: PluginSet) -> Arc<PluginSet> {
+        self.counters.swaps.fetch_add(1, Ordering::Relaxed);
+        let names: Vec<&str> = set.plugins().iter().map(Plugin::name).collect();
+        tracing::info!(plugins = ?names, "plugin set swapped");
+        self.current.swap(Arc::new(set))
+    }
+
+    /// Runs the authentication chain on the current set. `Ignore`: no plugin
+    /// decided (`allow_anonymous` decides).
+    pub async fn authenticate(&self, client: &ClientInfo, password: Option<&[u8]>) -> AuthOutcome {
+        self.counters.authn_calls.fetch_add(1, Ordering::Relaxed);
+        let set = self.current.load_full();
+        set.authenticate_counted(client, password, Some(&self.counters)).await
+    }
+
+    /// Runs the authorization chain on the current set. `Ignore`: no plugin
+    /// decided (`acl_nomatch` decides).
+    pub async fn authorize(&self, client: &ClientInfo, action: Action, topic: &str, qos: u8, retain: bool) -> Decision {
+        self.counters.authz_calls.fetch_add(1, Ordering::Relaxed);
+        let set = self.current.load_full();
+        set.authorize_counted(client, action, topic, qos, retain, Some(&self.counters)).await
+    }
+
+    /// Runs the transform chain on the current set.
+    pub async fn transform(&self, client: &ClientInfo, message: &Message) -> Transformed {
+        self.counters.transform_calls.fetch_add(1, Ordering::Relaxed);
+        let set = self.current.load_full();
+        set.transform_counted(client, message, Some(&self.counters)).await
+    }
+
+    /// The chain's counters.
+    pub fn stats(&self) -> ChainStats {
+        let c = &self.counters;
+        ChainStats {
+            authn_calls: c.authn_calls.load(Ordering::Relaxed),
+            authz_calls: c.authz_calls.load(Ordering::Relaxed),
+            transform_calls: c.transform_calls.load(Ordering::Relaxed),
+            failed_closed: c.failed_closed.load(Ordering::Relaxed),
+            transform_faults: c.transform_faults.load(Ordering::Relaxed),
+            swaps: c.swaps.load(Ordering::Relaxed),
+        }
+    }
+}

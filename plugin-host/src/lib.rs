@@ -1,0 +1,53 @@
+//! The Wasmq plugin host: loads WebAssembly components that implement the
+//! `wasmq:plugin@0.1.0` contract (`wit/` at the repository root), keeps them
+//! sandboxed and warm, and runs them as chains at the broker's hook points.
+//!
+//! # Map
+//!
+//! - [`host`]: [`PluginHost`], one wasmtime `Engine` (pooling allocator,
+//!   epoch interruption, async) and `Linker` (WASI with nothing granted, plus
+//!   the `log`, `config` and `sql` capabilities), the epoch ticker, and
+//!   loading: bytes -> [`cache`] (or compile) -> [`check`] (which hooks,
+//!   which imports, what is wrong) -> [`Plugin`].
+//! - [`plugin`]: one plugin: its `InstancePre`, a pool of warm instances, a
+//!   deadline and a memory cap per call, fault counting and disabling.
+//! - [`chain`]: [`PluginSet`] (plugins in priority order, chain semantics:
+//!   first allow/deny wins, faults fail closed, transforms compose) and
+//!   [`Chain`] (the current set, swapped atomically on reload).
+//! - [`types`]: the plain Rust types of the calls ([`ClientInfo`],
+//!   [`Action`], [`Decision`], [`AuthOutcome`], [`Message`], [`Transformed`]);
+//!   `bindings` (private) converts them to and from the generated ones.
+//! - `state` (private): the per-instance `HostState`, the host side of the
+//!   capabilities, and plugin stdout/stderr into `tracing`.
+//!
+//! # Data flow of a call
+//!
+//! ```text
+//! Chain::authorize -> current PluginSet (ArcSwap snapshot)
+//!   -> for each plugin with authz, in order: Plugin::authorize
+//!        -> take a warm instance (or instantiate from InstancePre)
+//!        -> set the epoch deadline -> call the export (async)
+//!        -> Ok: instance back to the pool | Err: drop it, count, maybe disable
+//!   -> first Allow/Deny wins; a fault is Deny; all Ignore is Ignore
+//! ```
+//!
+//! Loading is CPU-bound (compilation): call [`PluginHost::load`] off the
+//! async runtime, or use [`PluginHost::load_async`].
+
+mod bindings;
+pub mod cache;
+pub mod chain;
+pub mod check;
+mod error;
+pub mod host;
+pub mod plugin;
+mod state;
+pub mod types;
+
+pub use cache::CacheStats;
+pub use chain::{Chain, ChainStats, PluginSet};
+pub use check::{CONTRACT_VERSION, Report};
+pub use error::{Fault, HostError, LoadError};
+pub use host::{HostConfig, PluginHost, check};
+pub use plugin::{Limits, OnTransformFault, Plugin, PluginConfig, PluginStats};
+pub use types::{Action, AuthOutcome, Capabilities, ClientInfo, Decision, Hooks, Message, Transformed};

@@ -1,0 +1,499 @@
+//! One loaded plugin: its compiled component and `InstancePre`, the hooks it
+//! exports, a small pool of warm instances, its limits and its fault record.
+//!
+//! A call takes a warm instance (or creates one), sets the epoch deadline,
+//! calls the hook, and gives the instance back, unless the call faulted
+//! (the instance is dropped: its state may be broken) or the instance has
+//! served `calls_per_instance_max` calls (recycled, so leaks in a plugin do
+//! not pile up).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use wasmtime::component::{Component, InstancePre};
+use wasmtime::{Store, Trap};
+
+use crate::bindings::{authn, authz, transform, wit};
+use crate::check::Inspection;
+use crate::error::{Fault, LoadError};
+use crate::host::HostInner;
+use crate::state::{HostState, PluginIdentity};
+use crate::types::{Action, AuthOutcome, Capabilities, ClientInfo, Decision, Hooks, Message, Transformed};
+
+/// The limits of one plugin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The most one hook call may take; past it the call is interrupted and
+    /// counts as a fault.
+    pub call_timeout_ms: u64,
+    /// The most linear memory one instance may have (capped by
+    /// `HostConfig::memory_bytes_max`).
+    pub memory_bytes_max: usize,
+    /// Calls one instance serves before it is replaced by a fresh one.
+    pub calls_per_instance_max: u64,
+    /// Idle instances kept warm; more are created under concurrency and
+    /// dropped when they come back to a full pool.
+    pub warm_instances_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            call_timeout_ms: 100,
+            memory_bytes_max: 16 << 20,
+            calls_per_instance_max: 100_000,
+            warm_instances_max: 4,
+        }
+    }
+}
+
+/// What to do with a message when a transform plugin faults.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnTransformFault {
+    /// Pass the message on as it was before this plugin (default).
+    #[default]
+    Keep,
+    /// Drop the message.
+    Drop,
+}
+
+/// How one plugin is configured (what `NAME.toml` will hold).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PluginConfig {
+    /// The plugin's name, for logs and counters (by convention the file stem).
+    pub name: String,
+    /// Chain position: lower runs first; ties run in name order.
+    pub priority: i32,
+    /// The hooks enabled; a hook the component does not export is ignored.
+    pub hooks: Hooks,
+    /// Time and memory limits.
+    pub limits: Limits,
+    /// Whether the plugin may use the `sql` capability.
+    pub grant_sql: bool,
+    /// The plugin's own settings, read through the `config` capability.
+    pub settings: BTreeMap<String, String>,
+    /// What a faulting transform does to the message.
+    pub on_transform_fault: OnTransformFault,
+    /// Faults in a row after which the plugin is disabled until reloaded.
+    pub faults_to_disable: u32,
+}
+
+impl PluginConfig {
+    /// Defaults for a plugin named `name`: priority 0, every exported hook,
+    /// default limits, no `sql`, no settings.
+    pub fn new(name: impl Into<String>) -> Self {
+        PluginConfig {
+            name: name.into(),
+            priority: 0,
+            hooks: Hooks::ALL,
+            limits: Limits::default(),
+            grant_sql: false,
+            settings: BTreeMap::new(),
+            on_transform_fault: OnTransformFault::Keep,
+            faults_to_disable: 5,
+        }
+    }
+
+    /// Adds a setting (builder style).
+    pub fn setting(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.settings.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// Counters of one plugin, since it was loaded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PluginStats {
+    /// Hook calls attempted (including those that faulted).
+    pub calls: u64,
+    /// Calls that faulted, all kinds.
+    pub faults: u64,
+    /// Calls interrupted at their deadline.
+    pub timeouts: u64,
+    /// Calls that trapped.
+    pub traps: u64,
+    /// Calls stopped by the memory cap.
+    pub memory_limits: u64,
+    /// Calls refused because the plugin is disabled or no instance could be made.
+    pub refused: u64,
+    /// Instances created.
+    pub instances_created: u64,
+    /// Instances retired after `calls_per_instance_max` calls.
+    pub instances_recycled: u64,
+    /// Faults in a row, right now.
+    pub consecutive_faults: u32,
+    /// Whether the plugin is disabled.
+    pub disabled: bool,
+}
+
+#[derive(Default)]
+struct Counters {
+    calls: AtomicU64,
+    faults: AtomicU64,
+    timeouts: AtomicU64,
+    traps: AtomicU64,
+    memory_limits: AtomicU64,
+    refused: AtomicU64,
+    instances_created: AtomicU64,
+    instances_recycled: AtomicU64,
+}
+
+/// A loaded plugin. Cheap to clone (shared); calls may run concurrently, each
+/// on its own instance.
+#[derive(Clone)]
+pub struct Plugin {
+    inner: Arc<PluginInner>,
+}
+
+struct PluginInner {
+    host: Arc<HostInner>,
+    identity: Arc<PluginIdentity>,
+    config: PluginConfig,
+    exported: Hooks,
+    enabled: Hooks,
+    capabilities: Capabilities,
+    pre: InstancePre<HostState>,
+    authn: Option<authn::GuestIndices>,
+    authz: Option<authz::GuestIndices>,
+    transform: Option<transform::GuestIndices>,
+    memory_bytes_max: usize,
+    deadline_ticks: u64,
+    warm: Mutex<Vec<Warm>>,
+    counters: Counters,
+    consecutive_faults: AtomicU32,
+    disabled: AtomicBool,
+}
+
+/// One live instance and its store.
+struct Warm {
+    store: Store<HostState>,
+    authn: Option<authn::Guest>,
+    authz: Option<authz::Guest>,
+    transform: Option<transform::Guest>,
+    calls: u64,
+}
+
+impl Plugin {
+    pub(crate) fn new(
+        host: Arc<HostInner>,
+        config: PluginConfig,
+        component: Component,
+        inspection: Inspection,
+    ) -> Result<Plugin, LoadError> {
+        if inspection.capabilities.sql && !config.grant_sql {
+            return Err(LoadError::NotGranted("sql"));
+        }
+        let pre = host.linker.instantiate_pre(&component).map_err(|e| LoadError::Link(format!("{e}")))?;
+        let exported = inspection.hooks;
+        let enabled = exported.intersect(config.hooks);
+        if enabled.is_empty() {
+            return Err(LoadError::Invalid(format!(
+                "none of the hooks it exports ({exported}) is enabled in its configuration"
+            )));
+        }
+        let index_err = |e: wasmtime::Error| LoadError::Invalid(format!("{e}"));
+        let authn = enabled.authn.then(|| authn::GuestIndices::new(&pre)).transpose().map_err(index_err)?;
+        let authz = enabled.authz.then(|| authz::GuestIndices::new(&pre)).transpose().map_err(index_err)?;
+        let transform =
+            enabled.transform.then(|| transform::GuestIndices::new(&pre)).transpose().map_err(index_err)?;
+        let tick_ms = host.config.epoch_tick_ms.max(1);
+        let deadline_ticks = config.limits.call_timeout_ms.div_ceil(tick_ms) + 1;
+        let memory_bytes_max = config.limits.memory_bytes_max.min(host.config.memory_bytes_max);
+        let identity = Arc::new(PluginIdentity {
+            name: Arc::from(config.name.as_str()),
+            settings: config.settings.clone(),
+            sql_granted: config.grant_sql,
+        });
+        tracing::info!(
+            plugin = config.name,
+            hooks = %enabled,
+            capabilities = %inspection.capabilities,
+            "plugin loaded"
+        );
+        Ok(Plugin {
+            inner: Arc::new(PluginInner {
+                host,
+                identity,
+                exported,
+                enabled,
+                capabilities: inspection.capabilities,
+                pre,
+                authn,
+                authz,
+                transform,
+                memory_bytes_max,
+                deadline_ticks,
+                warm: Mutex::new(Vec::new()),
+                counters: Counters::default(),
+                consecutive_faults: AtomicU32::new(0),
+                disabled: AtomicBool::new(false),
+                config,
+            }),
+        })
+    }
+
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.inner.config.name
+    }
+
+    /// The configuration it was loaded with.
+    pub fn config(&self) -> &PluginConfig {
+        &self.inner.config
+    }
+
+    /// The hooks the component exports.
+    pub fn exported_hooks(&self) -> Hooks {
+        self.inner.exported
+    }
+
+    /// The hooks that are called: exported and enabled.
+    pub fn hooks(&self) -> Hooks {
+        self.inner.enabled
+    }
+
+    /// The Wasmq capabilities the component imports.
+    pub fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities
+    }
+
+    /// Whether the plugin has been disabled after repeated faults.
+    pub fn is_disabled(&self) -> bool {
+        self.inner.disabled.load(Ordering::Relaxed)
+    }
+
+    /// Its counters.
+    pub fn stats(&self) -> PluginStats {
+        let c = &self.inner.counters;
+        PluginStats {
+            calls: c.calls.load(Ordering::Relaxed),
+            faults: c.faults.load(Ordering::Relaxed),
+            timeouts: c.timeouts.load(Ordering::Relaxed),
+            traps: c.traps.load(Ordering::Relaxed),
+            memory_limits: c.memory_limits.load(Ordering::Relaxed),
+            refused: c.refused.load(Ordering::Relaxed),
+            instances_created: c.instances_created.load(Ordering::Relaxed),
+            instances_recycled: c.instances_recycled.load(Ordering::Relaxed),
+            consecutive_faults: self.inner.consecutive_faults.load(Ordering::Relaxed),
+            disabled: self.is_disabled(),
+        }
+    }
+
+    /// Creates one instance and keeps it warm: proves the plugin starts.
+    pub async fn warm_up(&self) -> Result<(), Fault> {
+        let warm = self.instantiate().await?;
+        self.inner.warm.lock().push(warm);
+        Ok(())
+    }
+
+    /// Calls the `authn` hook. `Ok(Ignore)` when the hook is not enabled.
+    pub async fn authenticate(&self, client: &ClientInfo, password: Option<&[u8]>) -> Result<AuthOutcome, Fault> {
+        self.authenticate_wit(&client.into(), password).await
+    }
+
+    /// Calls the `authz` hook. `Ok(Ignore)` when the hook is not enabled.
+    pub async fn authorize(
+        &self,
+        client: &ClientInfo,
+        action: Action,
+        topic: &str,
+        qos: u8,
+        retain: bool,
+    ) -> Result<Decision, Fault> {
+        self.authorize_wit(&client.into(), action.into(), topic, qos, retain).await
+    }
+
+    /// Calls the `transform` hook. `Ok(Keep)` when the hook is not enabled.
+    pub async fn on_publish(&self, client: &ClientInfo, message: &Message) -> Result<Transformed, Fault> {
+        let message = wit::Message::from(message.clone());
+        self.on_publish_wit(&client.into(), &message).await.map(Transformed::from)
+    }
+
+    pub(crate) async fn authenticate_wit(
+        &self,
+        client: &wit::Client,
+        password: Option<&[u8]>,
+    ) -> Result<AuthOutcome, Fault> {
+        if !self.inner.enabled.authn {
+            return Ok(AuthOutcome::ignore());
+        }
+        self.call("authn", |mut w| async move {
+            let guest = w.authn.clone().expect("authn loaded when enabled");
+            let r = guest.call_authenticate(&mut w.store, client, password).await;
+            (w, r)
+        })
+        .await
+        .map(AuthOutcome::from)
+    }
+
+    pub(crate) async fn authorize_wit(
+        &self,
+        client: &wit::Client,
+        action: wit::Action,
+        topic: &str,
+        qos: u8,
+        retain: bool,
+    ) -> Result<Decision, Fault> {
+        if !self.inner.enabled.authz {
+            return Ok(Decision::Ignore);
+        }
+        self.call("authz", |mut w| async move {
+            let guest = w.authz.clone().expect("authz loaded when enabled");
+            let r = guest.call_authorize(&mut w.store, client, action, topic, qos, retain).await;
+            (w, r)
+        })
+        .await
+        .map(Decision::from)
+    }
+
+    pub(crate) async fn on_publish_wit(
+        &self,
+        client: &wit::Client,
+        message: &wit::Message,
+    ) -> Result<wit::Transformed, Fault> {
+        if !self.inner.enabled.transform {
+            return Ok(wit::Transformed::Keep);
+        }
+        self.call("transform", |mut w| async move {
+            let guest = w.transform.clone().expect("transform loaded when enabled");
+            let r = guest.call_on_publish(&mut w.store, client, message).await;
+            (w, r)
+        })
+        .await
+    }
+
+    /// Runs `f` on a warm instance with a fresh deadline, and sorts out what
+    /// happens to the instance and the counters afterwards.
+    async fn call<R, Fut>(&self, hook: &'static str, f: impl FnOnce(Warm) -> Fut) -> Result<R, Fault>
+    where
+        Fut: Future<Output = (Warm, wasmtime::Result<R>)>,
+    {
+        let inner = &*self.inner;
+        inner.counters.calls.fetch_add(1, Ordering::Relaxed);
+        if self.is_disabled() {
+            inner.counters.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(Fault::Disabled);
+        }
+        let pooled = inner.warm.lock().pop();
+        let mut warm = match pooled {
+            Some(warm) => warm,
+            None => match self.instantiate().await {
+                Ok(warm) => warm,
+                Err(fault) => {
+                    self.record_fault(hook, &fault);
+                    return Err(fault);
+                }
+            },
+        };
+        warm.store.set_epoch_deadline(inner.deadline_ticks);
+        let (mut warm, result) = f(warm).await;
+        match result {
+            Ok(r) => {
+                inner.consecutive_faults.store(0, Ordering::Relaxed);
+                warm.calls += 1;
+                if warm.calls >= inner.config.limits.calls_per_instance_max {
+                    inner.counters.instances_recycled.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    let mut pool = inner.warm.lock();
+                    if pool.len() < inner.config.limits.warm_instances_max {
+                        pool.push(warm);
+                    }
+                }
+                Ok(r)
+            }
+            Err(e) => {
+                let fault = self.classify(&e, &warm.store);
+                tracing::debug!(plugin = self.name(), hook, error = ?e, "plugin call failed");
+                // The instance may be in any state after a fault: never reuse it.
+                drop(warm);
+                self.record_fault(hook, &fault);
+                Err(fault)
+            }
+        }
+    }
+
+    async fn instantiate(&self) -> Result<Warm, Fault> {
+        let inner = &*self.inner;
+        let state = HostState::new(inner.identity.clone(), inner.memory_bytes_max);
+        let mut store = Store::new(&inner.host.engine, state);
+        store.limiter(|s| &mut s.memory);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(inner.deadline_ticks);
+        let instance = match inner.pre.instantiate_async(&mut store).await {
+            Ok(instance) => instance,
+            Err(e) => {
+                if e.is::<wasmtime::PoolConcurrencyLimitError>() {
+                    return Err(Fault::Unavailable(format!("{e}")));
+                }
+                return Err(self.classify(&e, &store));
+            }
+        };
+        let load_err = |e: wasmtime::Error| Fault::Unavailable(format!("{e}"));
+        let authn = match &inner.authn {
+            Some(ix) => Some(ix.load(&mut store, &instance).map_err(load_err)?),
+            None => None,
+        };
+        let authz = match &inner.authz {
+            Some(ix) => Some(ix.load(&mut store, &instance).map_err(load_err)?),
+            None => None,
+        };
+        let transform = match &inner.transform {
+            Some(ix) => Some(ix.load(&mut store, &instance).map_err(load_err)?),
+            None => None,
+        };
+        inner.counters.instances_created.fetch_add(1, Ordering::Relaxed);
+        Ok(Warm { store, authn, authz, transform, calls: 0 })
+    }
+
+    fn classify(&self, e: &wasmtime::Error, store: &Store<HostState>) -> Fault {
+        if store.data().memory.exceeded {
+            return Fault::MemoryLimit(self.inner.memory_bytes_max);
+        }
+        if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
+            return Fault::Timeout(self.inner.config.limits.call_timeout_ms);
+        }
+        match e.downcast_ref::<Trap>() {
+            Some(trap) => Fault::Trap(trap.to_string()),
+            None => Fault::Trap(e.to_string()),
+        }
+    }
+
+    fn record_fault(&self, hook: &'static str, fault: &Fault) {
+        let inner = &*self.inner;
+        let c = &inner.counters;
+        c.faults.fetch_add(1, Ordering::Relaxed);
+        match fault {
+            Fault::Timeout(_) => c.timeouts.fetch_add(1, Ordering::Relaxed),
+            Fault::MemoryLimit(_) => c.memory_limits.fetch_add(1, Ordering::Relaxed),
+            Fault::Trap(_) => c.traps.fetch_add(1, Ordering::Relaxed),
+            Fault::Unavailable(_) | Fault::Disabled => c.refused.fetch_add(1, Ordering::Relaxed),
+        };
+        tracing::warn!(plugin = self.name(), hook, %fault, "plugin call failed");
+        if !fault.is_plugins_fault() {
+            return;
+        }
+        let in_a_row = inner.consecutive_faults.fetch_add(1, Ordering::Relaxed) + 1;
+        if in_a_row >= inner.config.faults_to_disable && !inner.disabled.swap(true, Ordering::Relaxed) {
+            inner.warm.lock().clear();
+            tracing::error!(
+                plugin = self.name(),
+                faults_in_a_row = in_a_row,
+                "plugin disabled after repeated faults; it stays disabled until it is reloaded"
+            );
+        }
+    }
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.name())
+            .field("priority", &self.inner.config.priority)
+            .field("hooks", &self.inner.enabled)
+            .field("disabled", &self.is_disabled())
+            .finish()
+    }
+}

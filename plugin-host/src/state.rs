@@ -1,0 +1,261 @@
+//! Per-instance host state (`HostState`: WASI context, resource table,
+//! memory limiter, the plugin's identity and settings), the host side of the
+//! capabilities `log`, `config` and `sql`, and the capture of a plugin's
+//! stdout/stderr into `tracing`.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::wasmq::plugin::{config, log, sql, types};
+
+/// The longest log line or stdout line a plugin can write; the rest is cut.
+/// A plugin must not be able to flood the broker's log with one call.
+const LOG_LINE_BYTES_MAX: usize = 4096;
+
+/// What every instance of one plugin shares: who it is and what it may do.
+#[derive(Debug)]
+pub(crate) struct PluginIdentity {
+    pub name: Arc<str>,
+    pub settings: BTreeMap<String, String>,
+    pub sql_granted: bool,
+}
+
+/// The `Store` data of one plugin instance.
+pub(crate) struct HostState {
+    pub identity: Arc<PluginIdentity>,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub memory: MemoryCap,
+}
+
+impl HostState {
+    pub fn new(identity: Arc<PluginIdentity>, memory_bytes_max: usize) -> Self {
+        // Nothing granted: no preopened directory, no environment, no
+        // arguments, no network, stdin closed. stdout/stderr go to the log.
+        let wasi = WasiCtx::builder()
+            .stdout(LogStream { plugin: identity.name.clone(), stream: "stdout" })
+            .stderr(LogStream { plugin: identity.name.clone(), stream: "stderr" })
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        HostState {
+            identity,
+            wasi,
+            table: ResourceTable::new(),
+            memory: MemoryCap { bytes_max: memory_bytes_max, exceeded: false },
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// The memory cap of one instance: refuses growth past `bytes_max` and
+/// remembers that it did, so a trap that follows is reported as "memory
+/// limit" rather than as a plain trap.
+pub(crate) struct MemoryCap {
+    bytes_max: usize,
+    pub exceeded: bool,
+}
+
+impl wasmtime::ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.bytes_max {
+            self.exceeded = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Tables hold function references; a million is far beyond any real plugin.
+        Ok(desired <= 1_000_000)
+    }
+}
+
+fn truncate(s: &str) -> &str {
+    if s.len() <= LOG_LINE_BYTES_MAX {
+        return s;
+    }
+    let mut end = LOG_LINE_BYTES_MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+impl types::Host for HostState {}
+
+impl log::Host for HostState {
+    fn log(&mut self, level: log::Level, message: String) {
+        let plugin = &*self.identity.name;
+        let message = truncate(&message);
+        match level {
+            log::Level::Trace => tracing::trace!(target: "wasmq::plugin", plugin, "{message}"),
+            log::Level::Debug => tracing::debug!(target: "wasmq::plugin", plugin, "{message}"),
+            log::Level::Info => tracing::info!(target: "wasmq::plugin", plugin, "{message}"),
+            log::Level::Warn => tracing::warn!(target: "wasmq::plugin", plugin, "{message}"),
+            log::Level::Error => tracing::error!(target: "wasmq::plugin", plugin, "{message}"),
+        }
+    }
+}
+
+impl config::Host for HostState {
+    fn get(&mut self, key: String) -> Option<String> {
+        self.identity.settings.get(&key).cloned()
+    }
+}
+
+impl sql::Host for HostState {
+    async fn query(
+        &mut self,
+        statement: String,
+        params: Vec<sql::SqlValue>,
+    ) -> Result<Vec<sql::Row>, sql::SqlError> {
+        // Loading refuses a plugin that imports `sql` without the grant, so
+        // only granted plugins get here; the database itself comes later.
+        let _ = (statement, params);
+        if !self.identity.sql_granted {
+            return Err(sql::SqlError::NotGranted);
+        }
+        tracing::warn!(plugin = &*self.identity.name, "sql query refused: no database is configured");
+        Err(sql::SqlError::NotGranted)
+    }
+}
+
+/// A plugin's stdout or stderr: each line becomes a `tracing` event at info
+/// (stdout) or warn (stderr) level, tagged with the plugin's name.
+struct LogStream {
+    plugin: Arc<str>,
+    stream: &'static str,
+}
+
+impl IsTerminal for LogStream {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for LogStream {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(LineLogger::new(self.plugin.clone(), self.stream))
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(LineLogger::new(self.plugin.clone(), self.stream))
+    }
+}
+
+/// Buffers bytes until a newline (or [`LOG_LINE_BYTES_MAX`]) and logs each line.
+struct LineLogger {
+    plugin: Arc<str>,
+    stream: &'static str,
+    line: Vec<u8>,
+}
+
+impl LineLogger {
+    fn new(plugin: Arc<str>, stream: &'static str) -> Self {
+        LineLogger { plugin, stream, line: Vec::new() }
+    }
+
+    fn push(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            match bytes.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    self.append(&bytes[..i]);
+                    self.emit();
+                    bytes = &bytes[i + 1..];
+                }
+                None => {
+                    self.append(bytes);
+                    bytes = &[];
+                }
+            }
+        }
+    }
+
+    fn append(&mut self, bytes: &[u8]) {
+        let room = LOG_LINE_BYTES_MAX.saturating_sub(self.line.len());
+        self.line.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
+    fn emit(&mut self) {
+        let text = String::from_utf8_lossy(&self.line);
+        let plugin = &*self.plugin;
+        if self.stream == "stderr" {
+            tracing::warn!(target: "wasmq::plugin", plugin, stream = self.stream, "{text}");
+        } else {
+            tracing::info!(target: "wasmq::plugin", plugin, stream = self.stream, "{text}");
+        }
+        self.line.clear();
+    }
+}
+
+impl Drop for LineLogger {
+    fn drop(&mut self) {
+        if !self.line.is_empty() {
+            self.emit();
+        }
+    }
+}
+
+impl OutputStream for LineLogger {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.push(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(64 * 1024)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for LineLogger {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for LineLogger {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.push(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}

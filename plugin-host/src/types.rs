@@ -1,0 +1,177 @@
+//! The plain Rust types of the hook calls, independent of the generated
+//! bindings (the broker's adapter converts its own types to and from these).
+
+use std::fmt;
+
+/// The client a hook is asked about (WIT `types.client`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientInfo {
+    /// The MQTT client identifier.
+    pub client_id: String,
+    /// The user name from CONNECT, if any.
+    pub username: Option<String>,
+    /// The peer's address, `ip:port`.
+    pub peer_addr: String,
+    /// The MQTT protocol level: 4 for 3.1.1, 5 for 5.0.
+    pub protocol_version: u8,
+    /// The name of the listener the client came through.
+    pub listener: String,
+}
+
+/// What a client wants to do with a topic (WIT `types.action`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Publish to a topic name.
+    Publish,
+    /// Subscribe to a topic filter.
+    Subscribe,
+}
+
+/// A plugin's (or a chain's) answer (WIT `types.decision`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Decision {
+    /// Allowed; stops the chain.
+    Allow,
+    /// Denied; stops the chain.
+    Deny,
+    /// Not decided: the next plugin, or the broker's default, decides.
+    Ignore,
+}
+
+/// The answer of an authentication hook or chain (WIT `types.auth-result`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthOutcome {
+    /// Allow, deny, or ignore (no plugin decided: `allow_anonymous` decides).
+    pub decision: Decision,
+    /// Whether the client is a superuser (skips authorization). Only set with `Allow`.
+    pub superuser: bool,
+    /// Why the client was denied, for the log.
+    pub reason: Option<String>,
+}
+
+impl AuthOutcome {
+    /// No plugin decided.
+    pub fn ignore() -> Self {
+        Self { decision: Decision::Ignore, superuser: false, reason: None }
+    }
+
+    /// Denied, with a reason for the log.
+    pub fn deny(reason: impl Into<String>) -> Self {
+        Self { decision: Decision::Deny, superuser: false, reason: Some(reason.into()) }
+    }
+}
+
+/// An application message (WIT `types.message`). `Debug` shows the payload's
+/// length, not its bytes.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Message {
+    /// Topic name.
+    pub topic: String,
+    /// Payload bytes.
+    pub payload: Vec<u8>,
+    /// QoS 0, 1 or 2.
+    pub qos: u8,
+    /// Retain flag.
+    pub retain: bool,
+    /// MQTT 5 user properties, in order.
+    pub user_properties: Vec<(String, String)>,
+    /// MQTT 5 content type.
+    pub content_type: Option<String>,
+    /// MQTT 5 payload format indicator (true: UTF-8 text).
+    pub payload_is_utf8: bool,
+    /// MQTT 5 response topic.
+    pub response_topic: Option<String>,
+    /// MQTT 5 correlation data.
+    pub correlation_data: Option<Vec<u8>>,
+    /// MQTT 5 message expiry interval, seconds.
+    pub message_expiry_interval: Option<u32>,
+}
+
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("topic", &self.topic)
+            .field("payload_len", &self.payload.len())
+            .field("qos", &self.qos)
+            .field("retain", &self.retain)
+            .field("user_properties", &self.user_properties)
+            .field("content_type", &self.content_type)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a transform hook or chain did with a message (WIT `types.transformed`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transformed {
+    /// Unchanged.
+    Keep,
+    /// Rewritten: route this message instead.
+    Replace(Message),
+    /// Dropped, with the reason for the log.
+    Drop(String),
+}
+
+/// The hook interfaces a plugin exports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Hooks {
+    /// Exports `wasmq:plugin/authn`.
+    pub authn: bool,
+    /// Exports `wasmq:plugin/authz`.
+    pub authz: bool,
+    /// Exports `wasmq:plugin/transform`.
+    pub transform: bool,
+}
+
+impl Hooks {
+    /// Every hook.
+    pub const ALL: Hooks = Hooks { authn: true, authz: true, transform: true };
+
+    /// The hooks in both sets.
+    pub fn intersect(self, other: Hooks) -> Hooks {
+        Hooks {
+            authn: self.authn && other.authn,
+            authz: self.authz && other.authz,
+            transform: self.transform && other.transform,
+        }
+    }
+
+    /// Whether no hook is set.
+    pub fn is_empty(self) -> bool {
+        !(self.authn || self.authz || self.transform)
+    }
+}
+
+impl fmt::Display for Hooks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = [
+            (self.authn, "authn"),
+            (self.authz, "authz"),
+            (self.transform, "transform"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+        if names.is_empty() { f.write_str("none") } else { f.write_str(&names.join(", ")) }
+    }
+}
+
+/// The host capabilities a plugin imports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Imports `wasmq:plugin/log`.
+    pub log: bool,
+    /// Imports `wasmq:plugin/config`.
+    pub config: bool,
+    /// Imports `wasmq:plugin/sql`.
+    pub sql: bool,
+}
+
+impl fmt::Display for Capabilities {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = [(self.log, "log"), (self.config, "config"), (self.sql, "sql")]
+            .into_iter()
+            .filter_map(|(on, name)| on.then_some(name))
+            .collect();
+        if names.is_empty() { f.write_str("none") } else { f.write_str(&names.join(", ")) }
+    }
+}

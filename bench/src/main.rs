@@ -1,0 +1,185 @@
+//! `wasmq-bench`: a load generator for MQTT brokers, built on Wasmq's own codec.
+//!
+//! - `client`: a minimal MQTT 3.1.1 client (connect, subscribe, raw stream).
+//! - `scenario`: the scenarios (pairs, fan-in, fan-out, shared fan-in, connection storm,
+//!   idle connections) and their runners, which drive clients directly over tokio TCP.
+//! - `stats`: payload header, sequence tracking, latency histograms, `/proc` readings,
+//!   the per-run result.
+//! - `suite`: starts Wasmq and Mosquitto side by side, runs every scenario against both in
+//!   alternation and writes `results.json` and `BENCHMARKS.md`.
+//!
+//! `wasmq-bench run` drives one scenario against any broker (for profiling);
+//! `wasmq-bench suite` is what `scripts/bench` calls.
+
+mod client;
+mod scenario;
+mod stats;
+mod suite;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::stats::RunResult;
+
+#[derive(Parser)]
+#[command(about = "Load generator for MQTT brokers on Wasmq's codec")]
+struct Cli {
+    /// Worker threads of the generator's runtime (1 = a single-threaded runtime).
+    #[arg(long, global = true, default_value_t = 1)]
+    threads: usize,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Lists the scenarios of the suite.
+    List {
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Runs scenarios (by name substring) against one broker and prints JSON lines.
+    Run {
+        /// Broker address (loopback).
+        #[arg(long)]
+        target: SocketAddr,
+        /// Broker pid, to read its CPU time and memory.
+        #[arg(long)]
+        pid: Option<u32>,
+        /// Scenario name substring.
+        #[arg(long)]
+        scenario: String,
+        #[arg(long)]
+        quick: bool,
+        /// Overrides each scenario's duration, milliseconds.
+        #[arg(long)]
+        duration_ms: Option<u64>,
+        /// Label for the broker in the output.
+        #[arg(long, default_value = "broker")]
+        name: String,
+    },
+    /// Starts Wasmq and Mosquitto, runs every scenario against both, writes the report.
+    Suite {
+        #[arg(long, default_value = "target/release/wasmq")]
+        wasmq: PathBuf,
+        #[arg(long, default_value = "/usr/sbin/mosquitto")]
+        mosquitto: PathBuf,
+        /// Directory for results.json, broker configs and logs.
+        #[arg(long, default_value = "bench/results")]
+        out_dir: PathBuf,
+        /// Markdown report whose generated section is rewritten.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Seconds in total, tiny counts: a smoke run.
+        #[arg(long)]
+        quick: bool,
+        /// Only scenarios whose name contains this.
+        #[arg(long)]
+        only: Option<String>,
+        /// The command line to quote in the report.
+        #[arg(long, default_value = "scripts/bench")]
+        command: String,
+    },
+}
+
+/// One human-readable line per run.
+pub(crate) fn table_row(r: &RunResult) -> String {
+    let mut line = format!(
+        "{:<22} {:<10} {:>11.0}/s  {:>8.2} MB/s  p50 {:>9.1}µs  p99 {:>9.1}µs  sent {:>8} lost {:>6} dup {:>4} reord {:>4}  gen {:.2} cores ({:.2} user)",
+        r.scenario,
+        r.broker,
+        r.throughput,
+        r.throughput_mb_s,
+        r.latency.p50_us,
+        r.latency.p99_us,
+        r.sent,
+        r.lost,
+        r.duplicates,
+        r.reordered,
+        r.generator_cores,
+        r.generator_user_cores,
+    );
+    if let Some(cpu) = r.broker_cpu_s {
+        line += &format!(" broker {cpu:.2} cpu-s");
+    }
+    if let Some(b) = r.bytes_per_connection {
+        line += &format!(" {b:.0} B/conn");
+    }
+    if let Some(n) = r.connections {
+        line += &format!(" conns {n} errors {}", r.errors);
+    }
+    line
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // Thousands of connections: raise the soft descriptor limit to the hard one.
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        eprintln!("cannot raise the file descriptor limit: {e}");
+    }
+    let runtime = if cli.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cli.threads)
+            .enable_all()
+            .build()?
+    };
+    runtime.block_on(async {
+        match cli.command {
+            Cmd::List { quick } => {
+                for s in suite::scenarios(quick) {
+                    println!("{}", serde_json::to_string(&s)?);
+                }
+            }
+            Cmd::Run {
+                target,
+                pid,
+                scenario,
+                quick,
+                duration_ms,
+                name,
+            } => {
+                let chosen: Vec<_> = suite::scenarios(quick)
+                    .into_iter()
+                    .filter(|s| s.name.contains(&scenario))
+                    .collect();
+                anyhow::ensure!(!chosen.is_empty(), "no scenario matches {scenario:?}");
+                for mut s in chosen {
+                    if let Some(ms) = duration_ms {
+                        s.duration_ms = ms;
+                    }
+                    let result = scenario::run(&s, &name, target, pid).await?;
+                    eprintln!("{}", table_row(&result));
+                    println!("{}", serde_json::to_string(&result)?);
+                }
+            }
+            Cmd::Suite {
+                wasmq,
+                mosquitto,
+                out_dir,
+                report,
+                quick,
+                only,
+                command,
+            } => {
+                suite::run_suite(suite::SuiteOptions {
+                    wasmq,
+                    mosquitto,
+                    out_dir,
+                    report,
+                    quick,
+                    command,
+                    threads: cli.threads,
+                    only,
+                })
+                .await?;
+            }
+        }
+        anyhow::Ok(())
+    })
+}

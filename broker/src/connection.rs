@@ -333,7 +333,10 @@ impl Connection {
             will: connect.will.map(Box::new),
             aliases_in: HashMap::new(),
             aliases_out: HashMap::new(),
-            wbuf: BytesMut::with_capacity(8192),
+            // Empty until the first write: an idle connection then holds only its CONNACK's
+            // few bytes instead of 8 KiB (memory per idle connection, issue 5); a busy one
+            // grows the buffer to its working size once and keeps it.
+            wbuf: BytesMut::new(),
             pending: true,
             scratch: Vec::with_capacity(PULL_BATCH),
             authz_cache: AuthzCache::new(

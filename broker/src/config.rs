@@ -179,6 +179,16 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_shows_the_default_file_verbatim() {
+        // The README's configuration reference is this file; keep them in step.
+        let readme = include_str!("../../README.md");
+        assert!(
+            readme.contains(DEFAULT_CONFIG.trim_end()),
+            "update the README's config reference"
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let err = Config::parse("[limits]\nmax_conections = 3\n").unwrap_err();
         assert!(format!("{err:#}").contains("unknown field"), "{err:#}");

@@ -149,7 +149,10 @@ impl Broker {
     /// The generation of authorization decisions: cached decisions of an older one are
     /// not used.
     pub fn authz_generation(&self) -> u64 {
-        self.authz_generation.load(Ordering::Acquire)
+        let hooks = self.hooks.as_ref().map_or(0, |h| h.generation());
+        self.authz_generation
+            .load(Ordering::Acquire)
+            .wrapping_add(hooks)
     }
 
     /// Invalidates every connection's cached authorization decisions (after a plugin

@@ -91,7 +91,8 @@ async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let limits = &broker.config.limits;
-    let mut rbuf = BytesMut::with_capacity(4096);
+    // Small: a CONNECT is small, and idle connections are many (see below).
+    let mut rbuf = BytesMut::with_capacity(512);
     let deadline = tokio::time::Instant::now() + limits.connect_timeout();
     // The first packet must be CONNECT [MQTT-3.1.0-1], within connect_timeout_ms.
     let connect = loop {
@@ -137,6 +138,11 @@ async fn run(
     else {
         return Ok(());
     };
+    if rbuf.is_empty() {
+        // Let the handshake buffer go: an idle connection then holds no read buffer
+        // (the first read allocates one that grows to the traffic's needs).
+        rbuf = BytesMut::new();
+    }
     let (mut reader, mut writer) = stream.into_split();
     let close = connection
         .serve(&mut reader, &mut writer, rbuf, &mut shutdown)
@@ -225,7 +231,9 @@ impl Connection {
             }
             id
         } else {
-            connect.client_id
+            // A copy: a slice would keep the whole CONNECT frame's buffer alive for as
+            // long as the session lives.
+            ByteString::from(&*connect.client_id)
         };
         if client_id.len() > limits.client_id_max_len {
             return refuse(
@@ -270,7 +278,7 @@ impl Connection {
 
         let client = ClientInfo {
             client_id: client_id.clone(),
-            username: connect.username.clone(),
+            username: connect.username.as_deref().map(ByteString::from),
             peer_addr: peer,
             protocol,
             listener: "tcp",
@@ -330,7 +338,12 @@ impl Connection {
                 0
             },
             problem_information: props.request_problem_information.unwrap_or(true),
-            will: connect.will.map(Box::new),
+            will: connect.will.map(|mut will| {
+                // Copies, like the client id, so the CONNECT frame can be freed.
+                will.topic = ByteString::from(&*will.topic);
+                will.payload = bytes::Bytes::copy_from_slice(&will.payload);
+                Box::new(will)
+            }),
             aliases_in: HashMap::new(),
             aliases_out: HashMap::new(),
             // Empty until the first write: an idle connection then holds only its CONNACK's
@@ -338,7 +351,8 @@ impl Connection {
             // grows the buffer to its working size once and keeps it.
             wbuf: BytesMut::new(),
             pending: true,
-            scratch: Vec::with_capacity(PULL_BATCH),
+            // Grows on first use: idle connections keep no batch space.
+            scratch: Vec::new(),
             authz_cache: AuthzCache::new(
                 broker.config.authz_cache.ttl(),
                 broker.config.authz_cache.max_entries,

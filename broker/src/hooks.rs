@@ -92,4 +92,10 @@ pub trait Hooks: Send + Sync {
     fn transforms(&self) -> bool {
         true
     }
+
+    /// Changes whenever the policy may answer differently (plugins reloaded): cached
+    /// authorization decisions from an older generation are dropped.
+    fn generation(&self) -> u64 {
+        0
+    }
 }

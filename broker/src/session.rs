@@ -162,9 +162,14 @@ impl Session {
         if state.queue.len() >= queue_max {
             return Enqueued::QueueFull;
         }
+        // Only the first delivery into an empty queue wakes the connection: while the
+        // queue is non-empty the connection has either been woken already or stopped
+        // pulling for a reason that wakes it again (an ack freeing its window, its write
+        // buffer draining). Both sides decide under this lock, so no wake-up is lost.
+        let was_empty = state.queue.is_empty();
         state.queue.push_back(delivery);
         drop(state);
-        if online {
+        if online && was_empty {
             self.wake.notify_one();
         }
         Enqueued::Queued

@@ -65,13 +65,18 @@ impl Cache {
     }
 
     pub fn get_or_compile(&self, engine: &Engine, wasm: &[u8]) -> Result<Component, LoadError> {
-        let path = self.dir.join(format!("{}-{}.cwasm", hex(&Sha256::digest(wasm)), self.engine_key));
+        let path = self.dir.join(format!(
+            "{}-{}.cwasm",
+            hex(&Sha256::digest(wasm)),
+            self.engine_key
+        ));
         if let Some(component) = self.read(engine, &path) {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(component);
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
-        let component = Component::new(engine, wasm).map_err(|e| LoadError::Compile(format!("{e:?}")))?;
+        let component =
+            Component::new(engine, wasm).map_err(|e| LoadError::Compile(format!("{e:?}")))?;
         match component.serialize() {
             Ok(bytes) => {
                 if let Err(e) = self.write(&path, &bytes) {
@@ -85,7 +90,8 @@ impl Cache {
 
     fn read(&self, engine: &Engine, path: &Path) -> Option<Component> {
         let file = fs::read(path).ok()?;
-        if file.len() < DIGEST_LEN || Sha256::digest(&file[DIGEST_LEN..])[..] != file[..DIGEST_LEN] {
+        if file.len() < DIGEST_LEN || Sha256::digest(&file[DIGEST_LEN..])[..] != file[..DIGEST_LEN]
+        {
             self.reject(path, "checksum mismatch");
             return None;
         }

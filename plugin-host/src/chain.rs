@@ -30,9 +30,8 @@ pub struct PluginSet {
 impl PluginSet {
     /// Orders `plugins` by priority (lower first), then by name.
     pub fn new(mut plugins: Vec<Plugin>) -> Self {
-        plugins.sort_by(|a, b| {
-            (a.config().priority, a.name()).cmp(&(b.config().priority, b.name()))
-        });
+        plugins
+            .sort_by(|a, b| (a.config().priority, a.name()).cmp(&(b.config().priority, b.name())));
         PluginSet { plugins }
     }
 
@@ -49,14 +48,26 @@ impl PluginSet {
     /// This set with `plugin` added, or replacing the one with the same name
     /// (a reload).
     pub fn with(&self, plugin: Plugin) -> PluginSet {
-        let mut plugins: Vec<Plugin> = self.plugins.iter().filter(|p| p.name() != plugin.name()).cloned().collect();
+        let mut plugins: Vec<Plugin> = self
+            .plugins
+            .iter()
+            .filter(|p| p.name() != plugin.name())
+            .cloned()
+            .collect();
         plugins.push(plugin);
         PluginSet::new(plugins)
     }
 
     /// This set without the plugin named `name` (an unload).
     pub fn without(&self, name: &str) -> PluginSet {
-        PluginSet { plugins: self.plugins.iter().filter(|p| p.name() != name).cloned().collect() }
+        PluginSet {
+            plugins: self
+                .plugins
+                .iter()
+                .filter(|p| p.name() != name)
+                .cloned()
+                .collect(),
+        }
     }
 
     /// Runs the authentication chain. `Ignore` when no plugin decided.
@@ -65,8 +76,16 @@ impl PluginSet {
     }
 
     /// Runs the authorization chain. `Ignore` when no plugin decided.
-    pub async fn authorize(&self, client: &ClientInfo, action: Action, topic: &str, qos: u8, retain: bool) -> Decision {
-        self.authorize_counted(client, action, topic, qos, retain, None).await
+    pub async fn authorize(
+        &self,
+        client: &ClientInfo,
+        action: Action,
+        topic: &str,
+        qos: u8,
+        retain: bool,
+    ) -> Decision {
+        self.authorize_counted(client, action, topic, qos, retain, None)
+            .await
     }
 
     /// Runs the transform chain on `message`.
@@ -126,7 +145,10 @@ impl PluginSet {
             if !plugin.hooks().authz {
                 continue;
             }
-            match plugin.authorize_wit(&wit_client, action.into(), topic, qos, retain).await {
+            match plugin
+                .authorize_wit(&wit_client, action.into(), topic, qos, retain)
+                .await
+            {
                 Ok(Decision::Ignore) => continue,
                 Ok(decision) => return decision,
                 Err(_) => {
@@ -178,7 +200,11 @@ impl PluginSet {
                 }
             }
         }
-        if replaced { Transformed::Replace(current.into()) } else { Transformed::Keep }
+        if replaced {
+            Transformed::Replace(current.into())
+        } else {
+            Transformed::Keep
+        }
     }
 }
 
@@ -220,7 +246,10 @@ pub struct Chain {
 impl Chain {
     /// A chain serving `set`.
     pub fn new(set: PluginSet) -> Self {
-        Chain { current: ArcSwap::from_pointee(set), counters: ChainCounters::default() }
+        Chain {
+            current: ArcSwap::from_pointee(set),
+            counters: ChainCounters::default(),
+        }
     }
 
     /// The set serving now. Holding it keeps that generation alive.
@@ -242,22 +271,34 @@ impl Chain {
     pub async fn authenticate(&self, client: &ClientInfo, password: Option<&[u8]>) -> AuthOutcome {
         self.counters.authn_calls.fetch_add(1, Ordering::Relaxed);
         let set = self.current.load_full();
-        set.authenticate_counted(client, password, Some(&self.counters)).await
+        set.authenticate_counted(client, password, Some(&self.counters))
+            .await
     }
 
     /// Runs the authorization chain on the current set. `Ignore`: no plugin
     /// decided (`acl_nomatch` decides).
-    pub async fn authorize(&self, client: &ClientInfo, action: Action, topic: &str, qos: u8, retain: bool) -> Decision {
+    pub async fn authorize(
+        &self,
+        client: &ClientInfo,
+        action: Action,
+        topic: &str,
+        qos: u8,
+        retain: bool,
+    ) -> Decision {
         self.counters.authz_calls.fetch_add(1, Ordering::Relaxed);
         let set = self.current.load_full();
-        set.authorize_counted(client, action, topic, qos, retain, Some(&self.counters)).await
+        set.authorize_counted(client, action, topic, qos, retain, Some(&self.counters))
+            .await
     }
 
     /// Runs the transform chain on the current set.
     pub async fn transform(&self, client: &ClientInfo, message: &Message) -> Transformed {
-        self.counters.transform_calls.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .transform_calls
+            .fetch_add(1, Ordering::Relaxed);
         let set = self.current.load_full();
-        set.transform_counted(client, message, Some(&self.counters)).await
+        set.transform_counted(client, message, Some(&self.counters))
+            .await
     }
 
     /// The chain's counters.

@@ -35,7 +35,10 @@ impl Report {
     }
 
     pub(crate) fn broken(problem: String) -> Report {
-        Report { problems: vec![problem], ..Report::default() }
+        Report {
+            problems: vec![problem],
+            ..Report::default()
+        }
     }
 }
 
@@ -43,7 +46,15 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "hooks: {}", self.hooks)?;
         writeln!(f, "capabilities: {}", self.capabilities)?;
-        writeln!(f, "wasi: {}", if self.wasi_imports.is_empty() { "none".into() } else { self.wasi_imports.join(", ") })?;
+        writeln!(
+            f,
+            "wasi: {}",
+            if self.wasi_imports.is_empty() {
+                "none".into()
+            } else {
+                self.wasi_imports.join(", ")
+            }
+        )?;
         if self.problems.is_empty() {
             write!(f, "ok")
         } else {
@@ -76,7 +87,9 @@ pub(crate) fn inspect(engine: &Engine, component: &Component) -> Inspection {
     let mut problems = Vec::new();
 
     for (name, _) in ty.exports(engine) {
-        let Some((item, version)) = wasmq_item(name) else { continue };
+        let Some((item, version)) = wasmq_item(name) else {
+            continue;
+        };
         if version != CONTRACT_VERSION {
             problems.push(format!(
                 "exports `{name}`, but this host speaks wasmq:plugin@{CONTRACT_VERSION}"
@@ -99,7 +112,9 @@ pub(crate) fn inspect(engine: &Engine, component: &Component) -> Inspection {
     for (name, _) in ty.imports(engine) {
         if let Some((item, version)) = wasmq_item(name) {
             if version != CONTRACT_VERSION {
-                problems.push(format!("imports `{name}`, but this host speaks wasmq:plugin@{CONTRACT_VERSION}"));
+                problems.push(format!(
+                    "imports `{name}`, but this host speaks wasmq:plugin@{CONTRACT_VERSION}"
+                ));
                 continue;
             }
             match item {
@@ -107,16 +122,25 @@ pub(crate) fn inspect(engine: &Engine, component: &Component) -> Inspection {
                 "log" => capabilities.log = true,
                 "config" => capabilities.config = true,
                 "sql" => capabilities.sql = true,
-                _ => problems.push(format!("imports `{name}`, which this host does not provide")),
+                _ => problems.push(format!(
+                    "imports `{name}`, which this host does not provide"
+                )),
             }
         } else if name.starts_with("wasi:") {
             // Provided by wasmtime-wasi with nothing granted; an interface it
             // does not know shows up when linking.
             wasi_imports.push(name.to_string());
         } else {
-            problems.push(format!("imports `{name}`, which this host does not provide"));
+            problems.push(format!(
+                "imports `{name}`, which this host does not provide"
+            ));
         }
     }
 
-    Inspection { hooks, capabilities, wasi_imports, problems }
+    Inspection {
+        hooks,
+        capabilities,
+        wasi_imports,
+        problems,
+    }
 }

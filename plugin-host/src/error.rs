@@ -62,6 +62,9 @@ pub enum Fault {
 impl Fault {
     /// Whether the plugin itself is to blame (counts towards disabling it).
     pub fn is_plugins_fault(&self) -> bool {
-        matches!(self, Fault::Timeout(_) | Fault::MemoryLimit(_) | Fault::Trap(_))
+        matches!(
+            self,
+            Fault::Timeout(_) | Fault::MemoryLimit(_) | Fault::Trap(_)
+        )
     }
 }

@@ -50,4 +50,6 @@ pub use check::{CONTRACT_VERSION, Report};
 pub use error::{Fault, HostError, LoadError};
 pub use host::{HostConfig, PluginHost, check};
 pub use plugin::{Limits, OnTransformFault, Plugin, PluginConfig, PluginStats};
-pub use types::{Action, AuthOutcome, Capabilities, ClientInfo, Decision, Hooks, Message, Transformed};
+pub use types::{
+    Action, AuthOutcome, Capabilities, ClientInfo, Decision, Hooks, Message, Transformed,
+};

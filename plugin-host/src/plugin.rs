@@ -21,7 +21,9 @@ use crate::check::Inspection;
 use crate::error::{Fault, LoadError};
 use crate::host::HostInner;
 use crate::state::{HostState, PluginIdentity};
-use crate::types::{Action, AuthOutcome, Capabilities, ClientInfo, Decision, Hooks, Message, Transformed};
+use crate::types::{
+    Action, AuthOutcome, Capabilities, ClientInfo, Decision, Hooks, Message, Transformed,
+};
 
 /// The limits of one plugin.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -186,7 +188,10 @@ impl Plugin {
         if inspection.capabilities.sql && !config.grant_sql {
             return Err(LoadError::NotGranted("sql"));
         }
-        let pre = host.linker.instantiate_pre(&component).map_err(|e| LoadError::Link(format!("{e}")))?;
+        let pre = host
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Link(format!("{e}")))?;
         let exported = inspection.hooks;
         let enabled = exported.intersect(config.hooks);
         if enabled.is_empty() {
@@ -195,13 +200,27 @@ impl Plugin {
             )));
         }
         let index_err = |e: wasmtime::Error| LoadError::Invalid(format!("{e}"));
-        let authn = enabled.authn.then(|| authn::GuestIndices::new(&pre)).transpose().map_err(index_err)?;
-        let authz = enabled.authz.then(|| authz::GuestIndices::new(&pre)).transpose().map_err(index_err)?;
-        let transform =
-            enabled.transform.then(|| transform::GuestIndices::new(&pre)).transpose().map_err(index_err)?;
+        let authn = enabled
+            .authn
+            .then(|| authn::GuestIndices::new(&pre))
+            .transpose()
+            .map_err(index_err)?;
+        let authz = enabled
+            .authz
+            .then(|| authz::GuestIndices::new(&pre))
+            .transpose()
+            .map_err(index_err)?;
+        let transform = enabled
+            .transform
+            .then(|| transform::GuestIndices::new(&pre))
+            .transpose()
+            .map_err(index_err)?;
         let tick_ms = host.config.epoch_tick_ms.max(1);
         let deadline_ticks = config.limits.call_timeout_ms.div_ceil(tick_ms) + 1;
-        let memory_bytes_max = config.limits.memory_bytes_max.min(host.config.memory_bytes_max);
+        let memory_bytes_max = config
+            .limits
+            .memory_bytes_max
+            .min(host.config.memory_bytes_max);
         let identity = Arc::new(PluginIdentity {
             name: Arc::from(config.name.as_str()),
             settings: config.settings.clone(),
@@ -290,7 +309,11 @@ impl Plugin {
     }
 
     /// Calls the `authn` hook. `Ok(Ignore)` when the hook is not enabled.
-    pub async fn authenticate(&self, client: &ClientInfo, password: Option<&[u8]>) -> Result<AuthOutcome, Fault> {
+    pub async fn authenticate(
+        &self,
+        client: &ClientInfo,
+        password: Option<&[u8]>,
+    ) -> Result<AuthOutcome, Fault> {
         self.authenticate_wit(&client.into(), password).await
     }
 
@@ -303,13 +326,20 @@ impl Plugin {
         qos: u8,
         retain: bool,
     ) -> Result<Decision, Fault> {
-        self.authorize_wit(&client.into(), action.into(), topic, qos, retain).await
+        self.authorize_wit(&client.into(), action.into(), topic, qos, retain)
+            .await
     }
 
     /// Calls the `transform` hook. `Ok(Keep)` when the hook is not enabled.
-    pub async fn on_publish(&self, client: &ClientInfo, message: &Message) -> Result<Transformed, Fault> {
+    pub async fn on_publish(
+        &self,
+        client: &ClientInfo,
+        message: &Message,
+    ) -> Result<Transformed, Fault> {
         let message = wit::Message::from(message.clone());
-        self.on_publish_wit(&client.into(), &message).await.map(Transformed::from)
+        self.on_publish_wit(&client.into(), &message)
+            .await
+            .map(Transformed::from)
     }
 
     pub(crate) async fn authenticate_wit(
@@ -322,7 +352,9 @@ impl Plugin {
         }
         self.call("authn", |mut w| async move {
             let guest = w.authn.clone().expect("authn loaded when enabled");
-            let r = guest.call_authenticate(&mut w.store, client, password).await;
+            let r = guest
+                .call_authenticate(&mut w.store, client, password)
+                .await;
             (w, r)
         })
         .await
@@ -342,7 +374,9 @@ impl Plugin {
         }
         self.call("authz", |mut w| async move {
             let guest = w.authz.clone().expect("authz loaded when enabled");
-            let r = guest.call_authorize(&mut w.store, client, action, topic, qos, retain).await;
+            let r = guest
+                .call_authorize(&mut w.store, client, action, topic, qos, retain)
+                .await;
             (w, r)
         })
         .await
@@ -367,7 +401,11 @@ impl Plugin {
 
     /// Runs `f` on a warm instance with a fresh deadline, and sorts out what
     /// happens to the instance and the counters afterwards.
-    async fn call<R, Fut>(&self, hook: &'static str, f: impl FnOnce(Warm) -> Fut) -> Result<R, Fault>
+    async fn call<R, Fut>(
+        &self,
+        hook: &'static str,
+        f: impl FnOnce(Warm) -> Fut,
+    ) -> Result<R, Fault>
     where
         Fut: Future<Output = (Warm, wasmtime::Result<R>)>,
     {
@@ -395,7 +433,10 @@ impl Plugin {
                 inner.consecutive_faults.store(0, Ordering::Relaxed);
                 warm.calls += 1;
                 if warm.calls >= inner.config.limits.calls_per_instance_max {
-                    inner.counters.instances_recycled.fetch_add(1, Ordering::Relaxed);
+                    inner
+                        .counters
+                        .instances_recycled
+                        .fetch_add(1, Ordering::Relaxed);
                 } else {
                     let mut pool = inner.warm.lock();
                     if pool.len() < inner.config.limits.warm_instances_max {
@@ -444,8 +485,17 @@ impl Plugin {
             Some(ix) => Some(ix.load(&mut store, &instance).map_err(load_err)?),
             None => None,
         };
-        inner.counters.instances_created.fetch_add(1, Ordering::Relaxed);
-        Ok(Warm { store, authn, authz, transform, calls: 0 })
+        inner
+            .counters
+            .instances_created
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(Warm {
+            store,
+            authn,
+            authz,
+            transform,
+            calls: 0,
+        })
     }
 
     fn classify(&self, e: &wasmtime::Error, store: &Store<HostState>) -> Fault {
@@ -476,7 +526,9 @@ impl Plugin {
             return;
         }
         let in_a_row = inner.consecutive_faults.fetch_add(1, Ordering::Relaxed) + 1;
-        if in_a_row >= inner.config.faults_to_disable && !inner.disabled.swap(true, Ordering::Relaxed) {
+        if in_a_row >= inner.config.faults_to_disable
+            && !inner.disabled.swap(true, Ordering::Relaxed)
+        {
             inner.warm.lock().clear();
             tracing::error!(
                 plugin = self.name(),

@@ -41,8 +41,14 @@ impl HostState {
         // Nothing granted: no preopened directory, no environment, no
         // arguments, no network, stdin closed. stdout/stderr go to the log.
         let wasi = WasiCtx::builder()
-            .stdout(LogStream { plugin: identity.name.clone(), stream: "stdout" })
-            .stderr(LogStream { plugin: identity.name.clone(), stream: "stderr" })
+            .stdout(LogStream {
+                plugin: identity.name.clone(),
+                stream: "stdout",
+            })
+            .stderr(LogStream {
+                plugin: identity.name.clone(),
+                stream: "stderr",
+            })
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -51,14 +57,20 @@ impl HostState {
             identity,
             wasi,
             table: ResourceTable::new(),
-            memory: MemoryCap { bytes_max: memory_bytes_max, exceeded: false },
+            memory: MemoryCap {
+                bytes_max: memory_bytes_max,
+                exceeded: false,
+            },
         }
     }
 }
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -140,7 +152,10 @@ impl sql::Host for HostState {
         if !self.identity.sql_granted {
             return Err(sql::SqlError::NotGranted);
         }
-        tracing::warn!(plugin = &*self.identity.name, "sql query refused: no database is configured");
+        tracing::warn!(
+            plugin = &*self.identity.name,
+            "sql query refused: no database is configured"
+        );
         Err(sql::SqlError::NotGranted)
     }
 }
@@ -177,7 +192,11 @@ struct LineLogger {
 
 impl LineLogger {
     fn new(plugin: Arc<str>, stream: &'static str) -> Self {
-        LineLogger { plugin, stream, line: Vec::new() }
+        LineLogger {
+            plugin,
+            stream,
+            line: Vec::new(),
+        }
     }
 
     fn push(&mut self, mut bytes: &[u8]) {

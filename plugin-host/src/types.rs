@@ -52,12 +52,20 @@ pub struct AuthOutcome {
 impl AuthOutcome {
     /// No plugin decided.
     pub fn ignore() -> Self {
-        Self { decision: Decision::Ignore, superuser: false, reason: None }
+        Self {
+            decision: Decision::Ignore,
+            superuser: false,
+            reason: None,
+        }
     }
 
     /// Denied, with a reason for the log.
     pub fn deny(reason: impl Into<String>) -> Self {
-        Self { decision: Decision::Deny, superuser: false, reason: Some(reason.into()) }
+        Self {
+            decision: Decision::Deny,
+            superuser: false,
+            reason: Some(reason.into()),
+        }
     }
 }
 
@@ -124,7 +132,11 @@ pub struct Hooks {
 
 impl Hooks {
     /// Every hook.
-    pub const ALL: Hooks = Hooks { authn: true, authz: true, transform: true };
+    pub const ALL: Hooks = Hooks {
+        authn: true,
+        authz: true,
+        transform: true,
+    };
 
     /// The hooks in both sets.
     pub fn intersect(self, other: Hooks) -> Hooks {
@@ -151,7 +163,11 @@ impl fmt::Display for Hooks {
         .into_iter()
         .filter_map(|(on, name)| on.then_some(name))
         .collect();
-        if names.is_empty() { f.write_str("none") } else { f.write_str(&names.join(", ")) }
+        if names.is_empty() {
+            f.write_str("none")
+        } else {
+            f.write_str(&names.join(", "))
+        }
     }
 }
 
@@ -168,10 +184,18 @@ pub struct Capabilities {
 
 impl fmt::Display for Capabilities {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = [(self.log, "log"), (self.config, "config"), (self.sql, "sql")]
-            .into_iter()
-            .filter_map(|(on, name)| on.then_some(name))
-            .collect();
-        if names.is_empty() { f.write_str("none") } else { f.write_str(&names.join(", ")) }
+        let names: Vec<&str> = [
+            (self.log, "log"),
+            (self.config, "config"),
+            (self.sql, "sql"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+        if names.is_empty() {
+            f.write_str("none")
+        } else {
+            f.write_str(&names.join(", "))
+        }
     }
 }

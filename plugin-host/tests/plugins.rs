@@ -1,7 +1,7 @@
 //! The plugin host against real components: the examples and fixtures under
 //! `plugins/`, compiled for wasm32-wasip2 by `wasmq-plugin-artifacts`.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use wasmq_plugin_artifacts as artifacts;
@@ -47,7 +47,12 @@ fn client(id: &str) -> ClientInfo {
 }
 
 fn message(topic: &str, payload: &[u8]) -> Message {
-    Message { topic: topic.to_string(), payload: payload.to_vec(), qos: 1, ..Message::default() }
+    Message {
+        topic: topic.to_string(),
+        payload: payload.to_vec(),
+        qos: 1,
+        ..Message::default()
+    }
 }
 
 fn hostile(path: &str, name: &str, faults_to_disable: u32) -> Plugin {
@@ -71,7 +76,10 @@ fn check_reports_exported_hooks_and_imported_capabilities() {
     assert!(stamp.capabilities.config);
 
     let all = host().check(&std::fs::read(artifacts::SCRIPTED).unwrap());
-    assert!(all.hooks.authn && all.hooks.authz && all.hooks.transform, "{all}");
+    assert!(
+        all.hooks.authn && all.hooks.authz && all.hooks.transform,
+        "{all}"
+    );
 
     let sql = host().check(&std::fs::read(artifacts::SQL_PROBE).unwrap());
     assert!(sql.is_ok() && sql.capabilities.sql, "{sql}");
@@ -82,13 +90,19 @@ fn check_reports_exported_hooks_and_imported_capabilities() {
 fn check_explains_what_is_wrong() {
     let garbage = host().check(b"not wasm at all");
     assert!(!garbage.is_ok());
-    assert!(garbage.problems[0].contains("not a valid component"), "{garbage}");
+    assert!(
+        garbage.problems[0].contains("not a valid component"),
+        "{garbage}"
+    );
 
     let evil = wat::parse_str(r#"(component (import "acme:evil/net@1.0.0" (instance)))"#).unwrap();
     let report = host().check(&evil);
     assert!(!report.is_ok());
     let text = report.to_string();
-    assert!(text.contains("imports `acme:evil/net@1.0.0`, which this host does not provide"), "{text}");
+    assert!(
+        text.contains("imports `acme:evil/net@1.0.0`, which this host does not provide"),
+        "{text}"
+    );
     assert!(text.contains("exports no hook"), "{text}");
 
     let err = host().load(PluginConfig::new("evil"), &evil).unwrap_err();
@@ -100,18 +114,33 @@ async fn readonly_acl_example_decides_as_documented() {
     let acl = load(artifacts::READONLY_ACL, PluginConfig::new("readonly-acl"));
     let pubd = |c: &'static str, t: &'static str| {
         let acl = acl.clone();
-        async move { acl.authorize(&client(c), Action::Publish, t, 0, false).await.unwrap() }
+        async move {
+            acl.authorize(&client(c), Action::Publish, t, 0, false)
+                .await
+                .unwrap()
+        }
     };
     assert_eq!(pubd("admin-1", "readonly/x").await, Decision::Allow);
     assert_eq!(pubd("bob", "readonly/x").await, Decision::Deny);
     assert_eq!(pubd("bob", "readonly").await, Decision::Deny);
     assert_eq!(pubd("bob", "readonlyish").await, Decision::Ignore);
     assert_eq!(pubd("bob", "sensors/1").await, Decision::Ignore);
-    let sub = acl.authorize(&client("bob"), Action::Subscribe, "readonly/#", 0, false).await.unwrap();
+    let sub = acl
+        .authorize(&client("bob"), Action::Subscribe, "readonly/#", 0, false)
+        .await
+        .unwrap();
     assert_eq!(sub, Decision::Ignore);
     // Hooks it does not export are not called: ignore / keep.
-    assert_eq!(acl.authenticate(&client("bob"), None).await.unwrap(), AuthOutcome::ignore());
-    assert_eq!(acl.on_publish(&client("bob"), &message("a", b"x")).await.unwrap(), Transformed::Keep);
+    assert_eq!(
+        acl.authenticate(&client("bob"), None).await.unwrap(),
+        AuthOutcome::ignore()
+    );
+    assert_eq!(
+        acl.on_publish(&client("bob"), &message("a", b"x"))
+            .await
+            .unwrap(),
+        Transformed::Keep
+    );
     // All of it on one warm instance.
     assert_eq!(acl.stats().instances_created, 1);
     assert_eq!(acl.stats().faults, 0);
@@ -121,14 +150,23 @@ async fn readonly_acl_example_decides_as_documented() {
 async fn stamp_example_stamps_and_rewrites() {
     let stamp = load(
         artifacts::STAMP,
-        PluginConfig::new("stamp").setting("rewrite_from", "legacy/").setting("rewrite_to", "v2/"),
+        PluginConfig::new("stamp")
+            .setting("rewrite_from", "legacy/")
+            .setting("rewrite_to", "v2/"),
     );
-    let Transformed::Replace(out) = stamp.on_publish(&client("c"), &message("legacy/a", b"p")).await.unwrap() else {
+    let Transformed::Replace(out) = stamp
+        .on_publish(&client("c"), &message("legacy/a", b"p"))
+        .await
+        .unwrap()
+    else {
         panic!("stamp replaces")
     };
     assert_eq!(out.topic, "v2/a");
     assert_eq!(out.payload, b"p");
-    assert_eq!(out.user_properties, vec![("wasmq-plugin".to_string(), "stamp".to_string())]);
+    assert_eq!(
+        out.user_properties,
+        vec![("wasmq-plugin".to_string(), "stamp".to_string())]
+    );
 }
 
 #[tokio::test]
@@ -141,17 +179,37 @@ async fn authz_chain_first_allow_or_deny_wins_in_priority_order() {
     let set = PluginSet::new(vec![allow.clone(), deny.clone(), ignore.clone()]);
     let names: Vec<&str> = set.plugins().iter().map(Plugin::name).collect();
     assert_eq!(names, ["a-ignore", "b-deny", "c-allow"]);
-    assert_eq!(set.authorize(&c, Action::Publish, "t", 0, false).await, Decision::Deny);
-    assert_eq!(allow.stats().calls, 0, "the chain stops at the first decision");
+    assert_eq!(
+        set.authorize(&c, Action::Publish, "t", 0, false).await,
+        Decision::Deny
+    );
+    assert_eq!(
+        allow.stats().calls,
+        0,
+        "the chain stops at the first decision"
+    );
 
     let allow_first = scripted("c-allow", -1, &[("authz", "allow")]);
     let set = set.with(allow_first);
     assert_eq!(set.plugins()[0].name(), "c-allow");
-    assert_eq!(set.authorize(&c, Action::Subscribe, "t/#", 1, false).await, Decision::Allow);
+    assert_eq!(
+        set.authorize(&c, Action::Subscribe, "t/#", 1, false).await,
+        Decision::Allow
+    );
 
     let only_ignore = PluginSet::new(vec![ignore.clone()]);
-    assert_eq!(only_ignore.authorize(&c, Action::Publish, "t", 0, false).await, Decision::Ignore);
-    assert_eq!(PluginSet::default().authorize(&c, Action::Publish, "t", 0, false).await, Decision::Ignore);
+    assert_eq!(
+        only_ignore
+            .authorize(&c, Action::Publish, "t", 0, false)
+            .await,
+        Decision::Ignore
+    );
+    assert_eq!(
+        PluginSet::default()
+            .authorize(&c, Action::Publish, "t", 0, false)
+            .await,
+        Decision::Ignore
+    );
 }
 
 #[tokio::test]
@@ -184,19 +242,42 @@ async fn transforms_chain_each_seeing_the_previous_output_and_drop_stops() {
         load(artifacts::STAMP, config)
     };
     let set = PluginSet::new(vec![stamp.clone(), two.clone(), one.clone()]);
-    let Transformed::Replace(out) = set.transform(&c, &message("t", b"x")).await else { panic!("replaced") };
+    let Transformed::Replace(out) = set.transform(&c, &message("t", b"x")).await else {
+        panic!("replaced")
+    };
     assert_eq!(out.payload, b"x12");
-    let props: Vec<(&str, &str)> = out.user_properties.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    assert_eq!(props, [("seen-by", "1"), ("seen-by", "2"), ("wasmq-plugin", "stamp")]);
+    let props: Vec<(&str, &str)> = out
+        .user_properties
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        props,
+        [
+            ("seen-by", "1"),
+            ("seen-by", "2"),
+            ("wasmq-plugin", "stamp")
+        ]
+    );
 
     let keep = scripted("k", 0, &[("transform", "keep")]);
-    assert_eq!(PluginSet::new(vec![keep]).transform(&c, &message("t", b"x")).await, Transformed::Keep);
+    assert_eq!(
+        PluginSet::new(vec![keep])
+            .transform(&c, &message("t", b"x"))
+            .await,
+        Transformed::Keep
+    );
 
     let dropper = scripted("t1-drop", 0, &[("transform", "drop")]);
     let after = scripted("t9", 9, &[("transform", "append"), ("suffix", "9")]);
     let set = PluginSet::new(vec![one, dropper, after.clone()]);
-    let Transformed::Drop(reason) = set.transform(&c, &message("t", b"x")).await else { panic!("dropped") };
-    assert!(reason.contains("t1-drop") && reason.contains("scripted to drop"), "{reason}");
+    let Transformed::Drop(reason) = set.transform(&c, &message("t", b"x")).await else {
+        panic!("dropped")
+    };
+    assert!(
+        reason.contains("t1-drop") && reason.contains("scripted to drop"),
+        "{reason}"
+    );
     assert_eq!(after.stats().calls, 0, "drop stops the chain");
 }
 
@@ -207,16 +288,33 @@ async fn infinite_loop_times_out_fails_closed_and_gets_disabled() {
     let c = client("bob");
 
     let started = Instant::now();
-    let fault = looping.authorize(&c, Action::Publish, "t", 0, false).await.unwrap_err();
+    let fault = looping
+        .authorize(&c, Action::Publish, "t", 0, false)
+        .await
+        .unwrap_err();
     assert_eq!(fault, Fault::Timeout(50));
-    assert!(started.elapsed() < Duration::from_secs(5), "interrupted near its deadline");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "interrupted near its deadline"
+    );
 
     // The host keeps serving other plugins.
-    assert_eq!(acl.authorize(&c, Action::Publish, "readonly/a", 0, false).await.unwrap(), Decision::Deny);
+    assert_eq!(
+        acl.authorize(&c, Action::Publish, "readonly/a", 0, false)
+            .await
+            .unwrap(),
+        Decision::Deny
+    );
 
     // Fail closed in a chain, even when a later plugin would allow.
-    let chain = Chain::new(PluginSet::new(vec![looping.clone(), scripted("z-allow", 9, &[("authz", "allow")])]));
-    assert_eq!(chain.authorize(&c, Action::Publish, "t", 0, false).await, Decision::Deny);
+    let chain = Chain::new(PluginSet::new(vec![
+        looping.clone(),
+        scripted("z-allow", 9, &[("authz", "allow")]),
+    ]));
+    assert_eq!(
+        chain.authorize(&c, Action::Publish, "t", 0, false).await,
+        Decision::Deny
+    );
     assert_eq!(chain.stats().failed_closed, 1);
 
     // Third fault in a row: disabled; further calls are refused at once.
@@ -224,10 +322,19 @@ async fn infinite_loop_times_out_fails_closed_and_gets_disabled() {
     assert_eq!(outcome.decision, Decision::Deny);
     assert!(looping.is_disabled());
     let started = Instant::now();
-    assert_eq!(chain.authorize(&c, Action::Publish, "t", 0, false).await, Decision::Deny);
-    assert!(started.elapsed() < Duration::from_millis(40), "a disabled plugin is not called");
+    assert_eq!(
+        chain.authorize(&c, Action::Publish, "t", 0, false).await,
+        Decision::Deny
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(40),
+        "a disabled plugin is not called"
+    );
     let stats = looping.stats();
-    assert_eq!((stats.timeouts, stats.refused, stats.disabled), (3, 1, true));
+    assert_eq!(
+        (stats.timeouts, stats.refused, stats.disabled),
+        (3, 1, true)
+    );
     assert_eq!(chain.stats().failed_closed, 3);
 }
 
@@ -237,15 +344,22 @@ async fn failing_transform_keeps_the_message_or_drops_it_if_configured() {
     let looping = hostile(artifacts::LOOP_FOREVER, "loop-t", 10);
     let append = scripted("z-append", 9, &[("transform", "append"), ("suffix", "!")]);
     let chain = Chain::new(PluginSet::new(vec![looping, append]));
-    let Transformed::Replace(out) = chain.transform(&c, &message("t", b"x")).await else { panic!("replaced") };
-    assert_eq!(out.payload, b"x!", "the faulting plugin is skipped, the message kept");
+    let Transformed::Replace(out) = chain.transform(&c, &message("t", b"x")).await else {
+        panic!("replaced")
+    };
+    assert_eq!(
+        out.payload, b"x!",
+        "the faulting plugin is skipped, the message kept"
+    );
     assert_eq!(chain.stats().transform_faults, 1);
 
     let mut config = PluginConfig::new("panic-t");
     config.on_transform_fault = OnTransformFault::Drop;
     let panicking = load(artifacts::PANIC, config);
     let set = PluginSet::new(vec![panicking]);
-    let Transformed::Drop(reason) = set.transform(&c, &message("t", b"x")).await else { panic!("dropped") };
+    let Transformed::Drop(reason) = set.transform(&c, &message("t", b"x")).await else {
+        panic!("dropped")
+    };
     assert!(reason.contains("panic-t failed: trapped"), "{reason}");
 }
 
@@ -253,14 +367,25 @@ async fn failing_transform_keeps_the_message_or_drops_it_if_configured() {
 async fn unbounded_allocation_hits_the_memory_cap() {
     let hog = hostile(artifacts::ALLOC_UNBOUNDED, "hog", 2);
     let c = client("c1");
-    let fault = hog.authorize(&c, Action::Publish, "t", 0, false).await.unwrap_err();
+    let fault = hog
+        .authorize(&c, Action::Publish, "t", 0, false)
+        .await
+        .unwrap_err();
     assert_eq!(fault, Fault::MemoryLimit(8 << 20));
-    assert_eq!(hog.authenticate(&c, None).await.unwrap_err(), Fault::MemoryLimit(8 << 20));
+    assert_eq!(
+        hog.authenticate(&c, None).await.unwrap_err(),
+        Fault::MemoryLimit(8 << 20)
+    );
     assert!(hog.is_disabled());
     assert_eq!(hog.stats().memory_limits, 2);
     // Memory came back: others still instantiate and answer.
     let ok = scripted("after-hog", 0, &[("authz", "allow")]);
-    assert_eq!(ok.authorize(&c, Action::Publish, "t", 0, false).await.unwrap(), Decision::Allow);
+    assert_eq!(
+        ok.authorize(&c, Action::Publish, "t", 0, false)
+            .await
+            .unwrap(),
+        Decision::Allow
+    );
 }
 
 #[tokio::test]
@@ -268,11 +393,21 @@ async fn panic_is_a_trap_and_the_next_call_gets_a_fresh_instance() {
     let panicking = hostile(artifacts::PANIC, "panic", 100);
     let c = client("c1");
     for _ in 0..3 {
-        let fault = panicking.authorize(&c, Action::Publish, "t", 0, false).await.unwrap_err();
+        let fault = panicking
+            .authorize(&c, Action::Publish, "t", 0, false)
+            .await
+            .unwrap_err();
         assert!(matches!(fault, Fault::Trap(_)), "{fault:?}");
     }
     let stats = panicking.stats();
-    assert_eq!((stats.traps, stats.instances_created, stats.consecutive_faults), (3, 3, 3));
+    assert_eq!(
+        (
+            stats.traps,
+            stats.instances_created,
+            stats.consecutive_faults
+        ),
+        (3, 3, 3)
+    );
     assert!(!stats.disabled);
 }
 
@@ -282,12 +417,23 @@ async fn slow_plugin_times_out_under_a_short_deadline_and_answers_under_a_long_o
     let mut config = PluginConfig::new("slow-short").setting("busy_ms", "300");
     config.limits.call_timeout_ms = 50;
     let short = load(artifacts::SLOW, config);
-    assert_eq!(short.authorize(&c, Action::Publish, "t", 0, false).await.unwrap_err(), Fault::Timeout(50));
+    assert_eq!(
+        short
+            .authorize(&c, Action::Publish, "t", 0, false)
+            .await
+            .unwrap_err(),
+        Fault::Timeout(50)
+    );
 
     let mut config = PluginConfig::new("slow-long").setting("busy_ms", "30");
     config.limits.call_timeout_ms = 2000;
     let long = load(artifacts::SLOW, config);
-    assert_eq!(long.authorize(&c, Action::Publish, "t", 0, false).await.unwrap(), Decision::Allow);
+    assert_eq!(
+        long.authorize(&c, Action::Publish, "t", 0, false)
+            .await
+            .unwrap(),
+        Decision::Allow
+    );
 }
 
 #[tokio::test]
@@ -296,10 +442,23 @@ async fn instances_are_recycled_after_n_calls() {
     config.limits.calls_per_instance_max = 3;
     let plugin = load(artifacts::SCRIPTED, config);
     for _ in 0..7 {
-        assert_eq!(plugin.authorize(&client("c"), Action::Publish, "t", 0, false).await.unwrap(), Decision::Allow);
+        assert_eq!(
+            plugin
+                .authorize(&client("c"), Action::Publish, "t", 0, false)
+                .await
+                .unwrap(),
+            Decision::Allow
+        );
     }
     let stats = plugin.stats();
-    assert_eq!((stats.calls, stats.instances_created, stats.instances_recycled), (7, 3, 2));
+    assert_eq!(
+        (
+            stats.calls,
+            stats.instances_created,
+            stats.instances_recycled
+        ),
+        (7, 3, 2)
+    );
 }
 
 #[tokio::test]
@@ -307,12 +466,21 @@ async fn sql_needs_a_grant_and_is_refused_until_a_database_exists() {
     let wasm = std::fs::read(artifacts::SQL_PROBE).unwrap();
     let err = host().load(PluginConfig::new("sql"), &wasm).unwrap_err();
     assert!(matches!(err, LoadError::NotGranted("sql")), "{err}");
-    assert_eq!(err.to_string(), "imports the `sql` capability, which is not granted to it");
+    assert_eq!(
+        err.to_string(),
+        "imports the `sql` capability, which is not granted to it"
+    );
 
     let mut config = PluginConfig::new("sql");
     config.grant_sql = true;
     let plugin = host().load_async(config, wasm).await.unwrap();
-    assert_eq!(plugin.authorize(&client("c"), Action::Publish, "t", 0, false).await.unwrap(), Decision::Ignore);
+    assert_eq!(
+        plugin
+            .authorize(&client("c"), Action::Publish, "t", 0, false)
+            .await
+            .unwrap(),
+        Decision::Ignore
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -329,16 +497,31 @@ async fn swap_is_atomic_and_calls_in_flight_finish_on_the_old_set() {
         tokio::spawn(async move { chain.authorize(&c, Action::Publish, "t", 0, false).await })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let previous = chain.swap(PluginSet::new(vec![scripted("new-deny", 0, &[("authz", "deny")])]));
+    let previous = chain.swap(PluginSet::new(vec![scripted(
+        "new-deny",
+        0,
+        &[("authz", "deny")],
+    )]));
     assert_eq!(previous.plugins()[0].name(), "old-slow-allow");
-    assert_eq!(chain.authorize(&c, Action::Publish, "t", 0, false).await, Decision::Deny, "new calls see the new set");
-    assert_eq!(in_flight.await.unwrap(), Decision::Allow, "the call in flight finished on the old set");
+    assert_eq!(
+        chain.authorize(&c, Action::Publish, "t", 0, false).await,
+        Decision::Deny,
+        "new calls see the new set"
+    );
+    assert_eq!(
+        in_flight.await.unwrap(),
+        Decision::Allow,
+        "the call in flight finished on the old set"
+    );
     assert_eq!(chain.current().plugins()[0].name(), "new-deny");
     assert_eq!(chain.stats().swaps, 1);
 
     let emptied = chain.current().without("new-deny");
     chain.swap(emptied);
-    assert_eq!(chain.authorize(&c, Action::Publish, "t", 0, false).await, Decision::Ignore);
+    assert_eq!(
+        chain.authorize(&c, Action::Publish, "t", 0, false).await,
+        Decision::Ignore
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -348,7 +531,9 @@ async fn concurrent_calls_use_separate_instances() {
     for i in 0..16 {
         let plugin = plugin.clone();
         tasks.push(tokio::spawn(async move {
-            plugin.authorize(&client(&format!("c{i}")), Action::Publish, "t", 0, false).await
+            plugin
+                .authorize(&client(&format!("c{i}")), Action::Publish, "t", 0, false)
+                .await
         }));
     }
     for task in tasks {
@@ -362,19 +547,29 @@ async fn concurrent_calls_use_separate_instances() {
 #[test]
 fn compiled_components_are_cached_on_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let config = || HostConfig { cache_dir: Some(dir.path().to_path_buf()), instances_max: 4, ..HostConfig::default() };
+    let config = || HostConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        instances_max: 4,
+        ..HostConfig::default()
+    };
     let wasm = std::fs::read(artifacts::READONLY_ACL).unwrap();
 
     let first = PluginHost::new(config()).unwrap();
     first.load(PluginConfig::new("acl"), &wasm).unwrap();
-    assert_eq!((first.cache_stats().hits, first.cache_stats().misses), (0, 1));
+    assert_eq!(
+        (first.cache_stats().hits, first.cache_stats().misses),
+        (0, 1)
+    );
 
     // A restart: a new host with the same directory does not recompile.
     let second = PluginHost::new(config()).unwrap();
     let started = Instant::now();
     second.load(PluginConfig::new("acl"), &wasm).unwrap();
     let warm_load = started.elapsed();
-    assert_eq!((second.cache_stats().hits, second.cache_stats().misses), (1, 0));
+    assert_eq!(
+        (second.cache_stats().hits, second.cache_stats().misses),
+        (1, 0)
+    );
     eprintln!("load from the cache took {warm_load:?}");
 
     // A corrupt cache file is discarded and the component recompiled.
@@ -389,4 +584,84 @@ fn compiled_components_are_cached_on_disk() {
     third.load(PluginConfig::new("acl"), &wasm).unwrap();
     let stats = third.cache_stats();
     assert_eq!((stats.hits, stats.misses, stats.rejected), (0, 1, 1));
+}
+
+/// A `tracing` writer that keeps what it is given.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn plugin_output_and_log_calls_land_in_the_log_tagged_with_the_plugin_name() {
+    use tracing_subscriber::util::SubscriberInitExt;
+    let captured = Captured::default();
+    let _guard = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .with_max_level(tracing_subscriber::filter::LevelFilter::TRACE)
+        .finish()
+        .set_default();
+
+    let echo = scripted(
+        "echo",
+        0,
+        &[("echo", "hello from the sandbox"), ("authz", "allow")],
+    );
+    assert_eq!(
+        echo.authorize(&client("c1"), Action::Publish, "t", 0, false)
+            .await
+            .unwrap(),
+        Decision::Allow
+    );
+    let panicking = hostile(artifacts::PANIC, "panicky", 100);
+    panicking
+        .authorize(&client("c1"), Action::Publish, "t", 0, false)
+        .await
+        .unwrap_err();
+
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    let stdout = lines
+        .iter()
+        .find(|l| l.contains("stream=\"stdout\""))
+        .expect(&log);
+    assert!(
+        stdout.contains("plugin=\"echo\"") && stdout.contains("hello from the sandbox"),
+        "{stdout}"
+    );
+    let logged = lines
+        .iter()
+        .find(|l| {
+            l.contains("INFO") && l.contains("hello from the sandbox") && !l.contains("stream=")
+        })
+        .expect(&log);
+    assert!(logged.contains("plugin=\"echo\""), "{logged}");
+    let stderr = lines
+        .iter()
+        .find(|l| l.contains("stream=\"stderr\""))
+        .expect(&log);
+    assert!(
+        stderr.contains("plugin=\"panicky\"") && stderr.contains("WARN"),
+        "{stderr}"
+    );
+    assert!(
+        log.contains("authorize c1 on t refused to cooperate"),
+        "{log}"
+    );
 }

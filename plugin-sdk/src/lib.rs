@@ -131,30 +131,44 @@ pub mod wit {
     }
 }
 
-pub use wit::wasmq::plugin::types::{
-    Action, AuthResult, Client, Decision, Message, Transformed,
-};
+pub use wit::wasmq::plugin::types::{Action, AuthResult, Client, Decision, Message, Transformed};
 
 impl AuthResult {
     /// Let the client in (not a superuser).
     pub fn allow() -> Self {
-        Self { decision: Decision::Allow, superuser: false, reason: None }
+        Self {
+            decision: Decision::Allow,
+            superuser: false,
+            reason: None,
+        }
     }
 
     /// Let the client in as a superuser: its publishes and subscriptions
     /// skip authorization.
     pub fn superuser() -> Self {
-        Self { decision: Decision::Allow, superuser: true, reason: None }
+        Self {
+            decision: Decision::Allow,
+            superuser: true,
+            reason: None,
+        }
     }
 
     /// Refuse the connection; `reason` goes to the broker's log, not to the client.
     pub fn deny(reason: impl Into<String>) -> Self {
-        Self { decision: Decision::Deny, superuser: false, reason: Some(reason.into()) }
+        Self {
+            decision: Decision::Deny,
+            superuser: false,
+            reason: Some(reason.into()),
+        }
     }
 
     /// Not mine: ask the next plugin.
     pub fn ignore() -> Self {
-        Self { decision: Decision::Ignore, superuser: false, reason: None }
+        Self {
+            decision: Decision::Ignore,
+            superuser: false,
+            reason: None,
+        }
     }
 }
 

@@ -12,7 +12,13 @@ fn is_readonly(topic: &str) -> bool {
 }
 
 impl Plugin for ReadOnly {
-    fn authorize(client: Client, action: Action, topic: String, _qos: u8, _retain: bool) -> Decision {
+    fn authorize(
+        client: Client,
+        action: Action,
+        topic: String,
+        _qos: u8,
+        _retain: bool,
+    ) -> Decision {
         if action == Action::Publish && is_readonly(&topic) {
             if client.client_id.starts_with("admin-") {
                 return Decision::Allow;

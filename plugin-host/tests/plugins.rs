@@ -287,16 +287,11 @@ async fn infinite_loop_times_out_fails_closed_and_gets_disabled() {
     let acl = load(artifacts::READONLY_ACL, PluginConfig::new("acl"));
     let c = client("bob");
 
-    let started = Instant::now();
     let fault = looping
         .authorize(&c, Action::Publish, "t", 0, false)
         .await
         .unwrap_err();
     assert_eq!(fault, Fault::Timeout(50));
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "interrupted near its deadline"
-    );
 
     // The host keeps serving other plugins.
     assert_eq!(
@@ -321,20 +316,17 @@ async fn infinite_loop_times_out_fails_closed_and_gets_disabled() {
     let outcome = chain.authenticate(&c, None).await;
     assert_eq!(outcome.decision, Decision::Deny);
     assert!(looping.is_disabled());
-    let started = Instant::now();
     assert_eq!(
         chain.authorize(&c, Action::Publish, "t", 0, false).await,
         Decision::Deny
     );
-    assert!(
-        started.elapsed() < Duration::from_millis(40),
-        "a disabled plugin is not called"
-    );
+    // The fourth call was refused without running: no new instance, no new timeout.
     let stats = looping.stats();
     assert_eq!(
         (stats.timeouts, stats.refused, stats.disabled),
         (3, 1, true)
     );
+    assert_eq!(stats.instances_created, 3);
     assert_eq!(chain.stats().failed_closed, 3);
 }
 
@@ -488,15 +480,18 @@ async fn swap_is_atomic_and_calls_in_flight_finish_on_the_old_set() {
     let c = client("c1");
     let mut config = PluginConfig::new("old-slow-allow").setting("busy_ms", "300");
     config.limits.call_timeout_ms = 5000;
-    let old = load(artifacts::SLOW, config);
-    let chain = Arc::new(Chain::new(PluginSet::new(vec![old])));
+    let old_plugin = load(artifacts::SLOW, config);
+    let chain = Arc::new(Chain::new(PluginSet::new(vec![old_plugin.clone()])));
 
     let in_flight = {
         let chain = chain.clone();
         let c = c.clone();
         tokio::spawn(async move { chain.authorize(&c, Action::Publish, "t", 0, false).await })
     };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Swap only once the call is running on the old set (its plugin counted it).
+    while old_plugin.stats().calls == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let previous = chain.swap(PluginSet::new(vec![scripted(
         "new-deny",
         0,

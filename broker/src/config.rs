@@ -3,7 +3,7 @@
 //! `wasmq print-config`; a test keeps it and [`Config::default`] in step.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -24,6 +24,8 @@ pub struct Config {
     pub sys: SysConfig,
     /// The per-connection cache of authorization decisions.
     pub authz_cache: AuthzCacheConfig,
+    /// The plugin folder and the policy fallbacks.
+    pub plugins: PluginsConfig,
 }
 
 impl Default for Config {
@@ -33,6 +35,7 @@ impl Default for Config {
             limits: Limits::default(),
             sys: SysConfig::default(),
             authz_cache: AuthzCacheConfig::default(),
+            plugins: PluginsConfig::default(),
         }
     }
 }
@@ -124,6 +127,47 @@ impl AuthzCacheConfig {
     /// `ttl_ms` as a duration.
     pub fn ttl(&self) -> Duration {
         Duration::from_millis(self.ttl_ms)
+    }
+}
+
+/// What decides when every authorization plugin ignores a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AclNomatch {
+    /// Allow it.
+    Allow,
+    /// Deny it.
+    Deny,
+}
+
+/// The plugin folder and the broker's own policy fallbacks.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// Folder of `NAME.wasm` plugins (each with an optional `NAME.toml`).
+    pub dir: PathBuf,
+    /// Compiled-component cache; empty turns it off.
+    pub cache_dir: PathBuf,
+    /// Whether changes in the folder are applied while the broker runs.
+    pub watch: bool,
+    /// Quiet time after a change before the folder is read, milliseconds.
+    pub debounce_ms: u64,
+    /// The answer when authorization plugins exist and none decides.
+    pub acl_nomatch: AclNomatch,
+    /// Whether a client no authentication plugin decides about may connect.
+    pub allow_anonymous: bool,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            dir: PathBuf::from("./plugins"),
+            cache_dir: PathBuf::from("./.wasmq/cache"),
+            watch: true,
+            debounce_ms: 50,
+            acl_nomatch: AclNomatch::Deny,
+            allow_anonymous: true,
+        }
     }
 }
 

@@ -23,6 +23,7 @@ mod connection;
 pub mod hooks;
 pub mod message;
 pub mod metrics;
+pub mod plugins;
 pub mod router;
 pub mod server;
 pub mod session;

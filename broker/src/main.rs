@@ -10,6 +10,7 @@ use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 use wasmq::Server;
 use wasmq::config::{Config, DEFAULT_CONFIG};
+use wasmq::plugins::Plugins;
 
 /// An MQTT 3.1.1 and 5.0 broker whose policy lives in WebAssembly plugins.
 #[derive(Parser)]
@@ -31,13 +32,35 @@ enum Command {
     Run,
     /// Prints the default configuration, every key commented.
     PrintConfig,
+    /// Plugin tools.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Reports which hooks a component exports and which capabilities it imports, or
+    /// what is wrong with it, without starting a broker. Exit code 1 when it cannot load.
+    Check {
+        /// The `.wasm` component.
+        file: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Some(Command::PrintConfig) = cli.command {
-        print!("{DEFAULT_CONFIG}");
-        return Ok(());
+    match &cli.command {
+        Some(Command::PrintConfig) => {
+            print!("{DEFAULT_CONFIG}");
+            return Ok(());
+        }
+        Some(Command::Plugin(PluginCommand::Check { file })) => {
+            let report = wasmq_plugin_host::check(file)
+                .with_context(|| format!("cannot check {}", file.display()))?;
+            println!("{}: {report}", file.display());
+            std::process::exit(if report.is_ok() { 0 } else { 1 });
+        }
+        Some(Command::Run) | None => {}
     }
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -57,8 +80,10 @@ fn main() -> anyhow::Result<()> {
     raise_file_limit();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
     runtime.block_on(async {
-        let server = Server::bind(config, None).await?;
+        let plugins = Plugins::start(&config.plugins).await?;
+        let server = Server::bind(config, Some(plugins.hooks())).await?;
         server.run(shutdown_signal()).await;
+        drop(plugins);
         anyhow::Ok(())
     })
 }

@@ -106,7 +106,11 @@ async fn listen_serves_mqtt_and_sigterm_stops_it_cleanly() {
         "listen",
         "listen = \"127.0.0.1:1\"\n[sys]\ninterval_secs = 0\n",
     );
+    // The default plugin folder and cache are relative paths: run in a scratch folder.
+    let workdir = std::env::temp_dir().join(format!("wasmq-cli-{}-run", std::process::id()));
+    std::fs::create_dir_all(&workdir).unwrap();
     let mut child = tokio::process::Command::new(WASMQ)
+        .current_dir(&workdir)
         .arg("--config")
         .arg(&config.0)
         .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -179,4 +183,30 @@ async fn listen_serves_mqtt_and_sigterm_stops_it_cleanly() {
         .expect("wasmq exits after SIGTERM")
         .unwrap();
     assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
+#[test]
+fn plugin_check_reports_hooks_and_capabilities_or_what_is_wrong() {
+    let good = Command::new(WASMQ)
+        .args(["plugin", "check", wasmq_plugin_artifacts::READONLY_ACL])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&good.stdout);
+    assert!(
+        good.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    assert!(stdout.contains("hooks: authz"), "{stdout}");
+    assert!(stdout.contains("capabilities: log"), "{stdout}");
+
+    let bad = TempConfig::new("not-a-component", "this is not wasm");
+    let out = Command::new(WASMQ)
+        .args(["plugin", "check"])
+        .arg(&bad.0)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("problem:"), "{stdout}");
 }

@@ -52,6 +52,8 @@ class Broker:
         self.process = subprocess.Popen(
             [str(broker_binary()), "--config", str(config_path), "--listen", "127.0.0.1:0"],
             stdin=subprocess.DEVNULL,
+            # The default plugin folder and cache are relative: keep them in the workdir.
+            cwd=workdir,
             stdout=self._log,
             stderr=self._log,
             env={**os.environ, "NO_COLOR": "1", "RUST_LOG": os.environ.get("RUST_LOG", "info")},

@@ -30,7 +30,8 @@ fail() { echo "  FAIL  $1"; failed=$((failed + 1)); }
 
 # The broker: a free port chosen by the kernel, read back from the log line
 # `listening address=127.0.0.1:PORT`.
-NO_COLOR=1 RUST_LOG=${RUST_LOG:-info} "$bin" --listen 127.0.0.1:0 </dev/null >"$work/broker.log" 2>&1 &
+# Run in $work: the default plugin folder and compiled-plugin cache are relative paths.
+(cd "$work" && NO_COLOR=1 RUST_LOG=${RUST_LOG:-info} exec "$bin" --listen 127.0.0.1:0 </dev/null >"$work/broker.log" 2>&1) &
 broker_pid=$!
 port=
 for _ in $(seq 100); do

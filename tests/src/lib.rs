@@ -46,13 +46,21 @@ impl TestBroker {
 
     /// Starts a broker after `adjust` changes the default configuration.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestBroker {
+        TestBroker::start_with_hooks(adjust, None).await
+    }
+
+    /// Starts a broker with policy hooks (e.g. a plugin folder's policy).
+    pub async fn start_with_hooks(
+        adjust: impl FnOnce(&mut Config),
+        hooks: Option<Arc<dyn wasmq::hooks::Hooks>>,
+    ) -> TestBroker {
         let mut config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             sys: wasmq::config::SysConfig { interval_secs: 0 },
             ..Config::default()
         };
         adjust(&mut config);
-        let server = Server::bind(config, None).await.expect("bind 127.0.0.1:0");
+        let server = Server::bind(config, hooks).await.expect("bind 127.0.0.1:0");
         TestBroker::run(server)
     }
 

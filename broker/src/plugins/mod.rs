@@ -1,0 +1,85 @@
+//! The plugin folder and the policy it provides.
+//!
+//! - [`folder`]: scans `plugins.dir` for `NAME.wasm` (+ optional `NAME.toml`, parsed by
+//!   [`plugin_toml`]), loads them at start, and watches the folder: a new file loads, a
+//!   changed file reloads, a deleted file unloads, with no restart. Each change swaps
+//!   the whole plugin set at once ([`LiveChain`]); calls in flight finish on the old set.
+//! - [`policy`]: the broker's [`crate::hooks::Hooks`] over the live chain, with the
+//!   broker's fallbacks (`allow_anonymous`, `acl_nomatch`).
+
+pub mod folder;
+pub mod plugin_toml;
+pub mod policy;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use wasmq_plugin_host::{Chain, PluginSet};
+
+use crate::config::PluginsConfig;
+
+pub use folder::{PluginFolder, WatchGuard};
+pub use policy::PluginPolicy;
+
+/// The chain the broker calls, and a generation number bumped at every swap so the
+/// broker's authorization caches drop decisions made by an older set of plugins.
+pub struct LiveChain {
+    /// The current plugin set.
+    pub chain: Chain,
+    generation: AtomicU64,
+}
+
+impl Default for LiveChain {
+    fn default() -> Self {
+        LiveChain {
+            chain: Chain::new(PluginSet::default()),
+            generation: AtomicU64::new(0),
+        }
+    }
+}
+
+impl LiveChain {
+    /// Replaces the plugin set and invalidates cached decisions.
+    pub fn swap(&self, set: PluginSet) {
+        self.chain.swap(set);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The current generation.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+}
+
+/// The running plugin system: the folder, the policy the broker calls, and the watcher.
+pub struct Plugins {
+    /// The plugin folder.
+    pub folder: Arc<PluginFolder>,
+    /// The broker's hooks.
+    pub policy: Arc<PluginPolicy>,
+    _watch: Option<WatchGuard>,
+}
+
+impl Plugins {
+    /// Opens the folder, loads every plugin in it and, if configured, watches it.
+    pub async fn start(config: &PluginsConfig) -> anyhow::Result<Plugins> {
+        let folder = PluginFolder::open(config)?;
+        folder.load_all().await?;
+        let watch = if config.watch {
+            Some(folder.watch()?)
+        } else {
+            None
+        };
+        let policy = Arc::new(PluginPolicy::new(folder.live(), config));
+        Ok(Plugins {
+            folder,
+            policy,
+            _watch: watch,
+        })
+    }
+
+    /// The policy as the broker's hooks.
+    pub fn hooks(&self) -> Arc<dyn crate::hooks::Hooks> {
+        self.policy.clone()
+    }
+}

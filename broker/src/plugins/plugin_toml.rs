@@ -1,0 +1,170 @@
+//! `NAME.toml`, the optional settings file beside `NAME.wasm`: chain priority, hooks
+//! enabled, limits, capabilities granted and the plugin's own settings.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use wasmq_plugin_host::{Hooks, Limits, OnTransformFault, PluginConfig};
+
+/// The file's contents; every key optional, unknown keys refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginToml {
+    /// Chain position: lower runs first (ties in name order). Default 0.
+    priority: i32,
+    /// The hooks to call, among `authn`, `authz`, `transform`. Default: all exported.
+    hooks: Option<Vec<HookName>>,
+    /// `keep` (default) or `drop` the message when this plugin's transform fails.
+    on_transform_fault: Option<FaultAction>,
+    /// Faults in a row after which the plugin is disabled until reloaded. Default 5.
+    faults_to_disable: Option<u32>,
+    limits: LimitsToml,
+    capabilities: CapabilitiesToml,
+    /// The plugin's own settings, read through the `config` capability.
+    settings: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum HookName {
+    Authn,
+    Authz,
+    Transform,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum FaultAction {
+    Keep,
+    Drop,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct LimitsToml {
+    call_timeout_ms: Option<u64>,
+    memory_bytes_max: Option<usize>,
+    calls_per_instance_max: Option<u64>,
+    warm_instances_max: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct CapabilitiesToml {
+    /// Whether the plugin may query the database (`sql` import). Default false.
+    sql: bool,
+}
+
+impl PluginToml {
+    /// Parses the text of a `NAME.toml`.
+    pub fn parse(text: &str) -> Result<PluginToml, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// The host's configuration of plugin `name`.
+    pub fn into_config(self, name: &str) -> PluginConfig {
+        let mut config = PluginConfig::new(name);
+        let defaults = Limits::default();
+        config.priority = self.priority;
+        if let Some(hooks) = self.hooks {
+            config.hooks = Hooks {
+                authn: hooks.iter().any(|h| matches!(h, HookName::Authn)),
+                authz: hooks.iter().any(|h| matches!(h, HookName::Authz)),
+                transform: hooks.iter().any(|h| matches!(h, HookName::Transform)),
+            };
+        }
+        config.on_transform_fault = match self.on_transform_fault {
+            Some(FaultAction::Drop) => OnTransformFault::Drop,
+            _ => OnTransformFault::Keep,
+        };
+        if let Some(n) = self.faults_to_disable {
+            config.faults_to_disable = n;
+        }
+        config.limits = Limits {
+            call_timeout_ms: self
+                .limits
+                .call_timeout_ms
+                .unwrap_or(defaults.call_timeout_ms),
+            memory_bytes_max: self
+                .limits
+                .memory_bytes_max
+                .unwrap_or(defaults.memory_bytes_max),
+            calls_per_instance_max: self
+                .limits
+                .calls_per_instance_max
+                .unwrap_or(defaults.calls_per_instance_max),
+            warm_instances_max: self
+                .limits
+                .warm_instances_max
+                .unwrap_or(defaults.warm_instances_max),
+        };
+        config.grant_sql = self.capabilities.sql;
+        config.settings = self
+            .settings
+            .into_iter()
+            .map(|(k, v)| {
+                // Strings are passed as they are; other values in their TOML form.
+                let v = match v {
+                    toml::Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                (k, v)
+            })
+            .collect();
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_maps_to_the_host_config() {
+        let toml = PluginToml::parse(
+            r#"
+            priority = -3
+            hooks = ["authz"]
+            on_transform_fault = "drop"
+            faults_to_disable = 2
+            [limits]
+            call_timeout_ms = 7
+            memory_bytes_max = 1048576
+            [capabilities]
+            sql = true
+            [settings]
+            prefix = "readonly/"
+            count = 3
+            "#,
+        )
+        .unwrap();
+        let config = toml.into_config("p");
+        assert_eq!(config.priority, -3);
+        assert_eq!(
+            config.hooks,
+            Hooks {
+                authn: false,
+                authz: true,
+                transform: false
+            }
+        );
+        assert_eq!(config.on_transform_fault, OnTransformFault::Drop);
+        assert_eq!(config.faults_to_disable, 2);
+        assert_eq!(config.limits.call_timeout_ms, 7);
+        assert_eq!(config.limits.memory_bytes_max, 1 << 20);
+        assert_eq!(
+            config.limits.warm_instances_max,
+            Limits::default().warm_instances_max
+        );
+        assert!(config.grant_sql);
+        assert_eq!(config.settings["prefix"], "readonly/");
+        assert_eq!(config.settings["count"], "3");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(PluginToml::parse("priorty = 1").is_err());
+        assert!(PluginToml::parse("[limits]\ntimeout = 1").is_err());
+        assert!(PluginToml::parse("hooks = [\"auth\"]").is_err());
+    }
+}

@@ -1,0 +1,194 @@
+//! The broker's [`Hooks`] on top of the plugin chain: converts the broker's types to the
+//! host's, and applies the broker's own settings when every plugin ignores a question
+//! (`allow_anonymous` for CONNECT, `acl_nomatch` for PUBLISH/SUBSCRIBE).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use bytestring::ByteString;
+use tracing::debug;
+use wasmq_codec::{Protocol, Publish, QoS, ReasonCode};
+use wasmq_plugin_host as host;
+
+use super::LiveChain;
+use crate::config::{AclNomatch, PluginsConfig};
+use crate::hooks::{Action, AuthDecision, BoxFuture, ClientInfo, Hooks, Transformed};
+
+/// Policy from the plugin folder's current chain.
+pub struct PluginPolicy {
+    chain: Arc<LiveChain>,
+    acl_nomatch: AclNomatch,
+    allow_anonymous: bool,
+}
+
+impl PluginPolicy {
+    /// A policy over `chain` with the broker's fallbacks from `config`.
+    pub fn new(chain: Arc<LiveChain>, config: &PluginsConfig) -> PluginPolicy {
+        PluginPolicy {
+            chain,
+            acl_nomatch: config.acl_nomatch,
+            allow_anonymous: config.allow_anonymous,
+        }
+    }
+}
+
+fn client_info(client: &ClientInfo) -> host::ClientInfo {
+    host::ClientInfo {
+        client_id: client.client_id.to_string(),
+        username: client.username.as_ref().map(|u| u.to_string()),
+        peer_addr: client.peer_addr.to_string(),
+        protocol_version: match client.protocol {
+            Protocol::V311 => 4,
+            Protocol::V5 => 5,
+        },
+        listener: client.listener.to_string(),
+    }
+}
+
+fn message(publish: &Publish) -> host::Message {
+    let p = &publish.properties;
+    host::Message {
+        topic: publish.topic.to_string(),
+        payload: publish.payload.to_vec(),
+        qos: publish.qos as u8,
+        retain: publish.retain,
+        user_properties: p
+            .user_properties
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        content_type: p.content_type.as_ref().map(|c| c.to_string()),
+        payload_is_utf8: p.payload_format_indicator == Some(1),
+        response_topic: p.response_topic.as_ref().map(|t| t.to_string()),
+        correlation_data: p.correlation_data.as_ref().map(|c| c.to_vec()),
+        message_expiry_interval: p.message_expiry_interval,
+    }
+}
+
+/// The publish a transform produced, keeping what a plugin cannot see (packet id, DUP).
+fn publish_from(original: &Publish, m: host::Message) -> Publish {
+    let mut publish = original.clone();
+    publish.topic = ByteString::from(m.topic);
+    publish.payload = Bytes::from(m.payload);
+    publish.qos = QoS::from_u8(m.qos)
+        .unwrap_or(original.qos)
+        .min(original.qos);
+    publish.retain = m.retain;
+    let p = &mut publish.properties;
+    p.user_properties = m
+        .user_properties
+        .into_iter()
+        .map(|(k, v)| (ByteString::from(k), ByteString::from(v)))
+        .collect();
+    p.content_type = m.content_type.map(ByteString::from);
+    p.payload_format_indicator = m.payload_is_utf8.then_some(1);
+    p.response_topic = m.response_topic.map(ByteString::from);
+    p.correlation_data = m.correlation_data.map(Bytes::from);
+    p.message_expiry_interval = m.message_expiry_interval;
+    publish
+}
+
+impl Hooks for PluginPolicy {
+    fn authenticate<'a>(
+        &'a self,
+        client: &'a ClientInfo,
+        password: Option<&'a Bytes>,
+    ) -> BoxFuture<'a, AuthDecision> {
+        Box::pin(async move {
+            let outcome = self
+                .chain
+                .chain
+                .authenticate(&client_info(client), password.map(|p| &p[..]))
+                .await;
+            match outcome.decision {
+                host::Decision::Allow => AuthDecision::Allow {
+                    superuser: outcome.superuser,
+                },
+                host::Decision::Deny => {
+                    debug!(
+                        reason = outcome.reason.as_deref().unwrap_or(""),
+                        "authentication denied"
+                    );
+                    let code = if client.username.is_some() || password.is_some() {
+                        ReasonCode::BAD_USERNAME_OR_PASSWORD
+                    } else {
+                        ReasonCode::NOT_AUTHORIZED
+                    };
+                    AuthDecision::Deny(code)
+                }
+                host::Decision::Ignore if self.allow_anonymous => {
+                    AuthDecision::Allow { superuser: false }
+                }
+                host::Decision::Ignore => AuthDecision::Deny(ReasonCode::NOT_AUTHORIZED),
+            }
+        })
+    }
+
+    fn authorize<'a>(
+        &'a self,
+        client: &'a ClientInfo,
+        action: Action,
+        topic: &'a str,
+        qos: QoS,
+        retain: bool,
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            let set = self.chain.chain.current();
+            // With no authorization plugin there is no policy to apply: allow, as a
+            // broker with no plugin does. `acl_nomatch` is for when plugins exist and
+            // none of them decides.
+            if !set.plugins().iter().any(|p| p.hooks().authz) {
+                return true;
+            }
+            let action = match action {
+                Action::Publish => host::Action::Publish,
+                Action::Subscribe => host::Action::Subscribe,
+            };
+            match set
+                .authorize(&client_info(client), action, topic, qos as u8, retain)
+                .await
+            {
+                host::Decision::Allow => true,
+                host::Decision::Deny => false,
+                host::Decision::Ignore => self.acl_nomatch == AclNomatch::Allow,
+            }
+        })
+    }
+
+    fn transform<'a>(
+        &'a self,
+        client: &'a ClientInfo,
+        publish: &'a Publish,
+    ) -> BoxFuture<'a, Transformed> {
+        Box::pin(async move {
+            match self
+                .chain
+                .chain
+                .transform(&client_info(client), &message(publish))
+                .await
+            {
+                host::Transformed::Keep => Transformed::Keep,
+                host::Transformed::Replace(m) => {
+                    Transformed::Replace(Box::new(publish_from(publish, m)))
+                }
+                host::Transformed::Drop(why) => {
+                    debug!(why, topic = %publish.topic, "message dropped by a transform");
+                    Transformed::Drop
+                }
+            }
+        })
+    }
+
+    fn transforms(&self) -> bool {
+        self.chain
+            .chain
+            .current()
+            .plugins()
+            .iter()
+            .any(|p| p.hooks().transform)
+    }
+
+    fn generation(&self) -> u64 {
+        self.chain.generation()
+    }
+}

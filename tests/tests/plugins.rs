@@ -1,0 +1,342 @@
+//! The plugin folder end to end: WebAssembly components dropped into a running broker's
+//! folder take effect, reload and unload without a restart or a dropped connection, and
+//! hostile plugins fail closed while the broker keeps serving. The plugins are the real
+//! Rust examples and fixtures, compiled for wasm32-wasip2 by `wasmq-plugin-artifacts`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use wasmq::config::{AclNomatch, PluginsConfig};
+use wasmq::plugins::Plugins;
+use wasmq_codec::{Packet, Protocol, QoS, ReasonCode};
+use wasmq_plugin_artifacts as artifacts;
+use wasmq_tests::{RawClient, TestBroker, publish_packet};
+
+struct Setup {
+    broker: TestBroker,
+    plugins: Plugins,
+    dir: tempfile::TempDir,
+}
+
+async fn start(acl_nomatch: AclNomatch) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let config = PluginsConfig {
+        dir: dir.path().join("plugins"),
+        cache_dir: dir.path().join("cache"),
+        debounce_ms: 20,
+        acl_nomatch,
+        ..PluginsConfig::default()
+    };
+    let plugins = Plugins::start(&config).await.expect("plugin folder starts");
+    let broker = TestBroker::start_with_hooks(|_| {}, Some(plugins.hooks())).await;
+    Setup {
+        broker,
+        plugins,
+        dir,
+    }
+}
+
+impl Setup {
+    fn folder(&self) -> PathBuf {
+        self.dir.path().join("plugins")
+    }
+
+    /// Copies `wasm` into the folder as `NAME.wasm` the atomic way (hidden temporary file,
+    /// then rename), settings first when there are some.
+    async fn deploy(&self, name: &str, wasm: &str, settings: Option<&str>) {
+        let folder = self.folder();
+        if let Some(settings) = settings {
+            write_atomically(&folder, &format!("{name}.toml"), settings.as_bytes());
+        }
+        write_atomically(
+            &folder,
+            &format!("{name}.wasm"),
+            &std::fs::read(wasm).unwrap(),
+        );
+    }
+
+    fn loads(&self) -> u64 {
+        self.plugins.folder.stats.loads.load(Relaxed)
+    }
+
+    fn failures(&self) -> u64 {
+        self.plugins.folder.stats.failures.load(Relaxed)
+    }
+
+    fn unloads(&self) -> u64 {
+        self.plugins.folder.stats.unloads.load(Relaxed)
+    }
+}
+
+fn write_atomically(folder: &Path, name: &str, bytes: &[u8]) {
+    let tmp = folder.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, folder.join(name)).unwrap();
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Publishes QoS 1 and returns the PUBACK reason code.
+async fn publish_qos1(client: &mut RawClient, topic: &str, packet_id: u16) -> ReasonCode {
+    let publish = publish_packet(topic, b"x", QoS::AtLeastOnce, false, packet_id);
+    client.send(Packet::Publish(publish)).await.unwrap();
+    match client.recv().await.unwrap() {
+        Packet::PubAck(ack) => {
+            assert_eq!(ack.packet_id, packet_id);
+            ack.reason_code
+        }
+        other => panic!("expected PUBACK, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_authz_plugin_loads_reloads_and_unloads_while_clients_stay_connected() {
+    let setup = start(AclNomatch::Allow).await;
+    let addr = setup.broker.addr;
+    let mut user = RawClient::connected(addr, Protocol::V5, "user-1").await;
+    let mut admin = RawClient::connected(addr, Protocol::V5, "admin-1").await;
+    let mut watcher = RawClient::connected(addr, Protocol::V311, "watcher").await;
+    watcher.subscribe_qos("readonly/#", QoS::AtMostOnce).await;
+
+    // No plugin: everything is allowed.
+    assert_eq!(
+        publish_qos1(&mut user, "readonly/a", 1).await,
+        ReasonCode::SUCCESS
+    );
+    assert_eq!(&watcher.recv_publish().await.topic[..], "readonly/a");
+
+    setup.deploy("acl", artifacts::READONLY_ACL, None).await;
+    wait_for("the ACL plugin to load", || setup.loads() == 1).await;
+    assert_eq!(
+        publish_qos1(&mut user, "readonly/a", 2).await,
+        ReasonCode::NOT_AUTHORIZED
+    );
+    watcher.expect_nothing().await;
+    assert_eq!(
+        publish_qos1(&mut admin, "readonly/a", 3).await,
+        ReasonCode::SUCCESS
+    );
+    assert_eq!(&watcher.recv_publish().await.topic[..], "readonly/a");
+    // The plugin ignores other topics, and acl_nomatch = allow lets them through.
+    assert_eq!(
+        publish_qos1(&mut user, "free/a", 4).await,
+        ReasonCode::NO_MATCHING_SUBSCRIBERS
+    );
+
+    // A v3.1.1 client denied at QoS 1 gets a plain PUBACK, and nothing is delivered.
+    let mut old = RawClient::connected(addr, Protocol::V311, "old-user").await;
+    publish_qos1(&mut old, "readonly/b", 5).await;
+    watcher.expect_nothing().await;
+
+    // Settings changed: the plugin reloads (same behaviour).
+    std::fs::write(setup.folder().join("acl.toml"), "priority = 5\n").unwrap();
+    wait_for("the ACL plugin to reload", || setup.loads() == 2).await;
+    assert_eq!(
+        publish_qos1(&mut user, "readonly/a", 6).await,
+        ReasonCode::NOT_AUTHORIZED
+    );
+
+    // Removed: unloaded, and cached denials are gone at once.
+    std::fs::remove_file(setup.folder().join("acl.wasm")).unwrap();
+    wait_for("the ACL plugin to unload", || setup.unloads() == 1).await;
+    assert_eq!(
+        publish_qos1(&mut user, "readonly/a", 7).await,
+        ReasonCode::SUCCESS
+    );
+    assert_eq!(&watcher.recv_publish().await.topic[..], "readonly/a");
+    assert_eq!(setup.failures(), 0);
+}
+
+#[tokio::test]
+async fn acl_nomatch_deny_refuses_what_no_plugin_allows() {
+    let setup = start(AclNomatch::Deny).await;
+    setup.deploy("acl", artifacts::READONLY_ACL, None).await;
+    wait_for("the ACL plugin to load", || setup.loads() == 1).await;
+    let mut admin = RawClient::connected(setup.broker.addr, Protocol::V5, "admin-1").await;
+    assert_eq!(
+        publish_qos1(&mut admin, "readonly/a", 1).await,
+        ReasonCode::NO_MATCHING_SUBSCRIBERS
+    );
+    assert_eq!(
+        publish_qos1(&mut admin, "elsewhere", 2).await,
+        ReasonCode::NOT_AUTHORIZED
+    );
+    let suback = admin.subscribe_qos("elsewhere", QoS::AtMostOnce).await;
+    assert_eq!(suback.reason_codes, vec![ReasonCode::NOT_AUTHORIZED]);
+}
+
+#[tokio::test]
+async fn a_transform_plugin_stamps_and_rewrites_messages() {
+    let setup = start(AclNomatch::Allow).await;
+    setup
+        .deploy(
+            "stamp",
+            artifacts::STAMP,
+            Some("[settings]\nrewrite_from = \"legacy/\"\nrewrite_to = \"v2/\"\n"),
+        )
+        .await;
+    wait_for("the transform plugin to load", || setup.loads() == 1).await;
+    let mut subscriber = RawClient::connected(setup.broker.addr, Protocol::V5, "sub").await;
+    subscriber.subscribe_qos("#", QoS::AtLeastOnce).await;
+    let mut publisher = RawClient::connected(setup.broker.addr, Protocol::V5, "pub").await;
+    publish_qos1(&mut publisher, "legacy/temp", 1).await;
+    let publish = subscriber.recv_publish().await;
+    assert_eq!(&publish.topic[..], "v2/temp");
+    let stamps: Vec<_> = publish
+        .properties
+        .user_properties
+        .iter()
+        .map(|(k, v)| (&k[..], &v[..]))
+        .collect();
+    assert_eq!(stamps, vec![("wasmq-plugin", "stamp")]);
+}
+
+#[tokio::test]
+async fn a_broken_file_leaves_the_previous_version_serving() {
+    let setup = start(AclNomatch::Allow).await;
+    setup.deploy("acl", artifacts::READONLY_ACL, None).await;
+    wait_for("the ACL plugin to load", || setup.loads() == 1).await;
+    write_atomically(&setup.folder(), "acl.wasm", b"\0asm not really a component");
+    wait_for("the broken file to be refused", || setup.failures() == 1).await;
+    write_atomically(&setup.folder(), "acl.toml", b"priorty = 1\n");
+    wait_for("the broken settings to be refused", || {
+        setup.failures() == 2
+    })
+    .await;
+    let mut user = RawClient::connected(setup.broker.addr, Protocol::V5, "user-1").await;
+    assert_eq!(
+        publish_qos1(&mut user, "readonly/a", 1).await,
+        ReasonCode::NOT_AUTHORIZED
+    );
+    assert_eq!(setup.loads(), 1);
+}
+
+#[tokio::test]
+async fn hostile_plugins_fail_closed_and_the_broker_keeps_serving() {
+    for (name, wasm) in [
+        ("loop", artifacts::LOOP_FOREVER),
+        ("alloc", artifacts::ALLOC_UNBOUNDED),
+        ("panic", artifacts::PANIC),
+    ] {
+        let setup = start(AclNomatch::Allow).await;
+        let settings = "hooks = [\"authz\"]\nfaults_to_disable = 2\n[limits]\ncall_timeout_ms = 50\nmemory_bytes_max = 4194304\n";
+        setup.deploy(name, wasm, Some(settings)).await;
+        wait_for("the hostile plugin to load", || setup.loads() == 1).await;
+        let addr = setup.broker.addr;
+        let mut victim = RawClient::connected(addr, Protocol::V5, "victim").await;
+        for packet_id in 1..=3 {
+            // Fails closed: deny, both while faulting and once disabled.
+            assert_eq!(
+                publish_qos1(&mut victim, &format!("t/{packet_id}"), packet_id).await,
+                ReasonCode::NOT_AUTHORIZED,
+                "{name}"
+            );
+        }
+        // The broker still serves: a new connection, a ping.
+        let mut other = RawClient::connected(addr, Protocol::V311, "other").await;
+        other.send(Packet::PingReq).await.unwrap();
+        assert_eq!(other.recv().await.unwrap(), Packet::PingResp, "{name}");
+        let plugin = setup
+            .plugins
+            .folder
+            .live()
+            .chain
+            .current()
+            .get(name)
+            .cloned()
+            .expect("still loaded");
+        assert!(
+            plugin.is_disabled(),
+            "{name} is disabled after repeated faults"
+        );
+        assert!(plugin.stats().faults >= 2, "{name}: {:?}", plugin.stats());
+    }
+}
+
+#[tokio::test]
+async fn hot_reload_under_load_loses_nothing() {
+    let setup = start(AclNomatch::Allow).await;
+    setup.deploy("acl", artifacts::READONLY_ACL, None).await;
+    wait_for("the ACL plugin to load", || setup.loads() == 1).await;
+    let addr = setup.broker.addr;
+    let mut subscriber = RawClient::connected(addr, Protocol::V5, "sub").await;
+    subscriber.subscribe_qos("load/#", QoS::AtLeastOnce).await;
+    let received = tokio::spawn(async move {
+        let mut next = 0u32;
+        while next < 2000 {
+            let publish = subscriber.recv_publish().await;
+            let n = u32::from_be_bytes(publish.payload[..4].try_into().unwrap());
+            assert_eq!(n, next, "every message once, in order");
+            subscriber
+                .send(Packet::PubAck(wasmq_codec::PubAckBody::new(
+                    publish.packet_id,
+                )))
+                .await
+                .unwrap();
+            next += 1;
+        }
+        next
+    });
+
+    // A real client publishing QoS 1 continuously while the plugin is replaced 20 times.
+    let mut options = setup.broker.v4_options("publisher");
+    options.set_inflight(16);
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 64);
+    let acks = tokio::spawn(async move {
+        let mut acks = 0u32;
+        loop {
+            match eventloop.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => acks += 1,
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Disconnect)) => panic!("disconnected"),
+                Ok(_) => {}
+                Err(e) => return (acks, Some(e.to_string())),
+            }
+            if acks == 2000 {
+                return (acks, None);
+            }
+        }
+    });
+    let publisher = tokio::spawn(async move {
+        for i in 0..2000u32 {
+            client
+                .publish(
+                    "load/x",
+                    rumqttc::QoS::AtLeastOnce,
+                    false,
+                    i.to_be_bytes().to_vec(),
+                )
+                .await
+                .unwrap();
+            if i % 100 == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        client
+    });
+    for reload in 0..20 {
+        // Alternating settings make each write a real change.
+        let settings = format!("priority = {}\n", reload % 2 + 1);
+        setup
+            .deploy("acl", artifacts::READONLY_ACL, Some(&settings))
+            .await;
+        let expected = 2 + reload as u64;
+        wait_for("a reload", || setup.loads() >= expected).await;
+    }
+    assert_eq!(received.await.unwrap(), 2000);
+    let (acks, error) = acks.await.unwrap();
+    assert_eq!(
+        (acks, error),
+        (2000, None),
+        "the publisher was never disconnected"
+    );
+    let _client = publisher.await.unwrap();
+    assert_eq!(setup.loads(), 21);
+    assert_eq!(setup.failures(), 0);
+}

@@ -1,0 +1,240 @@
+//! The [`Plugin`] implementation: settings, the three statements, and the
+//! mapping of their rows onto [`crate::rules`] and [`crate::password`].
+
+use std::sync::OnceLock;
+
+use wasmq_plugin_sdk::sql::{self, SqlError, SqlValue};
+use wasmq_plugin_sdk::{Action, AuthResult, Client, Decision, Plugin, config, log};
+
+use crate::password::{self, Pbkdf2, Scheme};
+use crate::rules::{self, AclRow, ClientInfo, Order, Value};
+
+/// The plugin's settings, read once per instance (a changed `acl-sql.toml`
+/// reloads the plugin, so new instances read the new values).
+struct Settings {
+    order: Order,
+    scheme: Scheme,
+    superuser: bool,
+}
+
+fn setting(key: &str) -> Option<String> {
+    config::get(key).filter(|v| !v.is_empty())
+}
+
+fn read_settings() -> Result<Settings, String> {
+    let order = match setting("acl_order") {
+        None => Order::default(),
+        Some(v) => Order::parse(&v)
+            .ok_or_else(|| format!("acl_order must be id-desc or id-asc, not {v:?}"))?,
+    };
+    let defaults = Pbkdf2::default();
+    let pbkdf2 = Pbkdf2::from_parts(
+        &setting("pbkdf2_macfun").unwrap_or_else(|| "sha256".into()),
+        &setting("pbkdf2_iterations").unwrap_or_else(|| defaults.iterations.to_string()),
+        &setting("pbkdf2_dklen").unwrap_or_else(|| defaults.dklen.to_string()),
+    )?;
+    let scheme = match setting("password_hash") {
+        None => Scheme::default(),
+        Some(v) => Scheme::parse(&v, pbkdf2)?,
+    };
+    let superuser = match setting("superuser").as_deref() {
+        None | Some("true") => true,
+        Some("false") => false,
+        Some(v) => return Err(format!("superuser must be true or false, not {v:?}")),
+    };
+    Ok(Settings {
+        order,
+        scheme,
+        superuser,
+    })
+}
+
+/// The settings, or why they are wrong (then every check fails closed).
+fn settings() -> Result<&'static Settings, &'static str> {
+    static SETTINGS: OnceLock<Result<Settings, String>> = OnceLock::new();
+    SETTINGS
+        .get_or_init(read_settings)
+        .as_ref()
+        .map_err(String::as_str)
+}
+
+fn value(v: SqlValue) -> Value {
+    match v {
+        SqlValue::Null => Value::Null,
+        SqlValue::Integer(i) => Value::Integer(i),
+        SqlValue::Real(f) => Value::Real(f),
+        SqlValue::Text(t) => Value::Text(t),
+        SqlValue::Blob(b) => Value::Blob(b),
+    }
+}
+
+fn text_or_null(v: Option<&str>) -> SqlValue {
+    v.map_or(SqlValue::Null, |s| SqlValue::Text(s.to_owned()))
+}
+
+fn sql_error(e: &SqlError) -> String {
+    match e {
+        SqlError::NotGranted => "the sql capability is not granted (or no database)".into(),
+        SqlError::InvalidStatement(s) => format!("invalid statement: {s}"),
+        SqlError::InvalidParams(s) => format!("invalid parameters: {s}"),
+        SqlError::Database(s) => format!("database: {s}"),
+        SqlError::Timeout => "the query timed out".into(),
+    }
+}
+
+/// An `is_superuser` value: a non-zero number, or `1`/`true`/`t` as text.
+fn truthy(v: &Value) -> bool {
+    let text = match v {
+        Value::Integer(i) => return *i != 0,
+        Value::Real(f) => return *f != 0.0,
+        Value::Text(t) => t.as_str(),
+        Value::Blob(b) => std::str::from_utf8(b).unwrap_or(""),
+        Value::Null => return false,
+    };
+    matches!(text.to_ascii_lowercase().as_str(), "1" | "true" | "t")
+}
+
+fn column_bytes(v: &Value) -> Option<&[u8]> {
+    match v {
+        Value::Text(t) => Some(t.as_bytes()),
+        Value::Blob(b) => Some(b),
+        _ => None,
+    }
+}
+
+/// `superuser_query` for `username`; any failure means "not a superuser".
+fn is_superuser(username: &str) -> bool {
+    match sql::query("superuser_query", &[SqlValue::Text(username.to_owned())]) {
+        Ok(rows) => rows
+            .into_iter()
+            .next()
+            .and_then(|row| row.columns.into_iter().next())
+            .is_some_and(|v| truthy(&value(v))),
+        Err(e) => {
+            log::warn(&format!(
+                "superuser_query failed for user {username:?}: {}; not a superuser",
+                sql_error(&e)
+            ));
+            false
+        }
+    }
+}
+
+struct AclSql;
+
+impl Plugin for AclSql {
+    fn authenticate(client: Client, password: Option<Vec<u8>>) -> AuthResult {
+        // No user name, or a `$`-user name (EMQX never looks those up): the
+        // next plugin, then `allow_anonymous`, decides.
+        let Some(username) = client
+            .username
+            .filter(|u| !u.is_empty() && !u.starts_with('$'))
+        else {
+            return AuthResult::ignore();
+        };
+        let settings = match settings() {
+            Ok(s) => s,
+            Err(e) => {
+                log::error(&format!("acl-sql misconfigured: {e}; denying every login"));
+                return AuthResult::deny("acl-sql is misconfigured");
+            }
+        };
+        let rows = match sql::query("auth_query", &[SqlValue::Text(username.clone())]) {
+            Ok(rows) => rows,
+            Err(e) => {
+                let why = sql_error(&e);
+                log::error(&format!(
+                    "auth_query failed for user {username:?}: {why}; denied"
+                ));
+                return AuthResult::deny(format!("auth_query failed: {why}"));
+            }
+        };
+        let Some(row) = rows.into_iter().next() else {
+            return AuthResult::ignore(); // not ours
+        };
+        let columns: Vec<Value> = row.columns.into_iter().map(value).collect();
+        let Some(hash) = columns.first().and_then(column_bytes) else {
+            log::warn(&format!("user {username:?} has no usable password; denied"));
+            return AuthResult::deny("no usable password");
+        };
+        let salt = columns.get(1).and_then(column_bytes).unwrap_or(&[]);
+        let Some(password) = password else {
+            return AuthResult::deny("no password");
+        };
+        if !password::verify(settings.scheme, &password, hash, salt) {
+            return AuthResult::deny("bad user name or password");
+        }
+        // A third column of `auth_query` is `is_superuser` and saves a query.
+        let superuser = match columns.get(2) {
+            Some(v) => truthy(v),
+            None => settings.superuser && is_superuser(&username),
+        };
+        if superuser {
+            AuthResult::superuser()
+        } else {
+            AuthResult::allow()
+        }
+    }
+
+    fn authorize(
+        client: Client,
+        action: Action,
+        topic: String,
+        _qos: u8,
+        _retain: bool,
+    ) -> Decision {
+        let settings = match settings() {
+            Ok(s) => s,
+            Err(e) => {
+                log::error(&format!("acl-sql misconfigured: {e}; denying"));
+                return Decision::Deny;
+            }
+        };
+        let info = ClientInfo {
+            client_id: &client.client_id,
+            username: client.username.as_deref(),
+            peer_addr: &client.peer_addr,
+        };
+        let params = [
+            text_or_null(rules::ip_param(&client.peer_addr).as_deref()),
+            text_or_null(info.matchable_username()),
+            SqlValue::Text(client.client_id.clone()),
+        ];
+        let action = match action {
+            Action::Publish => rules::Action::Publish,
+            Action::Subscribe => rules::Action::Subscribe,
+        };
+        let rows = match sql::query("acl_query", &params) {
+            Ok(rows) => rows,
+            Err(e) => {
+                log::error(&format!(
+                    "acl_query failed: {}; denying {action:?} {topic:?} for client {:?}",
+                    sql_error(&e),
+                    client.client_id
+                ));
+                return Decision::Deny;
+            }
+        };
+        let rows = rows
+            .into_iter()
+            .map(|r| AclRow::from_columns(r.columns.into_iter().map(value).collect()))
+            .collect::<Result<Vec<_>, _>>();
+        let decision =
+            rows.and_then(|rows| rules::decide(&rows, &info, action, &topic, settings.order));
+        match decision {
+            Ok(rules::Decision::Allow) => Decision::Allow,
+            Ok(rules::Decision::Deny) => Decision::Deny,
+            Ok(rules::Decision::NoMatch) => Decision::Ignore,
+            Err(e) => {
+                log::error(&format!(
+                    "{e}; denying {action:?} {topic:?} for client {:?}",
+                    client.client_id
+                ));
+                Decision::Deny
+            }
+        }
+    }
+}
+
+#[cfg(target_family = "wasm")]
+wasmq_plugin_sdk::export_plugin!(AclSql: authn, authz);

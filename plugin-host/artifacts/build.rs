@@ -19,6 +19,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("SCRIPTED", "wasmq-fixture-scripted"),
     ("SLOW", "wasmq-fixture-slow"),
     ("SQL_PROBE", "wasmq-fixture-sql-probe"),
+    ("ACL_SQL", "wasmq-acl-sql"),
 ];
 
 fn main() {

@@ -427,7 +427,14 @@ impl Broker {
             if message.publish.payload.is_empty() {
                 self.retained.remove(message.topic());
             } else {
-                self.retained.set(message.clone());
+                let capacity = self.config.limits.max_retained_messages;
+                if !self.retained.set(message.clone(), capacity) {
+                    warn!(
+                        topic = message.topic(),
+                        capacity, "retained store full: message not retained"
+                    );
+                    Metrics::add(&self.metrics.messages_dropped_queue_full, 1);
+                }
             }
         }
         self.route(message)

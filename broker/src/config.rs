@@ -55,6 +55,8 @@ pub struct Limits {
     pub keep_alive_max_secs: u16,
     pub session_expiry_max_secs: u32,
     pub client_id_max_len: usize,
+    pub max_subscriptions_per_client: usize,
+    pub max_retained_messages: usize,
     pub write_buffer_high_water: usize,
     pub shutdown_timeout_ms: u64,
 }
@@ -72,6 +74,8 @@ impl Default for Limits {
             keep_alive_max_secs: u16::MAX,
             session_expiry_max_secs: 7 * 24 * 3600,
             client_id_max_len: 256,
+            max_subscriptions_per_client: 1000,
+            max_retained_messages: 100_000,
             write_buffer_high_water: 64 * 1024,
             shutdown_timeout_ms: 5000,
         }

@@ -797,6 +797,17 @@ impl Connection {
                 codes.push(ReasonCode::NOT_AUTHORIZED);
                 continue;
             }
+            let quota_reached = {
+                let state = self.session.lock();
+                !state.subscriptions.contains_key(filter.full())
+                    && state.subscriptions.len()
+                        >= self.broker.config.limits.max_subscriptions_per_client
+            };
+            if quota_reached {
+                debug!(filter = filter.full(), "subscription quota reached");
+                codes.push(ReasonCode::QUOTA_EXCEEDED);
+                continue;
+            }
             let data = SubscriptionData { options, id };
             let existed = self.broker.subscribe(&self.session, filter.clone(), data);
             codes.push(ReasonCode(options.qos as u8));

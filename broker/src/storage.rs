@@ -98,8 +98,9 @@ impl SessionStore for MemorySessionStore {
 
 /// The retained-message store: one message per topic name.
 pub trait RetainStore: Send + Sync {
-    /// Stores `message` as the retained message of its topic, replacing any other.
-    fn set(&self, message: Arc<Message>);
+    /// Stores `message` as the retained message of its topic, replacing any other. A
+    /// message on a new topic is refused (false) when `capacity` messages are held.
+    fn set(&self, message: Arc<Message>, capacity: usize) -> bool;
     /// Removes the retained message of `topic`.
     fn remove(&self, topic: &str);
     /// Appends the unexpired retained messages matching `filter` to `out`.
@@ -119,10 +120,13 @@ pub struct MemoryRetainStore {
 }
 
 impl RetainStore for MemoryRetainStore {
-    fn set(&self, message: Arc<Message>) {
-        self.messages
-            .write()
-            .insert(message.topic().into(), message);
+    fn set(&self, message: Arc<Message>, capacity: usize) -> bool {
+        let mut messages = self.messages.write();
+        if messages.len() >= capacity && !messages.contains_key(message.topic()) {
+            return false;
+        }
+        messages.insert(message.topic().into(), message);
+        true
     }
 
     fn remove(&self, topic: &str) {

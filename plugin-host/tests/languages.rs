@@ -1,0 +1,470 @@
+//! The example plugins in every language, held to one set of expectations:
+//! the authz example (`readonly/#` is for `admin-` clients only) and the
+//! transform example (stamp a user property, rewrite a topic prefix), written
+//! in Rust (`plugins/examples/rust`, built by `wasmq-plugin-artifacts`), in
+//! Python (componentize-py) and in JavaScript (componentize-js), built by
+//! `scripts/build-plugins` into `target/plugins/{python,js}/`.
+//!
+//! The test runs `scripts/build-plugins` first (it installs the toolchains
+//! into `.cache/` when they are missing, and skips builds that are up to
+//! date). When that fails the tests fail: a language that cannot be built is
+//! a failure, never a skip.
+//!
+//! `warm_call_time_per_language` prints (asserts nothing about) the time of
+//! a warm hook call in each language; run with `--nocapture` to see it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use wasmq_plugin_artifacts as artifacts;
+use wasmq_plugin_host::{
+    Action, Chain, ClientInfo, Decision, HostConfig, Limits, Message, Plugin, PluginConfig,
+    PluginHost, PluginSet, Transformed,
+};
+
+/// One language's build of the two examples.
+struct Language {
+    name: &'static str,
+    authz: PathBuf,
+    transform: PathBuf,
+}
+
+impl Language {
+    /// The interpreters (CPython, SpiderMonkey) start with tens of MB of
+    /// linear memory: above the default cap of 16 MiB that suits Rust.
+    fn limits(&self) -> Limits {
+        match self.name {
+            "rust" => Limits::default(),
+            _ => Limits {
+                memory_bytes_max: 128 << 20,
+                ..Limits::default()
+            },
+        }
+    }
+
+    fn load(&self, path: &Path, config: PluginConfig) -> Plugin {
+        let config = PluginConfig {
+            limits: self.limits(),
+            ..config
+        };
+        let wasm = std::fs::read(path)
+            .unwrap_or_else(|e| panic!("{}: reading {}: {e}", self.name, path.display()));
+        host()
+            .load(config, &wasm)
+            .unwrap_or_else(|e| panic!("{}: loading {}: {e}", self.name, path.display()))
+    }
+
+    fn authz(&self) -> Plugin {
+        self.load(
+            &self.authz,
+            PluginConfig::new(format!("{}-authz-readonly", self.name)),
+        )
+    }
+
+    fn transform(&self, settings: &[(&str, &str)]) -> Plugin {
+        let mut config = PluginConfig::new(format!("{}-transform-stamp", self.name));
+        for (key, value) in settings {
+            config = config.setting(*key, *value);
+        }
+        self.load(&self.transform, config)
+    }
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// Every language, once per test binary: runs `scripts/build-plugins`, and
+/// compiles each component once (into the host's disk cache) so the tests,
+/// which run in parallel, each load it from the cache.
+fn languages() -> &'static [Language] {
+    static LANGUAGES: OnceLock<Vec<Language>> = OnceLock::new();
+    LANGUAGES.get_or_init(|| {
+        let root = repo_root();
+        let script = root.join("scripts/build-plugins");
+        let started = Instant::now();
+        let output = Command::new(&script)
+            .current_dir(&root)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        assert!(
+            output.status.success(),
+            "scripts/build-plugins failed ({}): the Python and JavaScript examples \
+             cannot be built, so they cannot be tested. Its output:\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+        );
+        println!(
+            "scripts/build-plugins: {:.1} s\n{}",
+            started.elapsed().as_secs_f64(),
+            String::from_utf8_lossy(&output.stderr).trim_end()
+        );
+        let built = root.join("target/plugins");
+        let languages = vec![
+            Language {
+                name: "rust",
+                authz: artifacts::READONLY_ACL.into(),
+                transform: artifacts::STAMP.into(),
+            },
+            Language {
+                name: "python",
+                authz: built.join("python/authz-readonly.wasm"),
+                transform: built.join("python/transform-stamp.wasm"),
+            },
+            Language {
+                name: "js",
+                authz: built.join("js/authz-readonly.wasm"),
+                transform: built.join("js/transform-stamp.wasm"),
+            },
+        ];
+        for language in &languages {
+            for path in [&language.authz, &language.transform] {
+                let started = Instant::now();
+                let size = std::fs::metadata(path)
+                    .unwrap_or_else(|e| panic!("{}: {}: {e}", language.name, path.display()))
+                    .len();
+                drop(language.load(path, PluginConfig::new("warm-the-cache")));
+                println!(
+                    "{:>6} {:<22} {:>9} bytes, compiled or taken from the cache in {:.2} s",
+                    language.name,
+                    path.file_name().unwrap().to_string_lossy(),
+                    size,
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        }
+        languages
+    })
+}
+
+/// One host for the whole test binary, sharing its compiled-component cache
+/// with `tests/plugins.rs`.
+fn host() -> &'static PluginHost {
+    static HOST: OnceLock<PluginHost> = OnceLock::new();
+    HOST.get_or_init(|| {
+        PluginHost::new(HostConfig {
+            cache_dir: Some(std::env::temp_dir().join("wasmq-plugin-host-tests-cache")),
+            ..HostConfig::default()
+        })
+        .expect("plugin host")
+    })
+}
+
+fn client(id: &str) -> ClientInfo {
+    ClientInfo {
+        client_id: id.to_string(),
+        username: Some("user".to_string()),
+        peer_addr: "127.0.0.1:50000".to_string(),
+        protocol_version: 5,
+        listener: "tcp".to_string(),
+    }
+}
+
+/// The authz example's expectations: (client id, action, topic) -> decision.
+const AUTHZ_CASES: &[(&str, Action, &str, Decision)] = &[
+    ("admin-1", Action::Publish, "readonly/x", Decision::Allow),
+    ("admin-1", Action::Publish, "readonly", Decision::Allow),
+    (
+        "admin-ü",
+        Action::Publish,
+        "readonly/a/b/c",
+        Decision::Allow,
+    ),
+    ("bob", Action::Publish, "readonly/x", Decision::Deny),
+    ("bob", Action::Publish, "readonly", Decision::Deny),
+    ("bob", Action::Publish, "readonly/", Decision::Deny),
+    ("bob", Action::Publish, "readonly/ü/✓", Decision::Deny),
+    ("", Action::Publish, "readonly/x", Decision::Deny),
+    ("admin", Action::Publish, "readonly/x", Decision::Deny),
+    ("Admin-1", Action::Publish, "readonly/x", Decision::Deny),
+    ("x-admin-1", Action::Publish, "readonly/x", Decision::Deny),
+    ("bob", Action::Publish, "readonlyish", Decision::Ignore),
+    ("bob", Action::Publish, "Readonly/x", Decision::Ignore),
+    ("bob", Action::Publish, "a/readonly/x", Decision::Ignore),
+    ("bob", Action::Publish, "sensors/1", Decision::Ignore),
+    ("admin-1", Action::Publish, "sensors/1", Decision::Ignore),
+    ("bob", Action::Subscribe, "readonly/#", Decision::Ignore),
+    ("bob", Action::Subscribe, "readonly", Decision::Ignore),
+    ("admin-1", Action::Subscribe, "readonly/x", Decision::Ignore),
+];
+
+#[tokio::test]
+async fn authz_examples_decide_alike_in_every_language() {
+    for language in languages() {
+        let acl = language.authz();
+        let mut wrong = Vec::new();
+        for &(id, action, topic, expected) in AUTHZ_CASES {
+            for (qos, retain) in [(0, false), (2, true)] {
+                let got = acl
+                    .authorize(&client(id), action, topic, qos, retain)
+                    .await
+                    .unwrap_or_else(|e| panic!("{}: fault on {id} {topic}: {e}", language.name));
+                if got != expected {
+                    wrong.push(format!(
+                        "{id:?} {action:?} {topic:?} qos {qos} retain {retain}: \
+                         {got:?}, expected {expected:?}"
+                    ));
+                }
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "{}: authz example decides differently:\n{}",
+            language.name,
+            wrong.join("\n")
+        );
+        // Its other hooks are not exported: the host answers for them.
+        let hooks = acl.exported_hooks();
+        assert!(
+            hooks.authz && !hooks.authn && !hooks.transform,
+            "{}: exports {hooks}",
+            language.name
+        );
+        // It imports only what it uses: `sql` would need a grant to load.
+        let caps = acl.capabilities();
+        assert!(
+            caps.log && !caps.config && !caps.sql,
+            "{}: imports {caps}",
+            language.name
+        );
+        let stats = acl.stats();
+        assert_eq!(stats.faults, 0, "{}: {stats:?}", language.name);
+        assert_eq!(
+            stats.instances_created, 1,
+            "{}: every call on one warm instance",
+            language.name
+        );
+    }
+}
+
+/// A message with every field set, so that a field a plugin loses shows.
+fn full_message(topic: &str, user_properties: &[(&str, &str)]) -> Message {
+    Message {
+        topic: topic.to_string(),
+        payload: vec![0, 159, 146, 150, 255, b'x'],
+        qos: 2,
+        retain: true,
+        user_properties: user_properties
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        content_type: Some("application/octet-stream".to_string()),
+        payload_is_utf8: false,
+        response_topic: Some("replies/ü".to_string()),
+        correlation_data: Some(vec![1, 2, 3]),
+        message_expiry_interval: Some(3600),
+    }
+}
+
+fn minimal_message(topic: &str) -> Message {
+    Message {
+        topic: topic.to_string(),
+        ..Message::default()
+    }
+}
+
+struct TransformCase {
+    settings: &'static [(&'static str, &'static str)],
+    input: Message,
+    /// The topic out; the output is the input with this topic and the stamp
+    /// appended to its user properties.
+    topic: &'static str,
+}
+
+const REWRITE: &[(&str, &str)] = &[("rewrite_from", "legacy/"), ("rewrite_to", "v2/")];
+
+fn transform_cases() -> Vec<TransformCase> {
+    let case = |settings, input, topic| TransformCase {
+        settings,
+        input,
+        topic,
+    };
+    vec![
+        case(REWRITE, minimal_message("legacy/a"), "v2/a"),
+        case(REWRITE, full_message("legacy/a/b", &[]), "v2/a/b"),
+        case(REWRITE, full_message("legacy/", &[("k", "v")]), "v2/"),
+        case(
+            REWRITE,
+            full_message("legacy/ü", &[("k", "v"), ("k", "w"), ("wasmq-plugin", "x")]),
+            "v2/ü",
+        ),
+        case(REWRITE, minimal_message("legacy"), "legacy"),
+        case(REWRITE, minimal_message("x/legacy/a"), "x/legacy/a"),
+        case(REWRITE, full_message("sensors/1", &[]), "sensors/1"),
+        case(&[], minimal_message("legacy/a"), "legacy/a"),
+        case(&[], full_message("sensors/1", &[("k", "v")]), "sensors/1"),
+        case(
+            &[("rewrite_from", "legacy/")],
+            minimal_message("legacy/a"),
+            "legacy/a",
+        ),
+        case(
+            &[("rewrite_to", "v2/")],
+            minimal_message("legacy/a"),
+            "legacy/a",
+        ),
+        case(
+            &[("rewrite_from", ""), ("rewrite_to", "pre/")],
+            minimal_message("a"),
+            "pre/a",
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn transform_examples_transform_alike_in_every_language() {
+    let cases = transform_cases();
+    for language in languages() {
+        let mut plugins: Vec<(&[(&str, &str)], Plugin)> = Vec::new();
+        let mut wrong = Vec::new();
+        for case in &cases {
+            let stamp = match plugins.iter().find(|(s, _)| *s == case.settings) {
+                Some((_, plugin)) => plugin.clone(),
+                None => {
+                    let plugin = language.transform(case.settings);
+                    plugins.push((case.settings, plugin.clone()));
+                    plugin
+                }
+            };
+            let mut expected = case.input.clone();
+            expected.topic = case.topic.to_string();
+            expected
+                .user_properties
+                .push(("wasmq-plugin".to_string(), "stamp".to_string()));
+            let got = stamp
+                .on_publish(&client("c"), &case.input)
+                .await
+                .unwrap_or_else(|e| panic!("{}: fault on {:?}: {e}", language.name, case.input));
+            match got {
+                Transformed::Replace(out) if out == expected => {}
+                other => wrong.push(format!(
+                    "settings {:?}, {:?}:\n  got      {other:?}\n  expected Replace({expected:?})",
+                    case.settings, case.input
+                )),
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "{}: transform example transforms differently:\n{}",
+            language.name,
+            wrong.join("\n")
+        );
+        for (_, plugin) in &plugins {
+            let hooks = plugin.exported_hooks();
+            assert!(
+                hooks.transform && !hooks.authn && !hooks.authz,
+                "{}: exports {hooks}",
+                language.name
+            );
+            let caps = plugin.capabilities();
+            assert!(
+                caps.config && !caps.sql,
+                "{}: imports {caps}",
+                language.name
+            );
+            assert_eq!(plugin.stats().faults, 0, "{}", language.name);
+        }
+    }
+}
+
+/// Both examples of one language in a chain, as the broker runs them: the
+/// chain's answers are the same in every language.
+#[tokio::test]
+async fn chains_of_the_examples_agree_across_languages() {
+    for language in languages() {
+        let chain = Chain::new(PluginSet::new(vec![
+            language.authz(),
+            language.transform(REWRITE),
+        ]));
+        assert_eq!(
+            chain
+                .authorize(&client("bob"), Action::Publish, "readonly/x", 1, false)
+                .await,
+            Decision::Deny,
+            "{}",
+            language.name
+        );
+        assert_eq!(
+            chain
+                .authorize(&client("admin-7"), Action::Publish, "readonly/x", 1, false)
+                .await,
+            Decision::Allow,
+            "{}",
+            language.name
+        );
+        let Transformed::Replace(out) = chain
+            .transform(&client("bob"), &minimal_message("legacy/t"))
+            .await
+        else {
+            panic!("{}: the chain's transform replaces", language.name)
+        };
+        assert_eq!(out.topic, "v2/t", "{}", language.name);
+    }
+}
+
+/// Prints the time of one warm call per hook and language (no assertion:
+/// the figures depend on the machine and on the build profile).
+#[tokio::test]
+async fn warm_call_time_per_language() {
+    const CALLS: u32 = 2_000;
+    let profile = if cfg!(debug_assertions) {
+        "debug build of the host: run with --release for representative figures"
+    } else {
+        "release build of the host"
+    };
+    println!("warm call time, median of 5 batches of {CALLS} calls ({profile}):");
+    let bob = client("bob");
+    let message = Message {
+        topic: "legacy/sensors/42".to_string(),
+        payload: vec![b'x'; 64],
+        qos: 1,
+        ..Message::default()
+    };
+    for language in languages() {
+        let acl = language.authz();
+        let stamp = language.transform(REWRITE);
+        // The first call creates the instance.
+        acl.authorize(&bob, Action::Publish, "sensors/1", 1, false)
+            .await
+            .unwrap();
+        stamp.on_publish(&bob, &message).await.unwrap();
+
+        let authz = median_per_call(CALLS, async || {
+            acl.authorize(&bob, Action::Publish, "sensors/1", 1, false)
+                .await
+                .unwrap();
+        })
+        .await;
+        let transform = median_per_call(CALLS, async || {
+            stamp.on_publish(&bob, &message).await.unwrap();
+        })
+        .await;
+        println!(
+            "{:>6}: authz {:>8} ns/call, transform {:>8} ns/call",
+            language.name,
+            authz.as_nanos(),
+            transform.as_nanos()
+        );
+        assert_eq!(acl.stats().faults + stamp.stats().faults, 0);
+    }
+}
+
+async fn median_per_call(calls: u32, mut call: impl AsyncFnMut()) -> Duration {
+    let mut batches = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        for _ in 0..calls {
+            call().await;
+        }
+        batches.push(started.elapsed() / calls);
+    }
+    batches.sort();
+    batches[batches.len() / 2]
+}

@@ -1,0 +1,25 @@
+// Authorization example: nobody publishes under `readonly/#` except clients
+// whose id starts with `admin-`. Every other question is left to the next
+// plugin ('ignore').
+//
+// The same behaviour as plugins/examples/rust/readonly-acl.
+
+import { log } from "wasmq:plugin/log@0.1.0";
+
+/** `readonly/#` matches `readonly` itself and everything below it. */
+function isReadonly(topic) {
+  return topic === "readonly" || topic.startsWith("readonly/");
+}
+
+export const authz = {
+  authorize(client, action, topic, _qos, _retain) {
+    if (action === "publish" && isReadonly(topic)) {
+      if (client.clientId.startsWith("admin-")) {
+        return "allow";
+      }
+      log("info", `${client.clientId} may not publish to ${topic}`);
+      return "deny";
+    }
+    return "ignore";
+  },
+};

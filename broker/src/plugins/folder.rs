@@ -196,6 +196,11 @@ impl PluginFolder {
         let mut watcher = {
             let (pending, wake) = (pending.clone(), wake.clone());
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+                // Reads are not changes. Without this, `sync`'s own read of a plugin
+                // file (an open/close-nowrite event) woke the watcher, which read the file
+                // again: every plugin once reloaded was re-read and hashed every
+                // `debounce_ms`, forever (found by the plugin reload benchmark).
+                Ok(event) if event.kind.is_access() => {}
                 Ok(event) => {
                     let names: Vec<String> =
                         event.paths.iter().filter_map(|p| plugin_name(p)).collect();

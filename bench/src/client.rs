@@ -1,5 +1,6 @@
-//! A minimal MQTT 3.1.1 client on the project's codec: connect, subscribe, and the raw
-//! read/write halves the scenarios drive themselves. No event loop, no retries, no
+//! A minimal MQTT client on the project's codec (3.1.1 for the scenarios, 5.0 where a
+//! benchmark needs reason codes): connect, subscribe, and the raw read/write halves the
+//! scenarios drive themselves. No event loop, no retries, no
 //! allocation per message beyond the codec's: the generator must stay cheaper than the
 //! broker it measures.
 
@@ -31,6 +32,9 @@ pub struct Client {
     pub stream: TcpStream,
     /// Bytes read but not decoded yet.
     pub inbuf: BytesMut,
+    /// The protocol it connected with: [`PROTOCOL`] for the scenarios; MQTT 5 where a
+    /// benchmark needs reason codes (the plugin reload time reads PUBACK 0x87).
+    pub protocol: Protocol,
 }
 
 /// Opens a TCP connection from source address `127.0.0.<source>` (1..=254), so that many
@@ -52,19 +56,30 @@ pub async fn tcp_connect(target: SocketAddr, source: u8) -> anyhow::Result<TcpSt
 }
 
 impl Client {
-    /// Connects with a clean session and waits for a successful CONNACK.
+    /// Connects with [`PROTOCOL`] and a clean session and waits for a successful CONNACK.
     pub async fn connect(
         target: SocketAddr,
         source: u8,
         client_id: &str,
     ) -> anyhow::Result<Client> {
+        Client::connect_with(target, source, client_id, PROTOCOL).await
+    }
+
+    /// Connects with `protocol` and a clean session and waits for a successful CONNACK.
+    pub async fn connect_with(
+        target: SocketAddr,
+        source: u8,
+        client_id: &str,
+        protocol: Protocol,
+    ) -> anyhow::Result<Client> {
         let stream = tcp_connect(target, source).await?;
         let mut client = Client {
             stream,
             inbuf: BytesMut::with_capacity(64 * 1024),
+            protocol,
         };
         let connect = Packet::Connect(Box::new(Connect {
-            protocol: PROTOCOL,
+            protocol,
             clean_start: true,
             keep_alive: 600,
             client_id: ByteString::from(client_id),
@@ -103,7 +118,7 @@ impl Client {
     /// Encodes and writes one packet.
     pub async fn send(&mut self, packet: &Packet) -> anyhow::Result<()> {
         let mut buf = BytesMut::new();
-        packet.encode(PROTOCOL, &mut buf);
+        packet.encode(self.protocol, &mut buf);
         self.stream.write_all(&buf).await?;
         Ok(())
     }
@@ -111,7 +126,7 @@ impl Client {
     /// Reads until one whole packet is decoded.
     pub async fn recv(&mut self) -> anyhow::Result<Packet> {
         loop {
-            if let Some(packet) = Packet::decode(&mut self.inbuf, PROTOCOL, MAX_PACKET)? {
+            if let Some(packet) = Packet::decode(&mut self.inbuf, self.protocol, MAX_PACKET)? {
                 return Ok(packet);
             }
             if self.stream.read_buf(&mut self.inbuf).await? == 0 {
@@ -120,7 +135,8 @@ impl Client {
         }
     }
 
-    async fn recv_timeout(&mut self) -> anyhow::Result<Packet> {
+    /// [`Client::recv`] that gives up after [`HANDSHAKE_TIMEOUT`].
+    pub async fn recv_timeout(&mut self) -> anyhow::Result<Packet> {
         tokio::time::timeout(HANDSHAKE_TIMEOUT, self.recv())
             .await
             .context("timed out waiting for the broker")?

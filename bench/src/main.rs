@@ -7,11 +7,15 @@
 //!   the per-run result.
 //! - `suite`: starts Wasmq and Mosquitto side by side, runs every scenario against both in
 //!   alternation and writes `results.json` and `BENCHMARKS.md`.
+//! - `plugins`: the plugin benchmarks (throughput with a transform or an authorization
+//!   plugin, hot-reload time, start time with the compiled-component cache cold and warm)
+//!   and BENCHMARKS.md's Plugins section.
 //!
 //! `wasmq-bench run` drives one scenario against any broker (for profiling);
-//! `wasmq-bench suite` is what `scripts/bench` calls.
+//! `wasmq-bench suite` and `wasmq-bench plugins` are what `scripts/bench` calls.
 
 mod client;
+mod plugins;
 mod scenario;
 mod stats;
 mod suite;
@@ -78,6 +82,31 @@ enum Cmd {
         /// Only scenarios whose name contains this.
         #[arg(long)]
         only: Option<String>,
+        /// The command line to quote in the report.
+        #[arg(long, default_value = "scripts/bench")]
+        command: String,
+    },
+    /// Runs the plugin benchmarks, writes plugins.json and the report's Plugins section.
+    Plugins {
+        #[arg(long, default_value = "target/release/wasmq")]
+        wasmq: PathBuf,
+        #[arg(long, default_value = "/usr/sbin/mosquitto")]
+        mosquitto: PathBuf,
+        /// Where the example plugins were built for wasm32-wasip2.
+        #[arg(long, default_value = "plugins/target/wasm32-wasip2/release")]
+        wasm_dir: PathBuf,
+        /// Directory for plugins.json, broker configs, plugin folders and logs.
+        #[arg(long, default_value = "bench/results")]
+        out_dir: PathBuf,
+        /// Markdown report whose Plugins section is rewritten.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Saved output of `cargo bench -p wasmq-plugin-host --bench warm_call`, quoted.
+        #[arg(long)]
+        warm_call: Option<PathBuf>,
+        /// One run of each: a smoke run.
+        #[arg(long)]
+        quick: bool,
         /// The command line to quote in the report.
         #[arg(long, default_value = "scripts/bench")]
         command: String,
@@ -176,6 +205,29 @@ fn main() -> anyhow::Result<()> {
                     command,
                     threads: cli.threads,
                     only,
+                })
+                .await?;
+            }
+            Cmd::Plugins {
+                wasmq,
+                mosquitto,
+                wasm_dir,
+                out_dir,
+                report,
+                warm_call,
+                quick,
+                command,
+            } => {
+                plugins::run_plugins(plugins::PluginOptions {
+                    wasmq,
+                    mosquitto,
+                    wasm_dir,
+                    out_dir,
+                    report,
+                    warm_call,
+                    quick,
+                    command,
+                    threads: cli.threads,
                 })
                 .await?;
             }

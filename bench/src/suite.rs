@@ -100,6 +100,11 @@ pub struct BrokerProcess {
 }
 
 impl BrokerProcess {
+    /// Takes charge of a broker started elsewhere (killed when dropped).
+    pub fn new(name: &'static str, addr: SocketAddr, child: Child) -> BrokerProcess {
+        BrokerProcess { name, addr, child }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -112,7 +117,7 @@ impl Drop for BrokerProcess {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -120,7 +125,7 @@ fn log_file(dir: &Path, name: &str) -> anyhow::Result<Stdio> {
     Ok(std::fs::File::create(dir.join(name))?.into())
 }
 
-async fn wait_ready(addr: SocketAddr, child: &mut Child) -> anyhow::Result<()> {
+pub async fn wait_ready(addr: SocketAddr, child: &mut Child) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if tokio::net::TcpStream::connect(addr).await.is_ok() {
@@ -134,10 +139,10 @@ async fn wait_ready(addr: SocketAddr, child: &mut Child) -> anyhow::Result<()> {
     }
 }
 
-/// Starts `target/release/wasmq` with limits equal to Mosquitto's below.
-pub async fn start_wasmq(bin: &Path, dir: &Path) -> anyhow::Result<BrokerProcess> {
-    let port = free_port()?;
-    let config = dir.join("wasmq.toml");
+/// Writes `NAME.toml`: a Wasmq with limits equal to Mosquitto's below and the given
+/// `[plugins]` section (see [`plugins_section`]).
+pub fn wasmq_config(dir: &Path, name: &str, plugins: &str) -> anyhow::Result<PathBuf> {
+    let config = dir.join(format!("{name}.toml"));
     std::fs::write(
         &config,
         format!(
@@ -149,26 +154,85 @@ pub async fn start_wasmq(bin: &Path, dir: &Path) -> anyhow::Result<BrokerProcess
              max_queued_messages = {MAX_QUEUED}\n\
              max_packet_size = 1048576\n\
              [sys]\n\
-             interval_secs = 0\n"
+             interval_secs = 0\n\
+             {plugins}"
         ),
     )?;
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let mut child = Command::new(bin)
+    Ok(config)
+}
+
+/// A `[plugins]` section: the folder, the compiled-component cache (`None`: off) and
+/// extra keys, with absolute paths so the broker's working directory does not matter.
+pub fn plugins_section(folder: &Path, cache: Option<&Path>, extra: &str) -> String {
+    let cache = cache.map(|c| c.display().to_string()).unwrap_or_default();
+    format!(
+        "[plugins]\ndir = {:?}\ncache_dir = {:?}\n{extra}",
+        folder.display().to_string(),
+        cache
+    )
+}
+
+/// The command that starts Wasmq with `config` on `addr`; its log (tracing writes to
+/// stdout) goes to `dir/NAME.log`, its stderr to `dir/NAME.err.log`.
+pub fn wasmq_command(
+    bin: &Path,
+    dir: &Path,
+    name: &str,
+    config: &Path,
+    addr: SocketAddr,
+    rust_log: &str,
+) -> anyhow::Result<Command> {
+    let mut command = Command::new(bin);
+    command
         .arg("--config")
-        .arg(&config)
+        .arg(config)
         .arg("--listen")
         .arg(addr.to_string())
-        .env("RUST_LOG", "warn")
-        .stdout(log_file(dir, "wasmq.log")?)
-        .stderr(log_file(dir, "wasmq.err.log")?)
+        .env("RUST_LOG", rust_log)
+        .stdout(log_file(dir, &format!("{name}.log"))?)
+        .stderr(log_file(dir, &format!("{name}.err.log"))?);
+    Ok(command)
+}
+
+/// Starts `target/release/wasmq` under `name` with the given `[plugins]` section.
+pub async fn start_wasmq_with(
+    bin: &Path,
+    dir: &Path,
+    name: &'static str,
+    plugins: &str,
+    rust_log: &str,
+) -> anyhow::Result<BrokerProcess> {
+    let config = wasmq_config(dir, name, plugins)?;
+    let addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+    let mut child = wasmq_command(bin, dir, name, &config, addr, rust_log)?
         .spawn()
         .with_context(|| format!("cannot start {}", bin.display()))?;
     wait_ready(addr, &mut child).await?;
-    Ok(BrokerProcess {
-        name: "wasmq",
-        addr,
-        child,
-    })
+    Ok(BrokerProcess::new(name, addr, child))
+}
+
+/// Starts `target/release/wasmq` with no plugin: an empty plugin folder of its own (not
+/// the default `./plugins`, which is the repository's source folder here), no cache.
+pub async fn start_wasmq(bin: &Path, dir: &Path) -> anyhow::Result<BrokerProcess> {
+    let folder = empty_dir(&dir.join("wasmq-plugins"))?;
+    start_wasmq_with(
+        bin,
+        dir,
+        "wasmq",
+        &plugins_section(&folder, None, ""),
+        "warn",
+    )
+    .await
+}
+
+/// Creates `path` as an empty folder (removing what was there) and returns it absolute.
+pub fn empty_dir(path: &Path) -> anyhow::Result<PathBuf> {
+    if path.exists() {
+        std::fs::remove_dir_all(path)
+            .with_context(|| format!("cannot empty {}", path.display()))?;
+    }
+    std::fs::create_dir_all(path)?;
+    Ok(std::fs::canonicalize(path)?)
 }
 
 /// Starts a Mosquitto of its own (never the system one on 1883) with equivalent settings.
@@ -232,7 +296,7 @@ pub struct Summary {
     pub errors: u64,
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+pub fn median(mut values: Vec<f64>) -> f64 {
     if values.is_empty() {
         return 0.0;
     }
@@ -245,7 +309,7 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
-fn summarise(scenario: &Scenario, broker: &str, runs: &[RunResult]) -> Summary {
+pub fn summarise(scenario: &Scenario, broker: &str, runs: &[RunResult]) -> Summary {
     let mine: Vec<&RunResult> = runs
         .iter()
         .filter(|r| r.scenario == scenario.name && r.broker == broker)
@@ -315,7 +379,7 @@ fn run_cmd(cmd: &str, args: &[&str]) -> String {
         .unwrap_or_else(|e| format!("unknown ({e})"))
 }
 
-fn meta(mosquitto: &Path, command: &str, quick: bool, threads: usize) -> Meta {
+pub fn meta(mosquitto: &Path, command: &str, quick: bool, threads: usize) -> Meta {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -438,26 +502,34 @@ pub async fn run_suite(options: SuiteOptions) -> anyhow::Result<Vec<Summary>> {
     let markdown = markdown(&meta, &scenarios, &summaries);
     println!("{markdown}");
     if let Some(path) = &options.report {
-        write_report(path, &markdown)?;
+        write_report(path, (BEGIN, END), &markdown, |old, block| {
+            format!("# Benchmarks: Wasmq and Mosquitto side by side\n\n{block}\n{old}")
+        })?;
     }
     Ok(summaries)
 }
 
-/// Replaces the generated part of the report, keeping what was written around it.
-fn write_report(path: &Path, generated: &str) -> anyhow::Result<()> {
+/// Replaces the part of the report between `markers`, keeping what was written around
+/// it; a report without the markers yet becomes `missing(old report, marked block)`.
+pub fn write_report(
+    path: &Path,
+    (begin, end): (&str, &str),
+    generated: &str,
+    missing: impl FnOnce(&str, &str) -> String,
+) -> anyhow::Result<()> {
     let old = std::fs::read_to_string(path).unwrap_or_default();
-    let block = format!("{BEGIN}\n{generated}\n{END}");
-    let new = match (old.find(BEGIN), old.find(END)) {
+    let block = format!("{begin}\n{generated}\n{end}");
+    let new = match (old.find(begin), old.find(end)) {
         (Some(b), Some(e)) if b < e => {
-            format!("{}{block}{}", &old[..b], &old[e + END.len()..])
+            format!("{}{block}{}", &old[..b], &old[e + end.len()..])
         }
-        _ => format!("# Benchmarks: Wasmq and Mosquitto side by side\n\n{block}\n{old}"),
+        _ => missing(&old, &block),
     };
     std::fs::write(path, new)?;
     Ok(())
 }
 
-fn ratio(a: f64, b: f64) -> String {
+pub fn ratio(a: f64, b: f64) -> String {
     if b > 0.0 && a > 0.0 {
         format!("{:.2}x", a / b)
     } else {
@@ -465,7 +537,7 @@ fn ratio(a: f64, b: f64) -> String {
     }
 }
 
-fn rate(v: f64) -> String {
+pub fn rate(v: f64) -> String {
     if v >= 1e6 {
         format!("{:.2} M", v / 1e6)
     } else if v >= 1e3 {
@@ -475,7 +547,7 @@ fn rate(v: f64) -> String {
     }
 }
 
-fn us(v: f64) -> String {
+pub fn us(v: f64) -> String {
     if v >= 1000.0 {
         format!("{:.1} ms", v / 1000.0)
     } else {
@@ -483,7 +555,7 @@ fn us(v: f64) -> String {
     }
 }
 
-fn describe(s: &Scenario) -> String {
+pub fn describe(s: &Scenario) -> String {
     match &s.kind {
         Kind::Flow {
             topology,
@@ -531,8 +603,8 @@ fn markdown(meta: &Meta, scenarios: &[Scenario], summaries: &[Summary]) -> Strin
          on the same machine, loopback only. Each row is the median of the runs shown, \
          the brokers taking turns (alternating which goes first).\n\
          - Both brokers: max inflight {MAX_INFLIGHT}, max queued {MAX_QUEUED}, no persistence, \
-         TCP_NODELAY, no $SYS, MQTT 3.1.1 clients, clean sessions. Wasmq runs without \
-         plugins (the plugin engine has not landed yet).\n",
+         TCP_NODELAY, no $SYS, MQTT 3.1.1 clients, clean sessions. Wasmq runs with an \
+         empty plugin folder (plugins: see the Plugins section).\n",
         meta.date,
         meta.cores,
         meta.cpu,

@@ -26,6 +26,8 @@ pub struct Config {
     pub authz_cache: AuthzCacheConfig,
     /// The plugin folder and the policy fallbacks.
     pub plugins: PluginsConfig,
+    /// The database behind the plugins' `sql` capability.
+    pub database: DatabaseConfig,
 }
 
 impl Default for Config {
@@ -36,6 +38,7 @@ impl Default for Config {
             sys: SysConfig::default(),
             authz_cache: AuthzCacheConfig::default(),
             plugins: PluginsConfig::default(),
+            database: DatabaseConfig::default(),
         }
     }
 }
@@ -175,6 +178,45 @@ impl Default for PluginsConfig {
     }
 }
 
+/// The database behind the plugins' `sql` capability (the default auth/ACL plugin's
+/// `mqtt_user` and `mqtt_acl` tables live there).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH?mode=rwc`, `mysql://...` or `postgres://...`; empty: no database.
+    pub url: String,
+    /// Connections kept open at most.
+    pub pool_max: u32,
+    /// The longest one query may run, milliseconds.
+    pub statement_timeout_ms: u64,
+    /// The longest to wait for a connection, milliseconds.
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        let host = wasmq_plugin_host::DatabaseConfig::default();
+        DatabaseConfig {
+            url: host.url,
+            pool_max: host.pool_max,
+            statement_timeout_ms: host.statement_timeout_ms,
+            connect_timeout_ms: host.connect_timeout_ms,
+        }
+    }
+}
+
+impl DatabaseConfig {
+    /// The plugin host's form of it, or `None` when no database is configured.
+    pub fn to_host(&self) -> Option<wasmq_plugin_host::DatabaseConfig> {
+        (!self.url.trim().is_empty()).then(|| wasmq_plugin_host::DatabaseConfig {
+            url: self.url.clone(),
+            pool_max: self.pool_max,
+            statement_timeout_ms: self.statement_timeout_ms,
+            connect_timeout_ms: self.connect_timeout_ms,
+        })
+    }
+}
+
 impl Config {
     /// Parses a configuration from TOML text.
     pub fn parse(text: &str) -> anyhow::Result<Config> {
@@ -212,6 +254,16 @@ impl Config {
         anyhow::ensure!(
             l.keep_alive_max_secs > 0,
             "limits.keep_alive_max_secs must be at least 1"
+        );
+        let d = &self.database;
+        anyhow::ensure!(
+            d.url.trim().is_empty() || wasmq_plugin_host::Backend::of_url(&d.url).is_some(),
+            "database.url must start with sqlite:, mysql: or postgres: (or be empty)"
+        );
+        anyhow::ensure!(d.pool_max > 0, "database.pool_max must be at least 1");
+        anyhow::ensure!(
+            d.statement_timeout_ms > 0,
+            "database.statement_timeout_ms must be at least 1"
         );
         Ok(())
     }
@@ -255,6 +307,8 @@ mod tests {
 
     #[test]
     fn impossible_values_are_refused() {
+        assert!(Config::parse("[database]\nurl = \"redis://x\"\n").is_err());
+        assert!(Config::parse("[database]\npool_max = 0\n").is_err());
         assert!(Config::parse("[limits]\nreceive_maximum = 0\n").is_err());
         assert!(Config::parse("[limits]\nmax_packet_size = 10\n").is_err());
     }

@@ -80,7 +80,8 @@ fn main() -> anyhow::Result<()> {
     raise_file_limit();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
     runtime.block_on(async {
-        let plugins = Plugins::start(&config.plugins).await?;
+        let database = wasmq::plugins::open_database(&config.database).await?;
+        let plugins = Plugins::start_with_database(&config.plugins, database).await?;
         let server = Server::bind(config, Some(plugins.hooks())).await?;
         server.run(shutdown_signal()).await;
         drop(plugins);

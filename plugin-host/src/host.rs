@@ -16,6 +16,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use crate::bindings::FullPlugin;
 use crate::cache::{Cache, CacheStats};
 use crate::check::{Inspection, Report, inspect};
+use crate::database::Database;
 use crate::error::{HostError, LoadError};
 use crate::plugin::{Plugin, PluginConfig};
 use crate::state::HostState;
@@ -35,6 +36,9 @@ pub struct HostConfig {
     pub instances_max: u32,
     /// Where compiled components are cached (`None`: no cache). Created if missing.
     pub cache_dir: Option<PathBuf>,
+    /// The database behind the `sql` capability (`None`: a plugin granted `sql`
+    /// gets `not-granted` from every query, and the log says why).
+    pub database: Option<Arc<Database>>,
 }
 
 impl Default for HostConfig {
@@ -44,6 +48,7 @@ impl Default for HostConfig {
             memory_bytes_max: 256 << 20,
             instances_max: 128,
             cache_dir: None,
+            database: None,
         }
     }
 }

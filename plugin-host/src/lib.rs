@@ -19,6 +19,10 @@
 //!   `bindings` (private) converts them to and from the generated ones.
 //! - `state` (private): the per-instance `HostState`, the host side of the
 //!   capabilities, and plugin stdout/stderr into `tracing`.
+//! - [`database`]: [`Database`], the pool behind the `sql` capability (SQLite,
+//!   MySQL/MariaDB, PostgreSQL): statements declared by the operator in the
+//!   plugin's config ([`PluginConfig::sql_statements`]), bound parameters, a
+//!   statement timeout, the EMQX tables and the default rules.
 //!
 //! # Data flow of a call
 //!
@@ -38,6 +42,7 @@ mod bindings;
 pub mod cache;
 pub mod chain;
 pub mod check;
+pub mod database;
 mod error;
 pub mod host;
 pub mod plugin;
@@ -47,6 +52,7 @@ pub mod types;
 pub use cache::CacheStats;
 pub use chain::{Chain, ChainStats, PluginSet};
 pub use check::{CONTRACT_VERSION, Report};
+pub use database::{Backend, Database, DatabaseConfig, QueryError, SchemaReport};
 pub use error::{Fault, HostError, LoadError};
 pub use host::{HostConfig, PluginHost, check};
 pub use plugin::{Limits, OnTransformFault, Plugin, PluginConfig, PluginStats};

@@ -11,16 +11,17 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use wasmtime::component::{Component, InstancePre};
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 use crate::bindings::{authn, authz, transform, wit};
 use crate::check::Inspection;
 use crate::error::{Fault, LoadError};
 use crate::host::HostInner;
-use crate::state::{HostState, PluginIdentity};
+use crate::state::{HostState, PluginIdentity, SqlAccess};
 use crate::types::{
     Action, AuthOutcome, Capabilities, ClientInfo, Decision, Hooks, Message, Transformed,
 };
@@ -75,6 +76,10 @@ pub struct PluginConfig {
     pub limits: Limits,
     /// Whether the plugin may use the `sql` capability.
     pub grant_sql: bool,
+    /// The statements the plugin may run through `sql`, by name (`NAME.toml`'s
+    /// `[sql.statements]`): the plugin calls `query("acl", params)` and the
+    /// operator decides what `acl` is. SQL text with `?` placeholders.
+    pub sql_statements: BTreeMap<String, String>,
     /// The plugin's own settings, read through the `config` capability.
     pub settings: BTreeMap<String, String>,
     /// What a faulting transform does to the message.
@@ -93,10 +98,18 @@ impl PluginConfig {
             hooks: Hooks::ALL,
             limits: Limits::default(),
             grant_sql: false,
+            sql_statements: BTreeMap::new(),
             settings: BTreeMap::new(),
             on_transform_fault: OnTransformFault::Keep,
             faults_to_disable: 5,
         }
+    }
+
+    /// Grants `sql` and declares statement `name` (builder style).
+    pub fn sql_statement(mut self, name: impl Into<String>, sql: impl Into<String>) -> Self {
+        self.grant_sql = true;
+        self.sql_statements.insert(name.into(), sql.into());
+        self
     }
 
     /// Adds a setting (builder style).
@@ -221,10 +234,29 @@ impl Plugin {
             .limits
             .memory_bytes_max
             .min(host.config.memory_bytes_max);
+        let sql = match (&host.config.database, config.grant_sql) {
+            (Some(database), true) => Some(SqlAccess {
+                statements: config
+                    .sql_statements
+                    .iter()
+                    .map(|(name, sql)| (name.clone(), database.prepare(sql)))
+                    .collect(),
+                database: database.clone(),
+            }),
+            (None, true) if inspection.capabilities.sql => {
+                tracing::warn!(
+                    plugin = config.name,
+                    "plugin is granted sql but no database is configured: its queries will be refused"
+                );
+                None
+            }
+            _ => None,
+        };
         let identity = Arc::new(PluginIdentity {
             name: Arc::from(config.name.as_str()),
             settings: config.settings.clone(),
             sql_granted: config.grant_sql,
+            sql,
         });
         tracing::info!(
             plugin = config.name,
@@ -427,6 +459,7 @@ impl Plugin {
             },
         };
         warm.store.set_epoch_deadline(inner.deadline_ticks);
+        warm.store.data_mut().sql_waited = Duration::ZERO;
         let (mut warm, result) = f(warm).await;
         match result {
             Ok(r) => {
@@ -461,7 +494,20 @@ impl Plugin {
         let state = HostState::new(inner.identity.clone(), inner.memory_bytes_max);
         let mut store = Store::new(&inner.host.engine, state);
         store.limiter(|s| &mut s.memory);
-        store.epoch_deadline_trap();
+        // Time spent waiting for the database (bounded by its own statement
+        // timeout) is not the plugin's: it is given back when the deadline hits.
+        // Only whole ticks of real waiting are given back (the rest stays owed),
+        // so a loop of quick queries cannot stretch the deadline.
+        let tick = Duration::from_millis(inner.host.config.epoch_tick_ms.max(1));
+        store.epoch_deadline_callback(move |mut store| {
+            let waited = &mut store.data_mut().sql_waited;
+            let ticks = (waited.as_nanos() / tick.as_nanos()) as u64;
+            if ticks == 0 {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            *waited = waited.saturating_sub(tick * ticks as u32);
+            Ok(UpdateDeadline::Continue(ticks))
+        });
         store.set_epoch_deadline(inner.deadline_ticks);
         let instance = match inner.pre.instantiate_async(&mut store).await {
             Ok(instance) => instance,

@@ -3,10 +3,11 @@
 //! capabilities `log`, `config` and `sql`, and the capture of a plugin's
 //! stdout/stderr into `tracing`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use wasmtime::component::ResourceTable;
@@ -15,6 +16,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::wasmq::plugin::{config, log, sql, types};
+use crate::database::{Database, QueryError, Statement, Value};
 
 /// The longest log line or stdout line a plugin can write; the rest is cut.
 /// A plugin must not be able to flood the broker's log with one call.
@@ -26,6 +28,16 @@ pub(crate) struct PluginIdentity {
     pub name: Arc<str>,
     pub settings: BTreeMap<String, String>,
     pub sql_granted: bool,
+    /// The database and the declared statements, when `sql` is granted and a
+    /// database is configured.
+    pub sql: Option<SqlAccess>,
+}
+
+/// A plugin's way to the database: only the statements the operator declared.
+#[derive(Debug)]
+pub(crate) struct SqlAccess {
+    pub database: Arc<Database>,
+    pub statements: HashMap<String, Statement>,
 }
 
 /// The `Store` data of one plugin instance.
@@ -34,6 +46,10 @@ pub(crate) struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub memory: MemoryCap,
+    /// Time spent waiting for the database during the current call and not yet
+    /// given back: the deadline callback turns it into ticks, so a slow database
+    /// is not a plugin timeout (the database has its own statement timeout).
+    pub sql_waited: Duration,
 }
 
 impl HostState {
@@ -61,6 +77,7 @@ impl HostState {
                 bytes_max: memory_bytes_max,
                 exceeded: false,
             },
+            sql_waited: Duration::ZERO,
         }
     }
 }
@@ -147,16 +164,74 @@ impl sql::Host for HostState {
         params: Vec<sql::SqlValue>,
     ) -> Result<Vec<sql::Row>, sql::SqlError> {
         // Loading refuses a plugin that imports `sql` without the grant, so
-        // only granted plugins get here; the database itself comes later.
-        let _ = (statement, params);
+        // only granted plugins get here.
+        let plugin = &*self.identity.name;
         if !self.identity.sql_granted {
             return Err(sql::SqlError::NotGranted);
         }
-        tracing::warn!(
-            plugin = &*self.identity.name,
-            "sql query refused: no database is configured"
-        );
-        Err(sql::SqlError::NotGranted)
+        let Some(access) = &self.identity.sql else {
+            tracing::warn!(
+                plugin,
+                statement,
+                "sql query refused: no database is configured ([database] url)"
+            );
+            return Err(sql::SqlError::NotGranted);
+        };
+        let Some(prepared) = access.statements.get(&statement) else {
+            tracing::warn!(
+                plugin,
+                statement,
+                "sql query refused: statement not declared"
+            );
+            return Err(sql::SqlError::InvalidStatement(format!(
+                "no statement named {statement:?} is declared in the plugin's [sql.statements]"
+            )));
+        };
+        let params: Vec<Value> = params.into_iter().map(Value::from).collect();
+        let started = Instant::now();
+        let result = access.database.query(prepared, &params).await;
+        self.sql_waited += started.elapsed();
+        match result {
+            Ok(rows) => Ok(rows
+                .into_iter()
+                .map(|columns| sql::Row {
+                    columns: columns.into_iter().map(sql::SqlValue::from).collect(),
+                })
+                .collect()),
+            Err(e) => {
+                tracing::warn!(plugin, statement, error = %e, "sql query failed");
+                Err(match e {
+                    QueryError::InvalidStatement(s) => sql::SqlError::InvalidStatement(s),
+                    QueryError::InvalidParams(s) => sql::SqlError::InvalidParams(s),
+                    QueryError::Database(s) => sql::SqlError::Database(s),
+                    QueryError::Timeout => sql::SqlError::Timeout,
+                })
+            }
+        }
+    }
+}
+
+impl From<sql::SqlValue> for Value {
+    fn from(v: sql::SqlValue) -> Self {
+        match v {
+            sql::SqlValue::Null => Value::Null,
+            sql::SqlValue::Integer(i) => Value::Integer(i),
+            sql::SqlValue::Real(r) => Value::Real(r),
+            sql::SqlValue::Text(s) => Value::Text(s),
+            sql::SqlValue::Blob(b) => Value::Blob(b),
+        }
+    }
+}
+
+impl From<Value> for sql::SqlValue {
+    fn from(v: Value) -> Self {
+        match v {
+            Value::Null => sql::SqlValue::Null,
+            Value::Integer(i) => sql::SqlValue::Integer(i),
+            Value::Real(r) => sql::SqlValue::Real(r),
+            Value::Text(s) => sql::SqlValue::Text(s),
+            Value::Blob(b) => sql::SqlValue::Blob(b),
+        }
     }
 }
 

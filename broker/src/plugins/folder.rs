@@ -20,7 +20,7 @@ use notify::Watcher;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tracing::{error, info, warn};
-use wasmq_plugin_host::{HostConfig, PluginHost};
+use wasmq_plugin_host::{Database, HostConfig, PluginHost};
 
 use super::LiveChain;
 use super::plugin_toml::PluginToml;
@@ -62,12 +62,17 @@ impl Drop for WatchGuard {
 }
 
 impl PluginFolder {
-    /// Creates the folder if missing and starts the plugin host (no plugin loaded yet).
-    pub fn open(config: &PluginsConfig) -> anyhow::Result<Arc<PluginFolder>> {
+    /// Creates the folder if missing and starts the plugin host (no plugin loaded yet);
+    /// plugins granted `sql` reach `database`, if there is one.
+    pub fn open(
+        config: &PluginsConfig,
+        database: Option<Arc<Database>>,
+    ) -> anyhow::Result<Arc<PluginFolder>> {
         std::fs::create_dir_all(&config.dir)
             .with_context(|| format!("cannot create the plugin folder {}", config.dir.display()))?;
         let host = PluginHost::new(HostConfig {
             cache_dir: (!config.cache_dir.as_os_str().is_empty()).then(|| config.cache_dir.clone()),
+            database,
             ..HostConfig::default()
         })
         .context("cannot start the plugin host")?;

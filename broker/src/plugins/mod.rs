@@ -14,9 +14,10 @@ pub mod policy;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use wasmq_plugin_host::{Chain, PluginSet};
+use anyhow::Context;
+use wasmq_plugin_host::{Chain, Database, PluginSet};
 
-use crate::config::PluginsConfig;
+use crate::config::{DatabaseConfig, PluginsConfig};
 
 pub use folder::{PluginFolder, WatchGuard};
 pub use policy::PluginPolicy;
@@ -62,8 +63,18 @@ pub struct Plugins {
 
 impl Plugins {
     /// Opens the folder, loads every plugin in it and, if configured, watches it.
+    /// No database: plugins granted `sql` get `not-granted`.
     pub async fn start(config: &PluginsConfig) -> anyhow::Result<Plugins> {
-        let folder = PluginFolder::open(config)?;
+        Plugins::start_with_database(config, None).await
+    }
+
+    /// [`Plugins::start`] with the database plugins granted `sql` reach (see
+    /// [`open_database`]).
+    pub async fn start_with_database(
+        config: &PluginsConfig,
+        database: Option<Arc<Database>>,
+    ) -> anyhow::Result<Plugins> {
+        let folder = PluginFolder::open(config, database)?;
         folder.load_all().await?;
         let watch = if config.watch {
             Some(folder.watch()?)
@@ -82,4 +93,21 @@ impl Plugins {
     pub fn hooks(&self) -> Arc<dyn crate::hooks::Hooks> {
         self.policy.clone()
     }
+}
+
+/// Opens the configured database (`None` when `url` is empty) and creates the
+/// `mqtt_acl` / `mqtt_user` tables if they are missing (a new `mqtt_acl` gets the
+/// default rules). A database that cannot be reached stops the start, with the reason.
+pub async fn open_database(config: &DatabaseConfig) -> anyhow::Result<Option<Arc<Database>>> {
+    let Some(host_config) = config.to_host() else {
+        return Ok(None);
+    };
+    let database = Database::open(&host_config)
+        .await
+        .context("cannot open the database ([database] url)")?;
+    database
+        .ensure_schema()
+        .await
+        .context("cannot create the database tables")?;
+    Ok(Some(Arc::new(database)))
 }

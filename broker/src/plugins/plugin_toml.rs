@@ -20,6 +20,8 @@ pub struct PluginToml {
     faults_to_disable: Option<u32>,
     limits: LimitsToml,
     capabilities: CapabilitiesToml,
+    /// The SQL statements the plugin may run, by name (needs `capabilities.sql`).
+    sql: SqlToml,
     /// The plugin's own settings, read through the `config` capability.
     settings: BTreeMap<String, toml::Value>,
 }
@@ -53,6 +55,13 @@ struct LimitsToml {
 struct CapabilitiesToml {
     /// Whether the plugin may query the database (`sql` import). Default false.
     sql: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct SqlToml {
+    /// name = "SQL with ? placeholders"; the plugin runs them by name.
+    statements: BTreeMap<String, String>,
 }
 
 impl PluginToml {
@@ -99,6 +108,7 @@ impl PluginToml {
                 .unwrap_or(defaults.warm_instances_max),
         };
         config.grant_sql = self.capabilities.sql;
+        config.sql_statements = self.sql.statements;
         config.settings = self
             .settings
             .into_iter()
@@ -132,6 +142,8 @@ mod tests {
             memory_bytes_max = 1048576
             [capabilities]
             sql = true
+            [sql.statements]
+            acl = "SELECT allow FROM mqtt_acl WHERE username = ?"
             [settings]
             prefix = "readonly/"
             count = 3
@@ -157,6 +169,10 @@ mod tests {
             Limits::default().warm_instances_max
         );
         assert!(config.grant_sql);
+        assert_eq!(
+            config.sql_statements["acl"],
+            "SELECT allow FROM mqtt_acl WHERE username = ?"
+        );
         assert_eq!(config.settings["prefix"], "readonly/");
         assert_eq!(config.settings["count"], "3");
     }
@@ -166,5 +182,6 @@ mod tests {
         assert!(PluginToml::parse("priorty = 1").is_err());
         assert!(PluginToml::parse("[limits]\ntimeout = 1").is_err());
         assert!(PluginToml::parse("hooks = [\"auth\"]").is_err());
+        assert!(PluginToml::parse("[sql]\nstatement = {}").is_err());
     }
 }

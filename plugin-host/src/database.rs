@@ -1,0 +1,792 @@
+//! [`Database`]: the broker's one database (SQLite, MySQL/MariaDB or PostgreSQL, chosen
+//! by the URL's scheme), reached by plugins only through the `sql` capability.
+//!
+//! - A bounded pool (`pool_max`); a connection is pinged before it is handed out, so
+//!   connections the server dropped (a restart, `pg_terminate_backend`, `KILL`) are
+//!   replaced without anyone noticing, and a query that was running when its
+//!   connection died fails with [`QueryError::Database`] while the next one works.
+//! - A statement timeout: a tokio timeout around every query
+//!   ([`QueryError::Timeout`]), backed by the server's own where that is cheap
+//!   (PostgreSQL `statement_timeout`, MariaDB `max_statement_time`, SQLite's busy
+//!   timeout) so the server stops working on a query nobody waits for.
+//! - Statements are declared once ([`Database::prepare`]: `?` placeholders counted,
+//!   rewritten to `$1..$n` for PostgreSQL) and run with bound parameters only.
+//! - Result columns become [`Value`]s by their type: integers (booleans as 0/1),
+//!   reals, text, bytes, NULL. Other types (dates, decimals, JSON) are refused with
+//!   a message saying to cast them in the statement.
+//! - [`Database::ensure_schema`]: the EMQX 4.x tables `mqtt_acl` and `mqtt_user`
+//!   (`schema/*.sql`), created when missing, and the default rules
+//!   (`schema/default-acl.sql`) inserted only when `mqtt_acl` was just created.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlRow};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow, PgTypeInfo, Postgres};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow};
+use sqlx::{AssertSqlSafe, Column, Executor, Row, TypeInfo, ValueRef};
+
+/// The tables for each backend, EMQX 4.x's columns and types (`mqtt.sql` of
+/// `emqx_auth_mysql` / `emqx_auth_pgsql`), with `IF NOT EXISTS`.
+const SCHEMA_SQLITE: &str = include_str!("../schema/sqlite.sql");
+const SCHEMA_MYSQL: &str = include_str!("../schema/mysql.sql");
+const SCHEMA_POSTGRES: &str = include_str!("../schema/postgres.sql");
+/// The rules a fresh database starts with (docs/acl.md explains them).
+const DEFAULT_ACL: &str = include_str!("../schema/default-acl.sql");
+
+/// How to reach the database.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH?mode=rwc`, `mysql://USER:PASSWORD@HOST:PORT/DB` or
+    /// `postgres://USER:PASSWORD@HOST:PORT/DB`.
+    pub url: String,
+    /// Connections kept open at most; queries beyond wait for one (up to
+    /// `connect_timeout_ms`).
+    pub pool_max: u32,
+    /// The longest one query may run before it fails with `timeout`.
+    pub statement_timeout_ms: u64,
+    /// The longest to wait for a connection (a new one, or a free one from the pool).
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: "sqlite://./.wasmq/wasmq.db?mode=rwc".into(),
+            pool_max: 8,
+            statement_timeout_ms: 2000,
+            connect_timeout_ms: 5000,
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &redact(&self.url))
+            .field("pool_max", &self.pool_max)
+            .field("statement_timeout_ms", &self.statement_timeout_ms)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .finish()
+    }
+}
+
+/// Which kind of database a URL names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// `sqlite:` (the embedded default).
+    Sqlite,
+    /// `mysql:` or `mariadb:`.
+    MySql,
+    /// `postgres:` or `postgresql:`.
+    Postgres,
+}
+
+impl Backend {
+    /// The backend of `url`, by its scheme.
+    pub fn of_url(url: &str) -> Option<Backend> {
+        let scheme = url.split_once(':')?.0.to_ascii_lowercase();
+        match scheme.as_str() {
+            "sqlite" => Some(Backend::Sqlite),
+            "mysql" | "mariadb" => Some(Backend::MySql),
+            "postgres" | "postgresql" => Some(Backend::Postgres),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Sqlite => "sqlite",
+            Backend::MySql => "mysql",
+            Backend::Postgres => "postgres",
+        })
+    }
+}
+
+/// A value bound to a parameter or read from a column (the `sql-value` of the contract).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// SQL NULL.
+    Null,
+    /// An integer (booleans read as 0 and 1).
+    Integer(i64),
+    /// A floating-point number.
+    Real(f64),
+    /// Text.
+    Text(String),
+    /// Bytes.
+    Blob(Vec<u8>),
+}
+
+/// Why a query failed (the `sql-error` of the contract, minus `not-granted`, which
+/// is the caller's business).
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum QueryError {
+    /// The statement is not declared, or the database refused it (syntax, unknown
+    /// table or column, a column type that cannot be converted).
+    #[error("invalid statement: {0}")]
+    InvalidStatement(String),
+    /// The parameters do not match the statement.
+    #[error("invalid parameters: {0}")]
+    InvalidParams(String),
+    /// The database could not be reached, or failed while running the query.
+    #[error("database: {0}")]
+    Database(String),
+    /// The query ran past the statement timeout.
+    #[error("statement timeout")]
+    Timeout,
+}
+
+/// The database could not be opened or its schema created.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The URL's scheme is none of `sqlite:`, `mysql:`, `postgres:`.
+    #[error("database url {0}: the scheme must be sqlite:, mysql: or postgres:")]
+    Scheme(String),
+    /// The URL could not be parsed.
+    #[error("database url {0}: {1}")]
+    Url(String, String),
+    /// The SQLite file's folder could not be created.
+    #[error("cannot create the folder of {0}: {1}")]
+    Folder(String, std::io::Error),
+    /// The first connection failed.
+    #[error("cannot connect to {0}: {1}")]
+    Connect(String, String),
+    /// Creating the tables failed.
+    #[error("cannot create the tables in {0}: {1}")]
+    Schema(String, QueryError),
+}
+
+/// A statement declared by the operator, ready to run: its text in the backend's
+/// placeholder syntax and how many parameters it takes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Statement {
+    sql: Arc<str>,
+    params: usize,
+}
+
+impl Statement {
+    /// The text sent to the database.
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    /// The number of parameters it takes.
+    pub fn params(&self) -> usize {
+        self.params
+    }
+}
+
+/// What [`Database::ensure_schema`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SchemaReport {
+    /// `mqtt_acl` did not exist and was created, with the default rules.
+    pub acl_created: bool,
+    /// `mqtt_user` did not exist and was created (empty).
+    pub user_created: bool,
+}
+
+/// Binds every parameter to a query of a backend whose NULL can be a typed one.
+macro_rules! bind_all {
+    ($query:expr, $params:expr) => {{
+        let mut query = $query;
+        for p in $params {
+            query = match p {
+                Value::Null => query.bind(None::<String>),
+                Value::Integer(i) => query.bind(*i),
+                Value::Real(r) => query.bind(*r),
+                Value::Text(s) => query.bind(s.clone()),
+                Value::Blob(b) => query.bind(b.clone()),
+            };
+        }
+        query
+    }};
+}
+
+enum Pool {
+    Sqlite(SqlitePool),
+    MySql(MySqlPool),
+    Postgres(PgPool),
+}
+
+/// The broker's database: a pool, a statement timeout, bound parameters only.
+pub struct Database {
+    pool: Pool,
+    backend: Backend,
+    statement_timeout: Duration,
+    /// The URL without its password, for logs.
+    name: String,
+}
+
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Database")
+            .field("url", &self.name)
+            .field("statement_timeout", &self.statement_timeout)
+            .finish()
+    }
+}
+
+impl Database {
+    /// Opens a pool on `config.url` and makes the first connection (so a wrong URL or
+    /// password is reported at start). For SQLite, creates the file's folder.
+    pub async fn open(config: &DatabaseConfig) -> Result<Database, OpenError> {
+        let name = redact(&config.url);
+        let backend =
+            Backend::of_url(&config.url).ok_or_else(|| OpenError::Scheme(name.clone()))?;
+        let statement_timeout = Duration::from_millis(config.statement_timeout_ms.max(1));
+        let acquire_timeout = Duration::from_millis(config.connect_timeout_ms.max(1));
+        let pool_max = config.pool_max.max(1);
+        let url_err = |e: sqlx::Error| OpenError::Url(name.clone(), e.to_string());
+        let connect_err = |e: sqlx::Error| OpenError::Connect(name.clone(), e.to_string());
+        // The server's own timeout is a backstop, a little later than ours: ours
+        // fires first and says `timeout`, the server's stops the work.
+        let server_timeout_ms = config.statement_timeout_ms.saturating_add(500);
+        let pool = match backend {
+            Backend::Sqlite => {
+                let options = SqliteConnectOptions::from_str(&config.url)
+                    .map_err(url_err)?
+                    .busy_timeout(statement_timeout);
+                if let Some(folder) = options.get_filename().parent()
+                    && !folder.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(folder)
+                        .map_err(|e| OpenError::Folder(name.clone(), e))?;
+                }
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(pool_max)
+                    .acquire_timeout(acquire_timeout)
+                    .connect_with(options)
+                    .await
+                    .map_err(connect_err)?;
+                Pool::Sqlite(pool)
+            }
+            Backend::MySql => {
+                let options = MySqlConnectOptions::from_str(&config.url).map_err(url_err)?;
+                let seconds = format!("{:.3}", server_timeout_ms as f64 / 1000.0);
+                let pool = MySqlPoolOptions::new()
+                    .max_connections(pool_max)
+                    .acquire_timeout(acquire_timeout)
+                    .after_connect(move |conn, _| {
+                        let set = format!("SET SESSION max_statement_time = {seconds}");
+                        Box::pin(async move {
+                            // MariaDB only; MySQL has no such variable (and no cheap
+                            // equivalent for every statement), so a refusal is fine.
+                            let _ = conn.execute(AssertSqlSafe(set)).await;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(options)
+                    .await
+                    .map_err(connect_err)?;
+                Pool::MySql(pool)
+            }
+            Backend::Postgres => {
+                let options = PgConnectOptions::from_str(&config.url)
+                    .map_err(url_err)?
+                    .options([("statement_timeout", format!("{server_timeout_ms}ms"))]);
+                let pool = PgPoolOptions::new()
+                    .max_connections(pool_max)
+                    .acquire_timeout(acquire_timeout)
+                    .connect_with(options)
+                    .await
+                    .map_err(connect_err)?;
+                Pool::Postgres(pool)
+            }
+        };
+        tracing::info!(database = name, %backend, pool_max, "database opened");
+        Ok(Database {
+            pool,
+            backend,
+            statement_timeout,
+            name,
+        })
+    }
+
+    /// Which kind of database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The URL without its password.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Declares `sql` (with `?` placeholders): counts its parameters and rewrites the
+    /// placeholders for PostgreSQL. `?` inside quotes or comments is not a placeholder.
+    pub fn prepare(&self, sql: &str) -> Statement {
+        let (sql, params) = placeholders(sql, self.backend == Backend::Postgres);
+        Statement {
+            sql: Arc::from(sql),
+            params,
+        }
+    }
+
+    /// Runs `statement` with `params` bound, in order, and returns its rows.
+    pub async fn query(
+        &self,
+        statement: &Statement,
+        params: &[Value],
+    ) -> Result<Vec<Vec<Value>>, QueryError> {
+        if params.len() != statement.params {
+            return Err(QueryError::InvalidParams(format!(
+                "the statement takes {} parameter(s), {} given",
+                statement.params,
+                params.len()
+            )));
+        }
+        let sql = AssertSqlSafe(statement.sql.clone());
+        let run = async {
+            match &self.pool {
+                Pool::Sqlite(pool) => {
+                    let rows = bind_all!(sqlx::query::<sqlx::Sqlite>(sql), params)
+                        .fetch_all(pool)
+                        .await
+                        .map_err(|e| query_error(e, self.backend))?;
+                    rows.iter().map(sqlite_row).collect()
+                }
+                Pool::MySql(pool) => {
+                    let rows = bind_all!(sqlx::query::<MySql>(sql), params)
+                        .fetch_all(pool)
+                        .await
+                        .map_err(|e| query_error(e, self.backend))?;
+                    rows.iter().map(mysql_row).collect()
+                }
+                Pool::Postgres(pool) => {
+                    let mut query = sqlx::query::<Postgres>(sql);
+                    for p in params {
+                        query = match p {
+                            // An untyped NULL: the server infers its type from the
+                            // statement, so `intcol = ?` with NULL is not a type error.
+                            Value::Null => query.bind(PgUntypedNull),
+                            Value::Integer(i) => query.bind(*i),
+                            Value::Real(r) => query.bind(*r),
+                            Value::Text(s) => query.bind(s.clone()),
+                            Value::Blob(b) => query.bind(b.clone()),
+                        };
+                    }
+                    let rows = query
+                        .fetch_all(pool)
+                        .await
+                        .map_err(|e| query_error(e, self.backend))?;
+                    rows.iter().map(pg_row).collect()
+                }
+            }
+        };
+        match tokio::time::timeout(self.statement_timeout, run).await {
+            Ok(result) => result,
+            Err(_) => Err(QueryError::Timeout),
+        }
+    }
+
+    /// Runs `sql` (with `?` placeholders) once with `params`; for the broker's own
+    /// statements (schema, management), not for plugins.
+    pub async fn execute(
+        &self,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<Vec<Vec<Value>>, QueryError> {
+        self.query(&self.prepare(sql), params).await
+    }
+
+    /// Creates `mqtt_acl` and `mqtt_user` if they are missing; inserts the default
+    /// rules when `mqtt_acl` was just created (never into an existing table, so an
+    /// operator's rules, or an emptied table, stay as they are).
+    pub async fn ensure_schema(&self) -> Result<SchemaReport, OpenError> {
+        let err = |e| OpenError::Schema(self.name.clone(), e);
+        let acl_existed = self.table_exists("mqtt_acl").await.map_err(err)?;
+        let user_existed = self.table_exists("mqtt_user").await.map_err(err)?;
+        let schema = match self.backend {
+            Backend::Sqlite => SCHEMA_SQLITE,
+            Backend::MySql => SCHEMA_MYSQL,
+            Backend::Postgres => SCHEMA_POSTGRES,
+        };
+        for statement in split_statements(schema) {
+            self.execute(&statement, &[]).await.map_err(err)?;
+        }
+        if !acl_existed {
+            for statement in split_statements(DEFAULT_ACL) {
+                self.execute(&statement, &[]).await.map_err(err)?;
+            }
+            tracing::info!(
+                database = self.name,
+                "created mqtt_acl with the default rules"
+            );
+        }
+        if !user_existed {
+            tracing::info!(database = self.name, "created mqtt_user (empty)");
+        }
+        Ok(SchemaReport {
+            acl_created: !acl_existed,
+            user_created: !user_existed,
+        })
+    }
+
+    async fn table_exists(&self, table: &str) -> Result<bool, QueryError> {
+        let sql = match self.backend {
+            Backend::Sqlite => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?"
+            }
+            Backend::MySql => {
+                "SELECT COUNT(*) FROM information_schema.tables \
+                 WHERE table_schema = DATABASE() AND table_name = ?"
+            }
+            Backend::Postgres => {
+                "SELECT COUNT(*) FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_name = ?"
+            }
+        };
+        let rows = self.execute(sql, &[Value::Text(table.into())]).await?;
+        Ok(matches!(rows.first().and_then(|r| r.first()), Some(Value::Integer(n)) if *n > 0))
+    }
+
+    /// Closes every connection; queries after this fail.
+    pub async fn close(&self) {
+        match &self.pool {
+            Pool::Sqlite(pool) => pool.close().await,
+            Pool::MySql(pool) => pool.close().await,
+            Pool::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// A NULL parameter of no declared type (OID 0: the server infers it).
+struct PgUntypedNull;
+
+impl sqlx::Type<Postgres> for PgUntypedNull {
+    fn type_info() -> PgTypeInfo {
+        PgTypeInfo::with_oid(sqlx::postgres::types::Oid(0))
+    }
+}
+
+impl sqlx::Encode<'_, Postgres> for PgUntypedNull {
+    fn encode_by_ref(
+        &self,
+        _buf: &mut sqlx::postgres::PgArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        Ok(sqlx::encode::IsNull::Yes)
+    }
+}
+
+/// Sorts a driver error into the contract's kinds. Errors the statement itself
+/// causes (syntax, unknown table or column) are `invalid-statement`; a timeout the
+/// server enforced is `timeout`; everything else (connection lost, server shutting
+/// down, pool exhausted) is `database`.
+fn query_error(e: sqlx::Error, backend: Backend) -> QueryError {
+    if let sqlx::Error::Database(db) = &e {
+        let code = db.code().unwrap_or(Cow::Borrowed(""));
+        let message = db.message().to_string();
+        match backend {
+            // 57014 query_canceled (statement_timeout); class 42: syntax error or
+            // access rule violation (undefined table/column, wrong types).
+            Backend::Postgres if code == "57014" => return QueryError::Timeout,
+            Backend::Postgres if code.starts_with("42") => {
+                return QueryError::InvalidStatement(message);
+            }
+            // 1969 ER_STATEMENT_TIMEOUT (MariaDB), 3024 (MySQL); 1064 parse error,
+            // 1054 unknown column, 1146 no such table, 1149 syntax.
+            Backend::MySql if code == "70100" || message.contains("max_statement_time") => {
+                return QueryError::Timeout;
+            }
+            Backend::MySql if matches!(&*code, "42000" | "42S02" | "42S22") => {
+                return QueryError::InvalidStatement(message);
+            }
+            Backend::Sqlite
+                if message.contains("syntax error")
+                    || message.starts_with("no such table")
+                    || message.starts_with("no such column") =>
+            {
+                return QueryError::InvalidStatement(message);
+            }
+            _ => {}
+        }
+        return QueryError::Database(message);
+    }
+    QueryError::Database(e.to_string())
+}
+
+fn unconvertible(index: usize, name: &str, ty: &str) -> QueryError {
+    QueryError::InvalidStatement(format!(
+        "column {index} ({name}) has type {ty}, which the sql capability does not convert; \
+         cast it to text or a number in the statement"
+    ))
+}
+
+fn decode_err(index: usize, e: sqlx::Error) -> QueryError {
+    QueryError::Database(format!("column {index}: {e}"))
+}
+
+fn sqlite_row(row: &SqliteRow) -> Result<Vec<Value>, QueryError> {
+    let mut values = Vec::with_capacity(row.columns().len());
+    for (i, column) in row.columns().iter().enumerate() {
+        let raw = row.try_get_raw(i).map_err(|e| decode_err(i, e))?;
+        if raw.is_null() {
+            values.push(Value::Null);
+            continue;
+        }
+        // SQLite is dynamically typed: the value's storage class decides, not the
+        // column's declared type.
+        let class = raw.type_info().name().to_string();
+        let value = match class.as_str() {
+            "INTEGER" | "BOOLEAN" => {
+                Value::Integer(row.try_get_unchecked(i).map_err(|e| decode_err(i, e))?)
+            }
+            "REAL" => Value::Real(row.try_get_unchecked(i).map_err(|e| decode_err(i, e))?),
+            "TEXT" => Value::Text(row.try_get_unchecked(i).map_err(|e| decode_err(i, e))?),
+            "BLOB" => Value::Blob(row.try_get_unchecked(i).map_err(|e| decode_err(i, e))?),
+            other => return Err(unconvertible(i, column.name(), other)),
+        };
+        values.push(value);
+    }
+    Ok(values)
+}
+
+fn mysql_row(row: &MySqlRow) -> Result<Vec<Value>, QueryError> {
+    let mut values = Vec::with_capacity(row.columns().len());
+    for (i, column) in row.columns().iter().enumerate() {
+        let raw = row.try_get_raw(i).map_err(|e| decode_err(i, e))?;
+        if raw.is_null() {
+            values.push(Value::Null);
+            continue;
+        }
+        let ty = column.type_info().name().to_string();
+        let value = match ty.as_str() {
+            "BOOLEAN" | "TINYINT" | "SMALLINT" | "MEDIUMINT" | "INT" | "BIGINT" | "YEAR" => {
+                Value::Integer(row.try_get_unchecked(i).map_err(|e| decode_err(i, e))?)
+            }
+            "TINYINT UNSIGNED" | "SMALLINT UNSIGNED" | "MEDIUMINT UNSIGNED" | "INT UNSIGNED"
+            | "BIGINT UNSIGNED" => {
+                let n: u64 = row.try_get_unchecked(i).map_err(|e| decode_err(i, e))?;
+                Value::Integer(i64::try_from(n).map_err(|_| {
+                    QueryError::Database(format!(
+                        "column {i}: {n} does not fit a signed 64-bit integer"
+                    ))
+                })?)
+            }
+            "FLOAT" | "DOUBLE" => {
+                Value::Real(row.try_get_unchecked(i).map_err(|e| decode_err(i, e))?)
+            }
+            "VARCHAR" | "CHAR" | "TEXT" | "TINYTEXT" | "MEDIUMTEXT" | "LONGTEXT" | "ENUM"
+            | "SET" => Value::Text(row.try_get_unchecked(i).map_err(|e| decode_err(i, e))?),
+            "VARBINARY" | "BINARY" | "BLOB" | "TINYBLOB" | "MEDIUMBLOB" | "LONGBLOB" => {
+                Value::Blob(row.try_get_unchecked(i).map_err(|e| decode_err(i, e))?)
+            }
+            other => return Err(unconvertible(i, column.name(), other)),
+        };
+        values.push(value);
+    }
+    Ok(values)
+}
+
+fn pg_row(row: &PgRow) -> Result<Vec<Value>, QueryError> {
+    let mut values = Vec::with_capacity(row.columns().len());
+    for (i, column) in row.columns().iter().enumerate() {
+        let raw = row.try_get_raw(i).map_err(|e| decode_err(i, e))?;
+        if raw.is_null() {
+            values.push(Value::Null);
+            continue;
+        }
+        let get_err = |e| decode_err(i, e);
+        let value = match column.type_info().name() {
+            "BOOL" => Value::Integer(row.try_get::<bool, _>(i).map_err(get_err)?.into()),
+            "INT2" => Value::Integer(row.try_get::<i16, _>(i).map_err(get_err)?.into()),
+            "INT4" => Value::Integer(row.try_get::<i32, _>(i).map_err(get_err)?.into()),
+            "INT8" => Value::Integer(row.try_get::<i64, _>(i).map_err(get_err)?),
+            "FLOAT4" => Value::Real(row.try_get::<f32, _>(i).map_err(get_err)?.into()),
+            "FLOAT8" => Value::Real(row.try_get::<f64, _>(i).map_err(get_err)?),
+            "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CHAR" | "CITEXT" | "UNKNOWN" => {
+                Value::Text(row.try_get_unchecked::<String, _>(i).map_err(get_err)?)
+            }
+            "BYTEA" => Value::Blob(row.try_get::<Vec<u8>, _>(i).map_err(get_err)?),
+            other => return Err(unconvertible(i, column.name(), other)),
+        };
+        values.push(value);
+    }
+    Ok(values)
+}
+
+/// The lexical states of [`scan`]: where a `?` or a `;` means nothing.
+#[derive(Clone, Copy, PartialEq)]
+enum Lex {
+    Code,
+    SingleQuoted,
+    DoubleQuoted,
+    Backticked,
+    LineComment,
+    BlockComment,
+}
+
+/// Walks `sql`, calling `on_code` for each character outside quotes and comments
+/// (with its byte index) and copying the rest. Backslash escapes inside quotes are
+/// honoured (MySQL's default); a doubled quote is two quoted strings back to back,
+/// which comes to the same.
+fn scan(sql: &str, mut on_code: impl FnMut(usize, char)) {
+    let mut state = Lex::Code;
+    let mut chars = sql.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match state {
+            Lex::Code => match c {
+                '\'' => state = Lex::SingleQuoted,
+                '"' => state = Lex::DoubleQuoted,
+                '`' => state = Lex::Backticked,
+                '-' if chars.peek().map(|&(_, n)| n) == Some('-') => state = Lex::LineComment,
+                '/' if chars.peek().map(|&(_, n)| n) == Some('*') => state = Lex::BlockComment,
+                _ => on_code(i, c),
+            },
+            Lex::SingleQuoted | Lex::DoubleQuoted | Lex::Backticked => {
+                let close = match state {
+                    Lex::SingleQuoted => '\'',
+                    Lex::DoubleQuoted => '"',
+                    _ => '`',
+                };
+                if c == '\\' && state != Lex::Backticked {
+                    chars.next();
+                } else if c == close {
+                    state = Lex::Code;
+                }
+            }
+            Lex::LineComment => {
+                if c == '\n' {
+                    state = Lex::Code;
+                }
+            }
+            Lex::BlockComment => {
+                if c == '*' && chars.peek().map(|&(_, n)| n) == Some('/') {
+                    chars.next();
+                    state = Lex::Code;
+                }
+            }
+        }
+    }
+}
+
+/// Counts the `?` placeholders of `sql` and, for PostgreSQL, rewrites them to `$1..$n`.
+fn placeholders(sql: &str, numbered: bool) -> (String, usize) {
+    let mut at = Vec::new();
+    scan(sql, |i, c| {
+        if c == '?' {
+            at.push(i);
+        }
+    });
+    if !numbered {
+        return (sql.to_string(), at.len());
+    }
+    let mut out = String::with_capacity(sql.len() + at.len() * 2);
+    let mut last = 0;
+    for (n, &i) in at.iter().enumerate() {
+        out.push_str(&sql[last..i]);
+        out.push('$');
+        out.push_str(&(n + 1).to_string());
+        last = i + 1;
+    }
+    out.push_str(&sql[last..]);
+    (out, at.len())
+}
+
+/// Splits a script into its statements at `;` outside quotes and comments; empty
+/// pieces (and pieces that are only comments) are dropped.
+fn split_statements(script: &str) -> Vec<String> {
+    let mut cuts = Vec::new();
+    scan(script, |i, c| {
+        if c == ';' {
+            cuts.push(i);
+        }
+    });
+    let mut pieces = Vec::new();
+    let mut last = 0;
+    for i in cuts.into_iter().chain(std::iter::once(script.len())) {
+        let piece = &script[last..i];
+        last = (i + 1).min(script.len());
+        let mut has_code = false;
+        scan(piece, |_, c| has_code |= !c.is_whitespace());
+        if has_code {
+            pieces.push(piece.trim().to_string());
+        }
+    }
+    pieces
+}
+
+/// `url` with its password replaced by `***`, for logs.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_outside_quotes_and_comments_are_numbered() {
+        let sql = "SELECT '?', \"a?\", `b?` FROM t -- what?\n WHERE a = ? /* ? */ AND b = 'it''s ?' AND c = ?";
+        let (pg, n) = placeholders(sql, true);
+        assert_eq!(n, 2);
+        assert!(pg.contains("WHERE a = $1 /* ? */"), "{pg}");
+        assert!(pg.ends_with("AND c = $2"), "{pg}");
+        assert!(pg.contains("'?'") && pg.contains("-- what?"), "{pg}");
+        let (same, n) = placeholders(sql, false);
+        assert_eq!((same.as_str(), n), (sql, 2));
+        let (s, n) = placeholders(r"SELECT 'a\'?' , ?", true);
+        assert_eq!((s.as_str(), n), (r"SELECT 'a\'?' , $1", 1));
+    }
+
+    #[test]
+    fn the_default_acl_query_takes_three_parameters() {
+        let (pg, n) = placeholders(
+            "SELECT allow, ipaddr, username, clientid, access, topic FROM mqtt_acl \
+             WHERE ipaddr = ? OR username = ? OR username = '$all' OR clientid = ?",
+            true,
+        );
+        assert_eq!(n, 3);
+        assert!(pg.ends_with("ipaddr = $1 OR username = $2 OR username = '$all' OR clientid = $3"));
+    }
+
+    #[test]
+    fn scripts_split_at_semicolons_outside_quotes() {
+        let parts = split_statements(
+            "-- head;\nCREATE TABLE a (x TEXT DEFAULT ';');\n\nINSERT INTO a VALUES ('x;y');\n-- tail\n",
+        );
+        assert_eq!(parts.len(), 2, "{parts:?}");
+        assert!(parts[0].ends_with("DEFAULT ';')"));
+        assert_eq!(parts[1], "INSERT INTO a VALUES ('x;y')");
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("mysql://root:secret@db:3306/mqtt"),
+            "mysql://root:***@db:3306/mqtt"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redact("sqlite://./x.db?mode=rwc"),
+            "sqlite://./x.db?mode=rwc"
+        );
+    }
+
+    #[test]
+    fn backends_by_scheme() {
+        assert_eq!(Backend::of_url("sqlite::memory:"), Some(Backend::Sqlite));
+        assert_eq!(Backend::of_url("mariadb://x"), Some(Backend::MySql));
+        assert_eq!(Backend::of_url("postgresql://x"), Some(Backend::Postgres));
+        assert_eq!(Backend::of_url("redis://x"), None);
+    }
+}

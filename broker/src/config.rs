@@ -28,6 +28,8 @@ pub struct Config {
     pub plugins: PluginsConfig,
     /// The database behind the plugins' `sql` capability.
     pub database: DatabaseConfig,
+    /// The local administration socket.
+    pub admin: AdminConfig,
 }
 
 impl Default for Config {
@@ -39,6 +41,7 @@ impl Default for Config {
             authz_cache: AuthzCacheConfig::default(),
             plugins: PluginsConfig::default(),
             database: DatabaseConfig::default(),
+            admin: AdminConfig::default(),
         }
     }
 }
@@ -162,7 +165,71 @@ pub struct PluginsConfig {
     /// The answer when authorization plugins exist and none decides.
     pub acl_nomatch: AclNomatch,
     /// Whether a client no authentication plugin decides about may connect.
-    pub allow_anonymous: bool,
+    pub allow_anonymous: AllowAnonymous,
+    /// Built-in plugins loaded beside the folder's (a `NAME.wasm` in the folder replaces
+    /// the built-in of that name; a `NAME.toml` alone configures it).
+    pub builtin: Vec<String>,
+}
+
+/// Who may connect without an authentication plugin saying yes: `true`, `false`, or
+/// `"loopback"` (clients connecting from this machine only, so a fresh install exposed on
+/// a public address does not let strangers in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllowAnonymous {
+    /// Every client.
+    Always,
+    /// Clients whose address is a loopback address (127.0.0.0/8, ::1).
+    Loopback,
+    /// Nobody.
+    Never,
+}
+
+impl AllowAnonymous {
+    /// Whether an anonymous client connecting from `peer` may connect.
+    pub fn admits(self, peer: std::net::IpAddr) -> bool {
+        match self {
+            AllowAnonymous::Always => true,
+            AllowAnonymous::Never => false,
+            // to_canonical: a v4 client on a dual-stack socket shows as ::ffff:127.0.0.1.
+            AllowAnonymous::Loopback => peer.to_canonical().is_loopback(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for AllowAnonymous {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bool(true) => Ok(AllowAnonymous::Always),
+            Raw::Bool(false) => Ok(AllowAnonymous::Never),
+            Raw::Text(t) if t == "loopback" => Ok(AllowAnonymous::Loopback),
+            Raw::Text(t) => Err(serde::de::Error::custom(format!(
+                "allow_anonymous must be true, false or \"loopback\", not {t:?}"
+            ))),
+        }
+    }
+}
+
+/// The local administration socket (`wasmq acl reload` and the `user`/`acl` commands
+/// reach the running broker through it).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Path of the Unix socket; empty turns it off.
+    pub socket: PathBuf,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            socket: PathBuf::from("./.wasmq/admin.sock"),
+        }
+    }
 }
 
 impl Default for PluginsConfig {
@@ -173,7 +240,8 @@ impl Default for PluginsConfig {
             watch: true,
             debounce_ms: 50,
             acl_nomatch: AclNomatch::Deny,
-            allow_anonymous: true,
+            allow_anonymous: AllowAnonymous::Loopback,
+            builtin: vec!["acl-sql".to_string()],
         }
     }
 }
@@ -255,6 +323,13 @@ impl Config {
             l.keep_alive_max_secs > 0,
             "limits.keep_alive_max_secs must be at least 1"
         );
+        for name in &self.plugins.builtin {
+            anyhow::ensure!(
+                crate::plugins::builtin::find(name).is_some(),
+                "plugins.builtin: no built-in plugin {name:?} (there are: {})",
+                crate::plugins::builtin::names().join(", ")
+            );
+        }
         let d = &self.database;
         anyhow::ensure!(
             d.url.trim().is_empty() || wasmq_plugin_host::Backend::of_url(&d.url).is_some(),
@@ -311,5 +386,28 @@ mod tests {
         assert!(Config::parse("[database]\npool_max = 0\n").is_err());
         assert!(Config::parse("[limits]\nreceive_maximum = 0\n").is_err());
         assert!(Config::parse("[limits]\nmax_packet_size = 10\n").is_err());
+        assert!(Config::parse("[plugins]\nbuiltin = [\"nope\"]\n").is_err());
+        assert!(Config::parse("[plugins]\nallow_anonymous = \"yes\"\n").is_err());
+    }
+
+    #[test]
+    fn allow_anonymous_takes_a_bool_or_loopback() {
+        let parse = |v: &str| {
+            Config::parse(&format!("[plugins]\nallow_anonymous = {v}\n"))
+                .unwrap()
+                .plugins
+                .allow_anonymous
+        };
+        assert_eq!(parse("true"), AllowAnonymous::Always);
+        assert_eq!(parse("false"), AllowAnonymous::Never);
+        assert_eq!(parse("\"loopback\""), AllowAnonymous::Loopback);
+        let loopback = AllowAnonymous::Loopback;
+        assert!(loopback.admits("127.0.0.1".parse().unwrap()));
+        assert!(loopback.admits("127.9.0.1".parse().unwrap()));
+        assert!(loopback.admits("::1".parse().unwrap()));
+        assert!(loopback.admits("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!loopback.admits("10.0.0.1".parse().unwrap()));
+        assert!(!loopback.admits("::ffff:192.168.1.2".parse().unwrap()));
+        assert!(!loopback.admits("2001:db8::1".parse().unwrap()));
     }
 }

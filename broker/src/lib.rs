@@ -15,12 +15,18 @@
 //!   writes them. Offline persistent sessions keep QoS 1/2 deliveries until they return
 //!   or expire.
 //! - [`sys`] publishes `$SYS/broker/...` from [`metrics`]; [`config`] holds every limit.
+//! - [`plugins`] is the policy: WebAssembly components from the plugin folder and the
+//!   built-in default auth/ACL plugin. [`manage`] edits that plugin's tables
+//!   (`wasmq user|acl`), and [`admin`] is the local socket through which those commands
+//!   tell a running broker to drop its cached decisions.
 
+pub mod admin;
 pub mod authz_cache;
 pub mod broker;
 pub mod config;
 mod connection;
 pub mod hooks;
+pub mod manage;
 pub mod message;
 pub mod metrics;
 pub mod plugins;

@@ -1,16 +1,21 @@
-//! The `wasmq` command: runs the broker, or prints its default configuration.
+//! The `wasmq` command: runs the broker, prints its default configuration, checks a
+//! plugin, and manages the default plugin's users and rules.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 use wasmq::Server;
+use wasmq::admin::{self, AdminSocket, Reply};
 use wasmq::config::{Config, DEFAULT_CONFIG};
+use wasmq::manage::{self, Access, Rule};
 use wasmq::plugins::Plugins;
+use wasmq_plugin_host::Database;
 
 /// An MQTT 3.1.1 and 5.0 broker whose policy lives in WebAssembly plugins.
 #[derive(Parser)]
@@ -35,6 +40,76 @@ enum Command {
     /// Plugin tools.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Users of the default auth plugin (`mqtt_user` in the configured database).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Rules of the default ACL plugin (`mqtt_acl` in the configured database). Changes
+    /// apply to a running broker at once (its caches are purged through the admin socket).
+    #[command(subcommand)]
+    Acl(AclCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Adds a user; the password is hashed as the plugin's `password_hash` says.
+    Add {
+        username: String,
+        /// The password; read from the first line of stdin when absent.
+        #[arg(long)]
+        password: Option<String>,
+        /// The user skips the ACL.
+        #[arg(long)]
+        superuser: bool,
+    },
+    /// Sets a user's password.
+    Passwd {
+        username: String,
+        /// The password; read from the first line of stdin when absent.
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// Removes a user.
+    Rm { username: String },
+    /// Lists the users.
+    List,
+}
+
+#[derive(Subcommand)]
+enum AclCommand {
+    /// Adds a rule (it is checked before every older rule).
+    /// Example: wasmq acl add --deny --username alice --access pub --topic 'factory/#'
+    Add {
+        /// An allow rule.
+        #[arg(long, conflicts_with = "deny", required_unless_present = "deny")]
+        allow: bool,
+        /// A deny rule.
+        #[arg(long)]
+        deny: bool,
+        /// For this user name.
+        #[arg(long, conflicts_with = "all")]
+        username: Option<String>,
+        /// For every client (username `$all`).
+        #[arg(long)]
+        all: bool,
+        /// For this client id.
+        #[arg(long)]
+        clientid: Option<String>,
+        /// For this client address or CIDR (v4 or v6).
+        #[arg(long)]
+        ipaddr: Option<String>,
+        /// sub, pub or pubsub.
+        #[arg(long)]
+        access: Access,
+        /// Topic filter: `+`/`#` wildcards, `%c`/`%u` levels, `eq ` for a literal topic.
+        #[arg(long)]
+        topic: String,
+    },
+    /// Removes rule ID.
+    Rm { id: i64 },
+    /// Lists the rules, in the order they are checked (highest id first).
+    List,
+    /// Makes a running broker forget its cached decisions, after direct SQL edits.
+    Reload,
 }
 
 #[derive(Subcommand)]
@@ -60,6 +135,7 @@ fn main() -> anyhow::Result<()> {
             println!("{}: {report}", file.display());
             std::process::exit(if report.is_ok() { 0 } else { 1 });
         }
+        Some(Command::User(_)) | Some(Command::Acl(_)) => return manage_command(&cli),
         Some(Command::Run) | None => {}
     }
     tracing_subscriber::fmt()
@@ -70,10 +146,7 @@ fn main() -> anyhow::Result<()> {
         // (the tests find `listening address=...` there) stay plain text.
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let mut config = match &cli.config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
+    let mut config = load_config(&cli)?;
     if let Some(listen) = cli.listen {
         config.listen = listen;
     }
@@ -82,11 +155,178 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         let database = wasmq::plugins::open_database(&config.database).await?;
         let plugins = Plugins::start_with_database(&config.plugins, database).await?;
+        let admin_path = config.admin.socket.clone();
         let server = Server::bind(config, Some(plugins.hooks())).await?;
+        let _admin = if admin_path.as_os_str().is_empty() {
+            None
+        } else {
+            match AdminSocket::start(&admin_path, server.broker().clone()).await {
+                Ok(socket) => Some(socket),
+                Err(e) => {
+                    warn!("no admin socket: {e:#}; `wasmq acl` changes apply within the cache TTL");
+                    None
+                }
+            }
+        };
         server.run(shutdown_signal()).await;
         drop(plugins);
         anyhow::Ok(())
     })
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    match &cli.config {
+        Some(path) => Config::load(path),
+        None => Ok(Config::default()),
+    }
+}
+
+fn password_from(arg: &Option<String>) -> anyhow::Result<String> {
+    if let Some(p) = arg {
+        return Ok(p.clone());
+    }
+    if std::io::stdin().is_terminal() {
+        eprint!("password: ");
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("cannot read the password from stdin")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+/// `wasmq user ...` / `wasmq acl ...`: against the configured database, then tells a
+/// running broker (if any) to purge its cached decisions.
+fn manage_command(cli: &Cli) -> anyhow::Result<()> {
+    let config = load_config(cli)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    runtime.block_on(async {
+        let changed = match &cli.command {
+            Some(Command::User(command)) => user_command(&config, command).await?,
+            Some(Command::Acl(command)) => acl_command(&config, command).await?,
+            _ => unreachable!("only user and acl commands come here"),
+        };
+        if changed {
+            tell_broker(&config).await?;
+        }
+        anyhow::Ok(())
+    })
+}
+
+async fn database(config: &Config) -> anyhow::Result<Arc<Database>> {
+    wasmq::plugins::open_database(&config.database)
+        .await?
+        .context("no database is configured ([database] url is empty)")
+}
+
+/// Runs a user command; true when it changed something.
+async fn user_command(config: &Config, command: &UserCommand) -> anyhow::Result<bool> {
+    let db = database(config).await?;
+    match command {
+        UserCommand::Add {
+            username,
+            password,
+            superuser,
+        } => {
+            let scheme = manage::password_scheme(&config.plugins.dir)?;
+            manage::user_add(&db, scheme, username, &password_from(password)?, *superuser).await?;
+            let role = if *superuser { " (superuser)" } else { "" };
+            println!("user {username} added{role}");
+        }
+        UserCommand::Passwd { username, password } => {
+            let scheme = manage::password_scheme(&config.plugins.dir)?;
+            manage::user_passwd(&db, scheme, username, &password_from(password)?).await?;
+            println!("password of {username} changed");
+        }
+        UserCommand::Rm { username } => {
+            manage::user_rm(&db, username).await?;
+            println!("user {username} removed");
+        }
+        UserCommand::List => {
+            for user in manage::user_list(&db).await? {
+                let role = if user.superuser { "  (superuser)" } else { "" };
+                println!("{}{role}", user.username);
+            }
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Runs an acl command; true when it changed something (or asks for a reload).
+async fn acl_command(config: &Config, command: &AclCommand) -> anyhow::Result<bool> {
+    if let AclCommand::Reload = command {
+        return Ok(true);
+    }
+    let db = database(config).await?;
+    match command {
+        AclCommand::Add {
+            allow,
+            deny: _,
+            username,
+            all,
+            clientid,
+            ipaddr,
+            access,
+            topic,
+        } => {
+            let rule = Rule {
+                id: 0,
+                allow: *allow,
+                ipaddr: ipaddr.clone(),
+                username: if *all {
+                    Some("$all".into())
+                } else {
+                    username.clone()
+                },
+                clientid: clientid.clone(),
+                access: *access as i64,
+                topic: topic.clone(),
+            };
+            let id = manage::acl_add(&db, &rule).await?;
+            println!("rule {id} added");
+        }
+        AclCommand::Rm { id } => {
+            manage::acl_rm(&db, *id).await?;
+            println!("rule {id} removed");
+        }
+        AclCommand::List => {
+            println!(
+                "{:>6}  {:<5}  {:<6}  {:<40}  topic",
+                "id", "rule", "access", "who"
+            );
+            for rule in manage::acl_list(&db).await? {
+                println!("{rule}");
+            }
+            return Ok(false);
+        }
+        AclCommand::Reload => unreachable!("handled above"),
+    }
+    Ok(true)
+}
+
+async fn tell_broker(config: &Config) -> anyhow::Result<()> {
+    let socket = &config.admin.socket;
+    if socket.as_os_str().is_empty() {
+        println!(
+            "no admin socket configured: a running broker applies it within [authz_cache] ttl_ms"
+        );
+        return Ok(());
+    }
+    match admin::request(socket, "purge-authz").await? {
+        Reply::Answered(answer) if answer == "ok" => {
+            println!("the running broker applies it now (its cached decisions were purged)")
+        }
+        Reply::Answered(answer) => anyhow::bail!("the broker answered: {answer}"),
+        Reply::NoBroker => println!(
+            "no broker answers on {}: the change applies when it starts",
+            socket.display()
+        ),
+    }
+    Ok(())
 }
 
 /// Each connection is a file descriptor: raise the soft limit to the hard one.

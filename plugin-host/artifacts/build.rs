@@ -1,6 +1,6 @@
 //! Builds every plugin crate of the `plugins/` workspace with
 //! `cargo build --target wasm32-wasip2 --release` into a target directory of
-//! its own (under OUT_DIR, so it never contends for the caller's), and writes
+//! its own (`target/wasm-plugins`, so it never contends for the caller's), and writes
 //! `artifacts.rs`: one `pub const NAME: &str = "/abs/path.wasm";` per plugin.
 //! The idea is wasmtime's `crates/test-programs/artifacts`.
 
@@ -27,7 +27,15 @@ fn main() {
     let root = manifest_dir.join("../..").canonicalize().unwrap();
     let plugins = root.join("plugins");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap());
-    let target_dir = out_dir.join("wasm-target");
+    // One wasm target directory for every build of this crate (debug, release,
+    // as a build-dependency of the broker, under clippy): `target/wasm-plugins`,
+    // beside `target/debug`. OUT_DIR is `<target>/<profile>/build/<crate>-<hash>/out`.
+    // Concurrent builds of it wait for cargo's lock on that directory.
+    let target_dir = out_dir
+        .ancestors()
+        .nth(4)
+        .map(|target| target.join("wasm-plugins"))
+        .unwrap_or_else(|| out_dir.join("wasm-target"));
 
     println!("cargo:rerun-if-changed={}", plugins.display());
     println!(

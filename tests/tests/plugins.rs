@@ -26,6 +26,7 @@ async fn start(acl_nomatch: AclNomatch) -> Setup {
         cache_dir: dir.path().join("cache"),
         debounce_ms: 20,
         acl_nomatch,
+        builtin: Vec::new(),
         ..PluginsConfig::default()
     };
     let plugins = Plugins::start(&config).await.expect("plugin folder starts");
@@ -75,8 +76,12 @@ fn write_atomically(folder: &Path, name: &str, bytes: &[u8]) {
     std::fs::rename(&tmp, folder.join(name)).unwrap();
 }
 
-async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+async fn wait_for(what: &str, done: impl FnMut() -> bool) {
+    wait_for_up_to(Duration::from_secs(20), what, done).await
+}
+
+async fn wait_for_up_to(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -339,4 +344,117 @@ async fn hot_reload_under_load_loses_nothing() {
     let _client = publisher.await.unwrap();
     assert_eq!(setup.loads(), 21);
     assert_eq!(setup.failures(), 0);
+}
+
+/// The same examples in every language, checked through a running broker's plugin
+/// folder with real clients: the Rust ones from `wasmq-plugin-artifacts`, the Python and
+/// JavaScript ones built by `scripts/build-plugins`.
+#[tokio::test]
+async fn every_language_behaves_alike_in_a_running_broker() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let output = std::process::Command::new(root.join("scripts/build-plugins"))
+        .current_dir(&root)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run scripts/build-plugins");
+    assert!(
+        output.status.success(),
+        "scripts/build-plugins failed: the Python and JavaScript examples cannot be tested:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let built = root.join("target/plugins");
+    let languages = [
+        (
+            "rust",
+            PathBuf::from(artifacts::READONLY_ACL),
+            PathBuf::from(artifacts::STAMP),
+        ),
+        (
+            "python",
+            built.join("python/authz-readonly.wasm"),
+            built.join("python/transform-stamp.wasm"),
+        ),
+        (
+            "js",
+            built.join("js/authz-readonly.wasm"),
+            built.join("js/transform-stamp.wasm"),
+        ),
+    ];
+    // Interpreter-based components need more memory than the 16 MiB default.
+    let settings = "[limits]\nmemory_bytes_max = 134217728\ncall_timeout_ms = 2000\n";
+    for (language, authz, transform) in languages {
+        let dir = tempfile::tempdir().unwrap();
+        let config = PluginsConfig {
+            dir: dir.path().join("plugins"),
+            // Shared with plugin-host's tests: each component is compiled once.
+            cache_dir: std::env::temp_dir().join("wasmq-plugin-host-tests-cache"),
+            debounce_ms: 20,
+            acl_nomatch: AclNomatch::Allow,
+            builtin: Vec::new(),
+            ..PluginsConfig::default()
+        };
+        let plugins = Plugins::start(&config).await.unwrap();
+        let broker = TestBroker::start_with_hooks(|_| {}, Some(plugins.hooks())).await;
+        let setup = Setup {
+            broker,
+            plugins,
+            dir,
+        };
+        setup
+            .deploy("acl", authz.to_str().unwrap(), Some(settings))
+            .await;
+        setup
+            .deploy("stamp", transform.to_str().unwrap(), Some(settings))
+            .await;
+        // A Python or JavaScript component holds an interpreter (12-18 MB): compiling
+        // it in a debug build on a busy 2-core machine takes tens of seconds the first
+        // time (then the shared cache serves it).
+        let loading = Instant::now();
+        wait_for_up_to(
+            Duration::from_secs(300),
+            &format!("{language}: both plugins to load"),
+            || setup.loads() + setup.failures() >= 2,
+        )
+        .await;
+        println!("{language}: loaded in {:?}", loading.elapsed());
+        assert_eq!(setup.failures(), 0, "{language}");
+
+        let addr = setup.broker.addr;
+        let mut subscriber = RawClient::connected(addr, Protocol::V5, "sub").await;
+        subscriber
+            .subscribe_qos("readonly/#", QoS::AtLeastOnce)
+            .await;
+        let mut user = RawClient::connected(addr, Protocol::V5, "user-1").await;
+        let mut admin = RawClient::connected(addr, Protocol::V5, "admin-1").await;
+        assert_eq!(
+            publish_qos1(&mut user, "readonly/a", 1).await,
+            ReasonCode::NOT_AUTHORIZED,
+            "{language}"
+        );
+        assert_eq!(
+            publish_qos1(&mut admin, "readonly/a", 1).await,
+            ReasonCode::SUCCESS,
+            "{language}"
+        );
+        let publish = subscriber.recv_publish().await;
+        let properties: Vec<_> = publish
+            .properties
+            .user_properties
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(
+            properties,
+            vec![("wasmq-plugin".to_string(), "stamp".to_string())],
+            "{language}"
+        );
+        subscriber
+            .send(Packet::PubAck(wasmq_codec::PubAckBody::new(
+                publish.packet_id,
+            )))
+            .await
+            .unwrap();
+        subscriber.expect_nothing().await;
+    }
 }

@@ -23,6 +23,7 @@ use tracing::{error, info, warn};
 use wasmq_plugin_host::{Database, HostConfig, PluginHost};
 
 use super::LiveChain;
+use super::builtin::{self, Builtin};
 use super::plugin_toml::PluginToml;
 use crate::config::PluginsConfig;
 
@@ -44,6 +45,8 @@ pub struct PluginFolder {
     live: Arc<LiveChain>,
     /// Content hash of what is loaded, by plugin name.
     loaded: Mutex<HashMap<String, u64>>,
+    /// Built-in plugins to load when the folder has no file of their name.
+    builtins: Vec<&'static Builtin>,
     debounce: Duration,
     /// Counters.
     pub stats: FolderStats,
@@ -68,6 +71,18 @@ impl PluginFolder {
         config: &PluginsConfig,
         database: Option<Arc<Database>>,
     ) -> anyhow::Result<Arc<PluginFolder>> {
+        let builtins = config
+            .builtin
+            .iter()
+            .map(|name| {
+                builtin::find(name).with_context(|| {
+                    format!(
+                        "no built-in plugin {name:?} (there are: {})",
+                        builtin::names().join(", ")
+                    )
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         std::fs::create_dir_all(&config.dir)
             .with_context(|| format!("cannot create the plugin folder {}", config.dir.display()))?;
         let host = PluginHost::new(HostConfig {
@@ -81,6 +96,7 @@ impl PluginFolder {
             host,
             live: Arc::new(LiveChain::default()),
             loaded: Mutex::new(HashMap::new()),
+            builtins,
             debounce: Duration::from_millis(config.debounce_ms),
             stats: FolderStats::default(),
         }))
@@ -96,9 +112,9 @@ impl PluginFolder {
         &self.dir
     }
 
-    /// Loads every plugin in the folder.
+    /// Loads every plugin in the folder, and the built-in ones.
     pub async fn load_all(&self) -> anyhow::Result<()> {
-        let mut names = HashSet::new();
+        let mut names: HashSet<String> = self.builtins.iter().map(|b| b.name.to_string()).collect();
         for entry in std::fs::read_dir(&self.dir)
             .with_context(|| format!("cannot read the plugin folder {}", self.dir.display()))?
         {
@@ -114,13 +130,19 @@ impl PluginFolder {
         Ok(())
     }
 
-    /// Brings plugin `name` in step with its files: load, reload or unload.
+    /// Brings plugin `name` in step with its files: load, reload or unload. A built-in
+    /// plugin stands in for a missing `NAME.wasm` (and its settings for a missing
+    /// `NAME.toml`), so removing a folder file that replaced a built-in brings it back.
     pub async fn sync(&self, name: &str) {
         let wasm_path = self.dir.join(format!("{name}.wasm"));
         let toml_path = self.dir.join(format!("{name}.toml"));
-        let wasm = match std::fs::read(&wasm_path) {
-            Ok(wasm) => wasm,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
+        let builtin = self.builtins.iter().find(|b| b.name == name);
+        let (wasm, source) = match (std::fs::read(&wasm_path), builtin) {
+            (Ok(wasm), _) => (wasm, wasm_path.display().to_string()),
+            (Err(e), Some(b)) if e.kind() == ErrorKind::NotFound => {
+                (b.wasm.to_vec(), "built-in".to_string())
+            }
+            (Err(e), None) if e.kind() == ErrorKind::NotFound => {
                 if self.loaded.lock().remove(name).is_some() {
                     self.live.swap(self.live.chain.current().without(name));
                     self.stats.unloads.fetch_add(1, Relaxed);
@@ -132,14 +154,14 @@ impl PluginFolder {
                 }
                 return;
             }
-            Err(e) => {
+            (Err(e), _) => {
                 self.failed(&wasm_path, &format!("cannot read it: {e}"));
                 return;
             }
         };
         let settings = match std::fs::read_to_string(&toml_path) {
             Ok(text) => Some(text),
-            Err(e) if e.kind() == ErrorKind::NotFound => None,
+            Err(e) if e.kind() == ErrorKind::NotFound => builtin.map(|b| b.settings.to_string()),
             Err(e) => {
                 self.failed(&toml_path, &format!("cannot read it: {e}"));
                 return;
@@ -169,6 +191,7 @@ impl PluginFolder {
                     %hooks,
                     %capabilities,
                     load_ms = started.elapsed().as_millis() as u64,
+                    %source,
                     "plugin {}",
                     if previous.is_some() { "reloaded" } else { "loaded" }
                 );

@@ -1,5 +1,7 @@
 //! The plugin folder and the policy it provides.
 //!
+//! - [`builtin`]: the plugins compiled into the binary (the default auth/ACL plugin),
+//!   loaded beside the folder's unless a folder file of the same name replaces them.
 //! - [`folder`]: scans `plugins.dir` for `NAME.wasm` (+ optional `NAME.toml`, parsed by
 //!   [`plugin_toml`]), loads them at start, and watches the folder: a new file loads, a
 //!   changed file reloads, a deleted file unloads, with no restart. Each change swaps
@@ -7,6 +9,7 @@
 //! - [`policy`]: the broker's [`crate::hooks::Hooks`] over the live chain, with the
 //!   broker's fallbacks (`allow_anonymous`, `acl_nomatch`).
 
+pub mod builtin;
 pub mod folder;
 pub mod plugin_toml;
 pub mod policy;

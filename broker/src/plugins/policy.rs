@@ -11,14 +11,14 @@ use wasmq_codec::{Protocol, Publish, QoS, ReasonCode};
 use wasmq_plugin_host as host;
 
 use super::LiveChain;
-use crate::config::{AclNomatch, PluginsConfig};
+use crate::config::{AclNomatch, AllowAnonymous, PluginsConfig};
 use crate::hooks::{Action, AuthDecision, BoxFuture, ClientInfo, Hooks, Transformed};
 
 /// Policy from the plugin folder's current chain.
 pub struct PluginPolicy {
     chain: Arc<LiveChain>,
     acl_nomatch: AclNomatch,
-    allow_anonymous: bool,
+    allow_anonymous: AllowAnonymous,
 }
 
 impl PluginPolicy {
@@ -116,7 +116,7 @@ impl Hooks for PluginPolicy {
                     };
                     AuthDecision::Deny(code)
                 }
-                host::Decision::Ignore if self.allow_anonymous => {
+                host::Decision::Ignore if self.allow_anonymous.admits(client.peer_addr.ip()) => {
                     AuthDecision::Allow { superuser: false }
                 }
                 host::Decision::Ignore => AuthDecision::Deny(ReasonCode::NOT_AUTHORIZED),

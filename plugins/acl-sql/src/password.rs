@@ -198,6 +198,51 @@ impl Scheme {
     }
 }
 
+/// The stored form of `password` under `scheme`, with `salt` where the scheme
+/// uses one: what `wasmq user add` writes into `mqtt_user.password`, and by
+/// construction what [`verify`] accepts. bcrypt makes its own salt (at `cost`)
+/// and ignores `salt`.
+pub fn hash(
+    scheme: Scheme,
+    password: &[u8],
+    salt: &[u8],
+    bcrypt_cost: u32,
+) -> Result<String, String> {
+    match scheme {
+        Scheme::Digest(algo, place) => {
+            let input = match place {
+                Salt::None => password.to_vec(),
+                Salt::Prefix => [salt, password].concat(),
+                Salt::Suffix => [password, salt].concat(),
+            };
+            Ok(match algo {
+                Algo::Plain => String::from_utf8(input)
+                    .map_err(|_| "a plain password must be UTF-8".to_string())?,
+                Algo::Md5 => hex::encode(md5::Md5::digest(&input)),
+                Algo::Sha1 => hex::encode(sha1::Sha1::digest(&input)),
+                Algo::Sha256 => hex::encode(sha2::Sha256::digest(&input)),
+                Algo::Sha512 => hex::encode(sha2::Sha512::digest(&input)),
+            })
+        }
+        Scheme::Bcrypt => bcrypt::hash(password, bcrypt_cost).map_err(|e| e.to_string()),
+        Scheme::Pbkdf2(p) => {
+            let mut key = vec![0u8; p.dklen];
+            if !derive(p, password, salt, &mut key) {
+                return Err("pbkdf2 refused the password".into());
+            }
+            Ok(hex::encode(&key))
+        }
+    }
+}
+
+/// Whether the scheme reads the `salt` column (so `wasmq user add` makes one).
+pub fn uses_salt(scheme: Scheme) -> bool {
+    matches!(
+        scheme,
+        Scheme::Digest(_, Salt::Prefix | Salt::Suffix) | Scheme::Pbkdf2(_)
+    )
+}
+
 /// Whether `password` (as the client sent it) matches the stored `hash` and
 /// `salt` under `scheme`. A malformed stored hash is a mismatch.
 pub fn verify(scheme: Scheme, password: &[u8], hash: &[u8], salt: &[u8]) -> bool {

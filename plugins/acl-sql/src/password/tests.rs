@@ -330,3 +330,39 @@ fn pbkdf2_settings() {
         b"salt"
     ));
 }
+
+#[test]
+fn hash_produces_what_verify_accepts_for_every_scheme() {
+    let pbkdf2 = Pbkdf2::default();
+    for setting in [
+        "plain",
+        "md5",
+        "sha",
+        "sha256",
+        "sha512",
+        "salt,sha256",
+        "sha256,salt",
+        "salt,md5",
+        "sha512,salt",
+        "bcrypt",
+        "pbkdf2",
+        "pbkdf2,sha512,10,32",
+    ] {
+        let scheme = Scheme::parse(setting, pbkdf2).unwrap();
+        let stored = hash(scheme, b"s3cret", b"NaCl", 4).unwrap();
+        assert!(
+            verify(scheme, b"s3cret", stored.as_bytes(), b"NaCl"),
+            "{setting}"
+        );
+        assert!(
+            !verify(scheme, b"s3cret!", stored.as_bytes(), b"NaCl"),
+            "{setting}"
+        );
+        if uses_salt(scheme) {
+            assert!(
+                !verify(scheme, b"s3cret", stored.as_bytes(), b"KCl"),
+                "{setting}"
+            );
+        }
+    }
+}

@@ -22,6 +22,33 @@ pub use wasmq::plugin::types as wit;
 
 use crate::types::{Action, AuthOutcome, ClientInfo, Decision, Message, Transformed};
 
+/// A [`ClientInfo`] converted, once, into the record every hook call hands to
+/// a plugin. The broker asks about the same client on every PUBLISH of a
+/// connection; converting it per call cost four `String`s (and the caller's
+/// own conversion, a formatted address) per message. Build one per
+/// connection and pass it to [`crate::Chain::transform_prepared`] and
+/// [`crate::Chain::authorize_prepared`].
+#[derive(Clone, Debug)]
+pub struct PreparedClient(pub(crate) wit::Client);
+
+impl From<&ClientInfo> for PreparedClient {
+    fn from(c: &ClientInfo) -> Self {
+        PreparedClient(c.into())
+    }
+}
+
+impl From<ClientInfo> for PreparedClient {
+    fn from(c: ClientInfo) -> Self {
+        PreparedClient(wit::Client {
+            client_id: c.client_id,
+            username: c.username,
+            peer_addr: c.peer_addr,
+            protocol_version: c.protocol_version,
+            listener: c.listener,
+        })
+    }
+}
+
 impl From<&ClientInfo> for wit::Client {
     fn from(c: &ClientInfo) -> Self {
         wit::Client {

@@ -17,14 +17,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 
-use crate::bindings::wit;
+use crate::bindings::{PreparedClient, wit};
 use crate::plugin::{OnTransformFault, Plugin};
-use crate::types::{Action, AuthOutcome, ClientInfo, Decision, Message, Transformed};
+use crate::types::{Action, AuthOutcome, ClientInfo, Decision, Hooks, Message, Transformed};
 
 /// An immutable, ordered set of plugins: one generation of the plugin folder.
 #[derive(Clone, Debug, Default)]
 pub struct PluginSet {
     plugins: Vec<Plugin>,
+    /// The hooks at least one plugin has enabled: the broker asks this on every
+    /// PUBLISH ("is there a transform at all?"), so it is computed once per set.
+    hooks: Hooks,
 }
 
 impl PluginSet {
@@ -32,7 +35,24 @@ impl PluginSet {
     pub fn new(mut plugins: Vec<Plugin>) -> Self {
         plugins
             .sort_by(|a, b| (a.config().priority, a.name()).cmp(&(b.config().priority, b.name())));
-        PluginSet { plugins }
+        PluginSet::ordered(plugins)
+    }
+
+    fn ordered(plugins: Vec<Plugin>) -> Self {
+        let hooks = plugins.iter().fold(Hooks::default(), |all, p| {
+            let h = p.hooks();
+            Hooks {
+                authn: all.authn || h.authn,
+                authz: all.authz || h.authz,
+                transform: all.transform || h.transform,
+            }
+        });
+        PluginSet { plugins, hooks }
+    }
+
+    /// The hooks at least one plugin of the set has enabled.
+    pub fn hooks(&self) -> Hooks {
+        self.hooks
     }
 
     /// The plugins, in chain order.
@@ -60,14 +80,13 @@ impl PluginSet {
 
     /// This set without the plugin named `name` (an unload).
     pub fn without(&self, name: &str) -> PluginSet {
-        PluginSet {
-            plugins: self
-                .plugins
+        PluginSet::ordered(
+            self.plugins
                 .iter()
                 .filter(|p| p.name() != name)
                 .cloned()
                 .collect(),
-        }
+        )
     }
 
     /// Runs the authentication chain. `Ignore` when no plugin decided.
@@ -84,13 +103,27 @@ impl PluginSet {
         qos: u8,
         retain: bool,
     ) -> Decision {
+        self.authorize_counted(&client.into(), action, topic, qos, retain, None)
+            .await
+    }
+
+    /// [`PluginSet::authorize`] for a client converted once ([`PreparedClient`]).
+    pub async fn authorize_prepared(
+        &self,
+        client: &PreparedClient,
+        action: Action,
+        topic: &str,
+        qos: u8,
+        retain: bool,
+    ) -> Decision {
         self.authorize_counted(client, action, topic, qos, retain, None)
             .await
     }
 
     /// Runs the transform chain on `message`.
     pub async fn transform(&self, client: &ClientInfo, message: &Message) -> Transformed {
-        self.transform_counted(client, message, None).await
+        self.transform_counted(&client.into(), message.clone(), None)
+            .await
     }
 
     async fn authenticate_counted(
@@ -101,7 +134,7 @@ impl PluginSet {
     ) -> AuthOutcome {
         // A plain loop with `continue` rather than a `filter` iterator held
         // across `.await`: that keeps the future `Send`.
-        if !self.plugins.iter().any(|p| p.hooks().authn) {
+        if !self.hooks.authn {
             return AuthOutcome::ignore();
         }
         let wit_client = wit::Client::from(client);
@@ -128,7 +161,7 @@ impl PluginSet {
 
     async fn authorize_counted(
         &self,
-        client: &ClientInfo,
+        client: &PreparedClient,
         action: Action,
         topic: &str,
         qos: u8,
@@ -137,16 +170,15 @@ impl PluginSet {
     ) -> Decision {
         // A plain loop with `continue` rather than a `filter` iterator held
         // across `.await`: that keeps the future `Send`.
-        if !self.plugins.iter().any(|p| p.hooks().authz) {
+        if !self.hooks.authz {
             return Decision::Ignore;
         }
-        let wit_client = wit::Client::from(client);
         for plugin in &self.plugins {
             if !plugin.hooks().authz {
                 continue;
             }
             match plugin
-                .authorize_wit(&wit_client, action.into(), topic, qos, retain)
+                .authorize_wit(&client.0, action.into(), topic, qos, retain)
                 .await
             {
                 Ok(Decision::Ignore) => continue,
@@ -163,25 +195,26 @@ impl PluginSet {
         Decision::Ignore
     }
 
+    /// Takes the message by value: it is moved, not copied, into the record
+    /// the plugins are called with.
     async fn transform_counted(
         &self,
-        client: &ClientInfo,
-        message: &Message,
+        client: &PreparedClient,
+        message: Message,
         counters: Option<&ChainCounters>,
     ) -> Transformed {
         // A plain loop with `continue` rather than a `filter` iterator held
         // across `.await`: that keeps the future `Send`.
-        if !self.plugins.iter().any(|p| p.hooks().transform) {
+        if !self.hooks.transform {
             return Transformed::Keep;
         }
-        let wit_client = wit::Client::from(client);
-        let mut current = wit::Message::from(message.clone());
+        let mut current = wit::Message::from(message);
         let mut replaced = false;
         for plugin in &self.plugins {
             if !plugin.hooks().transform {
                 continue;
             }
-            match plugin.on_publish_wit(&wit_client, &current).await {
+            match plugin.on_publish_wit(&client.0, &current).await {
                 Ok(wit::Transformed::Keep) => {}
                 Ok(wit::Transformed::Replace(next)) => {
                     current = next;
@@ -225,7 +258,10 @@ pub struct ChainStats {
     pub swaps: u64,
 }
 
+/// On a cache line of its own: every chain run writes one, and `Chain::current`
+/// beside it is read by every call on every thread.
 #[derive(Default)]
+#[repr(align(128))]
 struct ChainCounters {
     authn_calls: AtomicU64,
     authz_calls: AtomicU64,
@@ -257,6 +293,13 @@ impl Chain {
         self.current.load_full()
     }
 
+    /// The hooks at least one plugin of the current set has enabled. Cheaper
+    /// than `current().hooks()`: no reference count is touched (a counter
+    /// every connection task would bump on every PUBLISH).
+    pub fn hooks(&self) -> Hooks {
+        self.current.load().hooks
+    }
+
     /// Replaces the whole set; returns the previous one. Calls that already
     /// started finish on the previous set.
     pub fn swap(&self, set: PluginSet) -> Arc<PluginSet> {
@@ -285,6 +328,19 @@ impl Chain {
         qos: u8,
         retain: bool,
     ) -> Decision {
+        self.authorize_prepared(&client.into(), action, topic, qos, retain)
+            .await
+    }
+
+    /// [`Chain::authorize`] for a client converted once ([`PreparedClient`]).
+    pub async fn authorize_prepared(
+        &self,
+        client: &PreparedClient,
+        action: Action,
+        topic: &str,
+        qos: u8,
+        retain: bool,
+    ) -> Decision {
         self.counters.authz_calls.fetch_add(1, Ordering::Relaxed);
         let set = self.current.load_full();
         set.authorize_counted(client, action, topic, qos, retain, Some(&self.counters))
@@ -293,6 +349,17 @@ impl Chain {
 
     /// Runs the transform chain on the current set.
     pub async fn transform(&self, client: &ClientInfo, message: &Message) -> Transformed {
+        self.transform_prepared(&client.into(), message.clone())
+            .await
+    }
+
+    /// [`Chain::transform`] for a client converted once ([`PreparedClient`]),
+    /// and a message the caller gives away (it is not copied again).
+    pub async fn transform_prepared(
+        &self,
+        client: &PreparedClient,
+        message: Message,
+    ) -> Transformed {
         self.counters
             .transform_calls
             .fetch_add(1, Ordering::Relaxed);

@@ -9,14 +9,16 @@
 //!   the `log`, `config` and `sql` capabilities), the epoch ticker, and
 //!   loading: bytes -> [`cache`] (or compile) -> [`check`] (which hooks,
 //!   which imports, what is wrong) -> [`Plugin`].
-//! - [`plugin`]: one plugin: its `InstancePre`, a pool of warm instances, a
+//! - [`plugin`]: one plugin: its `InstancePre`, a pool of warm instances
+//!   (`pool`, private: a slot per calling thread, then a shared list), a
 //!   deadline and a memory cap per call, fault counting and disabling.
 //! - [`chain`]: [`PluginSet`] (plugins in priority order, chain semantics:
 //!   first allow/deny wins, faults fail closed, transforms compose) and
 //!   [`Chain`] (the current set, swapped atomically on reload).
 //! - [`types`]: the plain Rust types of the calls ([`ClientInfo`],
 //!   [`Action`], [`Decision`], [`AuthOutcome`], [`Message`], [`Transformed`]);
-//!   `bindings` (private) converts them to and from the generated ones.
+//!   `bindings` (private) converts them to and from the generated ones, and
+//!   holds [`PreparedClient`], a client converted once for many calls.
 //! - `state` (private): the per-instance `HostState`, the host side of the
 //!   capabilities, and plugin stdout/stderr into `tracing`.
 //! - [`database`]: [`Database`], the pool behind the `sql` capability (SQLite,
@@ -46,9 +48,11 @@ pub mod database;
 mod error;
 pub mod host;
 pub mod plugin;
+mod pool;
 mod state;
 pub mod types;
 
+pub use bindings::PreparedClient;
 pub use cache::CacheStats;
 pub use chain::{Chain, ChainStats, PluginSet};
 pub use check::{CONTRACT_VERSION, Report};

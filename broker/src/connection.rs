@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -282,6 +282,7 @@ impl Connection {
             peer_addr: peer,
             protocol,
             listener: "tcp",
+            prepared: OnceLock::new(),
         };
         let superuser = match &broker.hooks {
             None => false,
@@ -718,7 +719,9 @@ impl Connection {
             debug!(topic = %publish.topic, "publish not authorized");
             return Ok(ReasonCode::NOT_AUTHORIZED);
         }
-        if let Some(hooks) = self.broker.hooks.clone().filter(|h| h.transforms()) {
+        // Borrowed, not cloned: an `Arc` clone per PUBLISH is a shared counter that
+        // every connection task bumps.
+        if let Some(hooks) = self.broker.hooks.as_deref().filter(|h| h.transforms()) {
             match hooks.transform(&self.client, &publish).await {
                 Transformed::Keep => {}
                 Transformed::Replace(replacement) => {

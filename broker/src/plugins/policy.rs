@@ -32,6 +32,13 @@ impl PluginPolicy {
     }
 }
 
+/// The client as the plugins see it, converted on the connection's first hook call.
+fn prepared(client: &ClientInfo) -> &host::PreparedClient {
+    client
+        .prepared
+        .get_or_init(|| host::PreparedClient::from(client_info(client)))
+}
+
 fn client_info(client: &ClientInfo) -> host::ClientInfo {
     host::ClientInfo {
         client_id: client.client_id.to_string(),
@@ -137,7 +144,7 @@ impl Hooks for PluginPolicy {
             // With no authorization plugin there is no policy to apply: allow, as a
             // broker with no plugin does. `acl_nomatch` is for when plugins exist and
             // none of them decides.
-            if !set.plugins().iter().any(|p| p.hooks().authz) {
+            if !set.hooks().authz {
                 return true;
             }
             let action = match action {
@@ -145,7 +152,7 @@ impl Hooks for PluginPolicy {
                 Action::Subscribe => host::Action::Subscribe,
             };
             match set
-                .authorize(&client_info(client), action, topic, qos as u8, retain)
+                .authorize_prepared(prepared(client), action, topic, qos as u8, retain)
                 .await
             {
                 host::Decision::Allow => true,
@@ -164,7 +171,7 @@ impl Hooks for PluginPolicy {
             match self
                 .chain
                 .chain
-                .transform(&client_info(client), &message(publish))
+                .transform_prepared(prepared(client), message(publish))
                 .await
             {
                 host::Transformed::Keep => Transformed::Keep,
@@ -180,12 +187,7 @@ impl Hooks for PluginPolicy {
     }
 
     fn transforms(&self) -> bool {
-        self.chain
-            .chain
-            .current()
-            .plugins()
-            .iter()
-            .any(|p| p.hooks().transform)
+        self.chain.chain.hooks().transform
     }
 
     fn generation(&self) -> u64 {

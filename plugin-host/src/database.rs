@@ -22,6 +22,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlRow};
@@ -221,6 +222,9 @@ pub struct Database {
     statement_timeout: Duration,
     /// The URL without its password, for logs.
     name: String,
+    /// Queries that failed since the pool opened: a decision
+    /// made while this moved was made blind, and the broker does not cache it.
+    failures: AtomicU64,
 }
 
 impl fmt::Debug for Database {
@@ -305,6 +309,7 @@ impl Database {
             backend,
             statement_timeout,
             name,
+            failures: AtomicU64::new(0),
         })
     }
 
@@ -379,10 +384,19 @@ impl Database {
                 }
             }
         };
-        match tokio::time::timeout(self.statement_timeout, run).await {
+        let result = match tokio::time::timeout(self.statement_timeout, run).await {
             Ok(result) => result,
             Err(_) => Err(QueryError::Timeout),
+        };
+        if result.is_err() {
+            self.failures.fetch_add(1, Ordering::Relaxed);
         }
+        result
+    }
+
+    /// Queries that failed so far (any error: unreachable, timeout, refused statement).
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
     }
 
     /// Runs `sql` (with `?` placeholders) once with `params`; for the broker's own

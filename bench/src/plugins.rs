@@ -56,6 +56,11 @@ const VARIANTS: [(&str, Option<(&str, &str)>); 3] = [
 /// allows what no plugin decides (the default, deny, would refuse every benchmark topic).
 const ACL_NOMATCH: &str = "acl_nomatch = \"allow\"\n";
 
+/// Every Wasmq here runs only the plugins of its folder: the built-in default policy
+/// (`acl-sql`, authentication and authorization against a database) would be measured
+/// with them, and "no plugin" would not be none.
+const NO_BUILTIN: &str = "builtin = []\n";
+
 /// The broker's own log at info for the plugin folder (`plugin loaded ... load_ms=`).
 const RUST_LOG: &str = "warn,wasmq::plugins=info";
 
@@ -213,7 +218,7 @@ async fn throughput(
         };
         let plugins: Vec<(&str, &[u8])> = plugins.iter().map(|(n, w)| (*n, &w[..])).collect();
         let folder = plugin_folder(&dir.join(format!("{name}-plugins")), &plugins)?;
-        let section = suite::plugins_section(&folder, None, ACL_NOMATCH);
+        let section = suite::plugins_section(&folder, None, &format!("{NO_BUILTIN}{ACL_NOMATCH}"));
         let broker = suite::start_wasmq_with(&options.wasmq, dir, name, &section, RUST_LOG).await?;
         // The listener opens after the folder is loaded: the log says what loaded.
         let log = std::fs::read_to_string(dir.join(format!("{name}.log")))?;
@@ -295,7 +300,11 @@ async fn reload(
 ) -> anyhow::Result<Vec<ReloadSample>> {
     let name = "wasmq-reload";
     let folder = plugin_folder(&dir.join("reload-plugins"), &[("acl", stamp)])?;
-    let config = suite::wasmq_config(dir, name, &suite::plugins_section(&folder, None, ""))?;
+    let config = suite::wasmq_config(
+        dir,
+        name,
+        &suite::plugins_section(&folder, None, NO_BUILTIN),
+    )?;
     let addr: SocketAddr = ([127, 0, 0, 1], suite::free_port()?).into();
     let mut child = suite::wasmq_command(&options.wasmq, dir, name, &config, addr, RUST_LOG)?
         .stdout(Stdio::piped())
@@ -395,13 +404,17 @@ async fn start_times(
     )?;
     let none = plugin_folder(&dir.join("start-empty"), &[])?;
     let cache = dir.join("start-cache");
-    let cached = suite::plugins_section(&examples, Some(&cache), ACL_NOMATCH);
+    let cached = suite::plugins_section(
+        &examples,
+        Some(&cache),
+        &format!("{NO_BUILTIN}{ACL_NOMATCH}"),
+    );
     let cases = [
         ("cold cache", cached.clone()),
         ("warm cache", cached),
         (
             "no plugin",
-            suite::plugins_section(&none, None, ACL_NOMATCH),
+            suite::plugins_section(&none, None, &format!("{NO_BUILTIN}{ACL_NOMATCH}")),
         ),
     ];
     // Fill the cache once, so the first warm start is warm whatever the order.

@@ -22,6 +22,68 @@ use crate::database::{Database, QueryError, Statement, Value};
 /// A plugin must not be able to flood the broker's log with one call.
 const LOG_LINE_BYTES_MAX: usize = 4096;
 
+/// Log lines (the `log` import and stdout/stderr together) one instance may write per
+/// second; more are dropped, and the number dropped is logged once the next second
+/// starts. A plugin that logs on every message must not be able to flood the log, or
+/// slow the broker down with it.
+const LOG_LINES_PER_SEC: u32 = 100;
+
+/// One instance's log rate limit, shared by its `log` import and its stdout/stderr.
+pub(crate) struct LogBudget {
+    plugin: Arc<str>,
+    window: parking_lot::Mutex<LogWindow>,
+}
+
+struct LogWindow {
+    start: Instant,
+    lines: u32,
+    dropped: u64,
+}
+
+impl LogBudget {
+    fn new(plugin: Arc<str>) -> Self {
+        LogBudget {
+            plugin,
+            window: parking_lot::Mutex::new(LogWindow {
+                start: Instant::now(),
+                lines: 0,
+                dropped: 0,
+            }),
+        }
+    }
+
+    /// Whether one more line may be logged now.
+    fn admit(&self) -> bool {
+        self.admit_at(Instant::now())
+    }
+
+    fn admit_at(&self, now: Instant) -> bool {
+        let mut w = self.window.lock();
+        if now.saturating_duration_since(w.start) >= Duration::from_secs(1) {
+            if w.dropped > 0 {
+                tracing::warn!(
+                    target: "wasmq::plugin",
+                    plugin = &*self.plugin,
+                    dropped = w.dropped,
+                    "plugin log lines dropped: more than {LOG_LINES_PER_SEC} a second"
+                );
+            }
+            *w = LogWindow {
+                start: now,
+                lines: 0,
+                dropped: 0,
+            };
+        }
+        if w.lines < LOG_LINES_PER_SEC {
+            w.lines += 1;
+            true
+        } else {
+            w.dropped += 1;
+            false
+        }
+    }
+}
+
 /// What every instance of one plugin shares: who it is and what it may do.
 #[derive(Debug)]
 pub(crate) struct PluginIdentity {
@@ -50,20 +112,24 @@ pub(crate) struct HostState {
     /// given back: the deadline callback turns it into ticks, so a slow database
     /// is not a plugin timeout (the database has its own statement timeout).
     pub sql_waited: Duration,
+    log_budget: Arc<LogBudget>,
 }
 
 impl HostState {
     pub fn new(identity: Arc<PluginIdentity>, memory_bytes_max: usize) -> Self {
         // Nothing granted: no preopened directory, no environment, no
         // arguments, no network, stdin closed. stdout/stderr go to the log.
+        let log_budget = Arc::new(LogBudget::new(identity.name.clone()));
         let wasi = WasiCtx::builder()
             .stdout(LogStream {
                 plugin: identity.name.clone(),
                 stream: "stdout",
+                budget: log_budget.clone(),
             })
             .stderr(LogStream {
                 plugin: identity.name.clone(),
                 stream: "stderr",
+                budget: log_budget.clone(),
             })
             .allow_tcp(false)
             .allow_udp(false)
@@ -78,6 +144,7 @@ impl HostState {
                 exceeded: false,
             },
             sql_waited: Duration::ZERO,
+            log_budget,
         }
     }
 }
@@ -139,6 +206,9 @@ impl types::Host for HostState {}
 
 impl log::Host for HostState {
     fn log(&mut self, level: log::Level, message: String) {
+        if !self.log_budget.admit() {
+            return;
+        }
         let plugin = &*self.identity.name;
         let message = truncate(&message);
         match level {
@@ -240,6 +310,7 @@ impl From<Value> for sql::SqlValue {
 struct LogStream {
     plugin: Arc<str>,
     stream: &'static str,
+    budget: Arc<LogBudget>,
 }
 
 impl IsTerminal for LogStream {
@@ -250,11 +321,19 @@ impl IsTerminal for LogStream {
 
 impl StdoutStream for LogStream {
     fn p2_stream(&self) -> Box<dyn OutputStream> {
-        Box::new(LineLogger::new(self.plugin.clone(), self.stream))
+        Box::new(LineLogger::new(
+            self.plugin.clone(),
+            self.stream,
+            self.budget.clone(),
+        ))
     }
 
     fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
-        Box::new(LineLogger::new(self.plugin.clone(), self.stream))
+        Box::new(LineLogger::new(
+            self.plugin.clone(),
+            self.stream,
+            self.budget.clone(),
+        ))
     }
 }
 
@@ -263,14 +342,16 @@ struct LineLogger {
     plugin: Arc<str>,
     stream: &'static str,
     line: Vec<u8>,
+    budget: Arc<LogBudget>,
 }
 
 impl LineLogger {
-    fn new(plugin: Arc<str>, stream: &'static str) -> Self {
+    fn new(plugin: Arc<str>, stream: &'static str, budget: Arc<LogBudget>) -> Self {
         LineLogger {
             plugin,
             stream,
             line: Vec::new(),
+            budget,
         }
     }
 
@@ -296,6 +377,10 @@ impl LineLogger {
     }
 
     fn emit(&mut self) {
+        if !self.budget.admit() {
+            self.line.clear();
+            return;
+        }
         let text = String::from_utf8_lossy(&self.line);
         let plugin = &*self.plugin;
         if self.stream == "stderr" {
@@ -351,5 +436,24 @@ impl tokio::io::AsyncWrite for LineLogger {
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_budget_admits_a_second_s_worth_then_drops_until_the_next_second() {
+        let budget = LogBudget::new(Arc::from("p"));
+        let start = budget.window.lock().start;
+        let admitted = (0..LOG_LINES_PER_SEC * 3)
+            .filter(|_| budget.admit_at(start))
+            .count();
+        assert_eq!(admitted, LOG_LINES_PER_SEC as usize);
+        assert_eq!(budget.window.lock().dropped, 2 * LOG_LINES_PER_SEC as u64);
+        let later = start + Duration::from_millis(1001);
+        assert!(budget.admit_at(later), "a new second, a new budget");
+        assert_eq!(budget.window.lock().dropped, 0);
     }
 }

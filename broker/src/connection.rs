@@ -761,12 +761,20 @@ impl Connection {
         if let Some(allowed) = self.authz_cache.get(generation, action, topic, qos, retain) {
             return allowed;
         }
-        let allowed = hooks
-            .authorize(&self.client, action, topic, qos, retain)
+        let answer = hooks
+            .authorization(&self.client, action, topic, qos, retain)
             .await;
-        self.authz_cache
-            .insert(generation, action, topic.clone(), qos, retain, allowed);
-        allowed
+        if answer.cacheable {
+            self.authz_cache.insert(
+                generation,
+                action,
+                topic.clone(),
+                qos,
+                retain,
+                answer.allowed,
+            );
+        }
+        answer.allowed
     }
 
     async fn on_subscribe(&mut self, subscribe: Subscribe) -> Result<(), Close> {

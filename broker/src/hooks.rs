@@ -66,6 +66,17 @@ pub enum Transformed {
     Drop,
 }
 
+/// The answer to PUBLISH or SUBSCRIBE, with whether the broker may remember it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Authorization {
+    /// Whether the request is allowed.
+    pub allowed: bool,
+    /// Whether the answer may be cached. False when it was made blind (the database
+    /// failed, or a plugin faulted, so the answer is the fail-closed deny): remembering
+    /// it would keep denying after the failure is over.
+    pub cacheable: bool,
+}
+
 /// Policy hooks. Implementations must be cheap to call concurrently; the broker calls
 /// them from every connection task.
 pub trait Hooks: Send + Sync {
@@ -86,6 +97,24 @@ pub trait Hooks: Send + Sync {
         qos: QoS,
         retain: bool,
     ) -> BoxFuture<'a, bool>;
+
+    /// [`Hooks::authorize`], saying whether the answer may be cached (what the broker
+    /// calls). By default every answer may be.
+    fn authorization<'a>(
+        &'a self,
+        client: &'a ClientInfo,
+        action: Action,
+        topic: &'a str,
+        qos: QoS,
+        retain: bool,
+    ) -> BoxFuture<'a, Authorization> {
+        Box::pin(async move {
+            Authorization {
+                allowed: self.authorize(client, action, topic, qos, retain).await,
+                cacheable: true,
+            }
+        })
+    }
 
     /// Transforms a PUBLISH before it is routed.
     fn transform<'a>(

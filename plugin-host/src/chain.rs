@@ -105,6 +105,7 @@ impl PluginSet {
     ) -> Decision {
         self.authorize_counted(&client.into(), action, topic, qos, retain, None)
             .await
+            .decision
     }
 
     /// [`PluginSet::authorize`] for a client converted once ([`PreparedClient`]).
@@ -116,6 +117,21 @@ impl PluginSet {
         qos: u8,
         retain: bool,
     ) -> Decision {
+        self.authorize_counted(client, action, topic, qos, retain, None)
+            .await
+            .decision
+    }
+
+    /// [`PluginSet::authorize_prepared`], saying whether a plugin faulted (then the
+    /// decision is the fail-closed deny, and not worth remembering).
+    pub async fn authorize_outcome(
+        &self,
+        client: &PreparedClient,
+        action: Action,
+        topic: &str,
+        qos: u8,
+        retain: bool,
+    ) -> AuthzOutcome {
         self.authorize_counted(client, action, topic, qos, retain, None)
             .await
     }
@@ -167,11 +183,15 @@ impl PluginSet {
         qos: u8,
         retain: bool,
         counters: Option<&ChainCounters>,
-    ) -> Decision {
+    ) -> AuthzOutcome {
+        let decided = |decision| AuthzOutcome {
+            decision,
+            faulted: false,
+        };
         // A plain loop with `continue` rather than a `filter` iterator held
         // across `.await`: that keeps the future `Send`.
         if !self.hooks.authz {
-            return Decision::Ignore;
+            return decided(Decision::Ignore);
         }
         for plugin in &self.plugins {
             if !plugin.hooks().authz {
@@ -182,17 +202,20 @@ impl PluginSet {
                 .await
             {
                 Ok(Decision::Ignore) => continue,
-                Ok(decision) => return decision,
+                Ok(decision) => return decided(decision),
                 Err(_) => {
                     // Already logged and counted by the plugin; fail closed.
                     if let Some(c) = counters {
                         c.failed_closed.fetch_add(1, Ordering::Relaxed);
                     }
-                    return Decision::Deny;
+                    return AuthzOutcome {
+                        decision: Decision::Deny,
+                        faulted: true,
+                    };
                 }
             }
         }
-        Decision::Ignore
+        decided(Decision::Ignore)
     }
 
     /// Takes the message by value: it is moved, not copied, into the record
@@ -256,6 +279,16 @@ pub struct ChainStats {
     pub transform_faults: u64,
     /// Plugin-set swaps.
     pub swaps: u64,
+}
+
+/// An authorization chain's answer, and whether it is the fail-closed deny of a
+/// plugin that faulted (a trap, a timeout, a memory limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthzOutcome {
+    /// The decision.
+    pub decision: Decision,
+    /// Whether a plugin faulted (then `decision` is `Deny`).
+    pub faulted: bool,
 }
 
 /// On a cache line of its own: every chain run writes one, and `Chain::current`
@@ -345,6 +378,7 @@ impl Chain {
         let set = self.current.load_full();
         set.authorize_counted(client, action, topic, qos, retain, Some(&self.counters))
             .await
+            .decision
     }
 
     /// Runs the transform chain on the current set.

@@ -54,7 +54,7 @@ pub mod types;
 
 pub use bindings::PreparedClient;
 pub use cache::CacheStats;
-pub use chain::{Chain, ChainStats, PluginSet};
+pub use chain::{AuthzOutcome, Chain, ChainStats, PluginSet};
 pub use check::{CONTRACT_VERSION, Report};
 pub use database::{Backend, Database, DatabaseConfig, QueryError, SchemaReport};
 pub use error::{Fault, HostError, LoadError};

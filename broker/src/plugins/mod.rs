@@ -77,14 +77,14 @@ impl Plugins {
         config: &PluginsConfig,
         database: Option<Arc<Database>>,
     ) -> anyhow::Result<Plugins> {
-        let folder = PluginFolder::open(config, database)?;
+        let folder = PluginFolder::open(config, database.clone())?;
         folder.load_all().await?;
         let watch = if config.watch {
             Some(folder.watch()?)
         } else {
             None
         };
-        let policy = Arc::new(PluginPolicy::new(folder.live(), config));
+        let policy = Arc::new(PluginPolicy::new(folder.live(), config, database));
         Ok(Plugins {
             folder,
             policy,

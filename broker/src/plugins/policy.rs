@@ -12,23 +12,37 @@ use wasmq_plugin_host as host;
 
 use super::LiveChain;
 use crate::config::{AclNomatch, AllowAnonymous, PluginsConfig};
-use crate::hooks::{Action, AuthDecision, BoxFuture, ClientInfo, Hooks, Transformed};
+use crate::hooks::{
+    Action, AuthDecision, Authorization, BoxFuture, ClientInfo, Hooks, Transformed,
+};
 
 /// Policy from the plugin folder's current chain.
 pub struct PluginPolicy {
     chain: Arc<LiveChain>,
     acl_nomatch: AclNomatch,
     allow_anonymous: AllowAnonymous,
+    /// The database plugins reach, watched for failed queries during a decision.
+    database: Option<Arc<host::Database>>,
 }
 
 impl PluginPolicy {
-    /// A policy over `chain` with the broker's fallbacks from `config`.
-    pub fn new(chain: Arc<LiveChain>, config: &PluginsConfig) -> PluginPolicy {
+    /// A policy over `chain` with the broker's fallbacks from `config`; `database` is
+    /// the one plugins granted `sql` use (decisions made while it fails are not cached).
+    pub fn new(
+        chain: Arc<LiveChain>,
+        config: &PluginsConfig,
+        database: Option<Arc<host::Database>>,
+    ) -> PluginPolicy {
         PluginPolicy {
             chain,
             acl_nomatch: config.acl_nomatch,
             allow_anonymous: config.allow_anonymous,
+            database,
         }
+    }
+
+    fn database_failures(&self) -> u64 {
+        self.database.as_ref().map_or(0, |db| db.failures())
     }
 }
 
@@ -140,24 +154,51 @@ impl Hooks for PluginPolicy {
         retain: bool,
     ) -> BoxFuture<'a, bool> {
         Box::pin(async move {
+            self.authorization(client, action, topic, qos, retain)
+                .await
+                .allowed
+        })
+    }
+
+    fn authorization<'a>(
+        &'a self,
+        client: &'a ClientInfo,
+        action: Action,
+        topic: &'a str,
+        qos: QoS,
+        retain: bool,
+    ) -> BoxFuture<'a, Authorization> {
+        Box::pin(async move {
             let set = self.chain.chain.current();
             // With no authorization plugin there is no policy to apply: allow, as a
             // broker with no plugin does. `acl_nomatch` is for when plugins exist and
             // none of them decides.
             if !set.hooks().authz {
-                return true;
+                return Authorization {
+                    allowed: true,
+                    cacheable: true,
+                };
             }
             let action = match action {
                 Action::Publish => host::Action::Publish,
                 Action::Subscribe => host::Action::Subscribe,
             };
-            match set
-                .authorize_prepared(prepared(client), action, topic, qos as u8, retain)
-                .await
-            {
+            // A query that failed while this decision was made (this one's, or, more
+            // rarely, another connection's at the same moment) makes it blind: the
+            // plugin failed closed. Not cached, so the next request asks again.
+            let failures_before = self.database_failures();
+            let outcome = set
+                .authorize_outcome(prepared(client), action, topic, qos as u8, retain)
+                .await;
+            let blind = outcome.faulted || self.database_failures() != failures_before;
+            let allowed = match outcome.decision {
                 host::Decision::Allow => true,
                 host::Decision::Deny => false,
                 host::Decision::Ignore => self.acl_nomatch == AclNomatch::Allow,
+            };
+            Authorization {
+                allowed,
+                cacheable: !blind,
             }
         })
     }

@@ -117,7 +117,7 @@ impl PluginSet {
         qos: u8,
         retain: bool,
     ) -> Decision {
-        self.authorize_counted(client, action, topic, qos, retain, None)
+        self.authorize_outcome(client, action, topic, qos, retain)
             .await
             .decision
     }

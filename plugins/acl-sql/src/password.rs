@@ -198,6 +198,26 @@ impl Scheme {
     }
 }
 
+/// The digest's input: the password with the salt where `place` says.
+fn salted(place: Salt, password: &[u8], salt: &[u8]) -> Vec<u8> {
+    match place {
+        Salt::None => password.to_vec(),
+        Salt::Prefix => [salt, password].concat(),
+        Salt::Suffix => [password, salt].concat(),
+    }
+}
+
+/// `input`'s digest in lowercase hex; `None` for `plain` (no digest).
+fn hex_digest(algo: Algo, input: &[u8]) -> Option<String> {
+    Some(match algo {
+        Algo::Plain => return None,
+        Algo::Md5 => hex::encode(md5::Md5::digest(input)),
+        Algo::Sha1 => hex::encode(sha1::Sha1::digest(input)),
+        Algo::Sha256 => hex::encode(sha2::Sha256::digest(input)),
+        Algo::Sha512 => hex::encode(sha2::Sha512::digest(input)),
+    })
+}
+
 /// The stored form of `password` under `scheme`, with `salt` where the scheme
 /// uses one: what `wasmq user add` writes into `mqtt_user.password`, and by
 /// construction what [`verify`] accepts. bcrypt makes its own salt (at `cost`)
@@ -210,19 +230,12 @@ pub fn hash(
 ) -> Result<String, String> {
     match scheme {
         Scheme::Digest(algo, place) => {
-            let input = match place {
-                Salt::None => password.to_vec(),
-                Salt::Prefix => [salt, password].concat(),
-                Salt::Suffix => [password, salt].concat(),
-            };
-            Ok(match algo {
-                Algo::Plain => String::from_utf8(input)
-                    .map_err(|_| "a plain password must be UTF-8".to_string())?,
-                Algo::Md5 => hex::encode(md5::Md5::digest(&input)),
-                Algo::Sha1 => hex::encode(sha1::Sha1::digest(&input)),
-                Algo::Sha256 => hex::encode(sha2::Sha256::digest(&input)),
-                Algo::Sha512 => hex::encode(sha2::Sha512::digest(&input)),
-            })
+            let input = salted(place, password, salt);
+            match hex_digest(algo, &input) {
+                Some(digest) => Ok(digest),
+                None => String::from_utf8(input)
+                    .map_err(|_| "a plain password must be UTF-8".to_string()),
+            }
         }
         Scheme::Bcrypt => bcrypt::hash(password, bcrypt_cost).map_err(|e| e.to_string()),
         Scheme::Pbkdf2(p) => {
@@ -248,17 +261,9 @@ pub fn uses_salt(scheme: Scheme) -> bool {
 pub fn verify(scheme: Scheme, password: &[u8], hash: &[u8], salt: &[u8]) -> bool {
     match scheme {
         Scheme::Digest(algo, place) => {
-            let input = match place {
-                Salt::None => password.to_vec(),
-                Salt::Prefix => [salt, password].concat(),
-                Salt::Suffix => [password, salt].concat(),
-            };
-            let computed = match algo {
-                Algo::Plain => return ct_eq(&input, hash),
-                Algo::Md5 => hex::encode(md5::Md5::digest(&input)),
-                Algo::Sha1 => hex::encode(sha1::Sha1::digest(&input)),
-                Algo::Sha256 => hex::encode(sha2::Sha256::digest(&input)),
-                Algo::Sha512 => hex::encode(sha2::Sha512::digest(&input)),
+            let input = salted(place, password, salt);
+            let Some(computed) = hex_digest(algo, &input) else {
+                return ct_eq(&input, hash); // plain
             };
             ct_eq(computed.as_bytes(), &hash.to_ascii_lowercase())
         }

@@ -166,9 +166,23 @@ pub struct PluginsConfig {
     pub acl_nomatch: AclNomatch,
     /// Whether a client no authentication plugin decides about may connect.
     pub allow_anonymous: AllowAnonymous,
+    /// What happens to a client whose PUBLISH or SUBSCRIBE is denied.
+    pub deny_action: DenyAction,
     /// Built-in plugins loaded beside the folder's (a `NAME.wasm` in the folder replaces
     /// the built-in of that name; a `NAME.toml` alone configures it).
     pub builtin: Vec<String>,
+}
+
+/// What the broker does, beyond the deny itself, to a client whose PUBLISH or SUBSCRIBE
+/// is denied (EMQX's `acl_deny_action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DenyAction {
+    /// Nothing: a QoS 0 publish is dropped, QoS 1/2 get 0x87 (v5) or a plain ack (v3.1.1),
+    /// a subscription gets 0x87 (v5) / 0x80 (v3.1.1).
+    Ignore,
+    /// Close the connection (v5: DISCONNECT 0x87 first); the will is published.
+    Disconnect,
 }
 
 /// Who may connect without an authentication plugin saying yes: `true`, `false`, or
@@ -241,6 +255,7 @@ impl Default for PluginsConfig {
             debounce_ms: 50,
             acl_nomatch: AclNomatch::Deny,
             allow_anonymous: AllowAnonymous::Loopback,
+            deny_action: DenyAction::Ignore,
             builtin: vec!["acl-sql".to_string()],
         }
     }

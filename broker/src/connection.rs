@@ -27,6 +27,7 @@ use wasmq_codec::{
 
 use crate::authz_cache::AuthzCache;
 use crate::broker::Broker;
+use crate::config::DenyAction;
 use crate::hooks::{Action, AuthDecision, ClientInfo, Transformed};
 use crate::message::{Delivery, Message};
 use crate::metrics::Metrics;
@@ -717,6 +718,7 @@ impl Connection {
             .await
         {
             debug!(topic = %publish.topic, "publish not authorized");
+            self.on_denied("publish", &publish.topic)?;
             return Ok(ReasonCode::NOT_AUTHORIZED);
         }
         // Borrowed, not cloned: an `Arc` clone per PUBLISH is a shared counter that
@@ -743,6 +745,17 @@ impl Connection {
         } else {
             ReasonCode::SUCCESS
         })
+    }
+
+    /// `[plugins] deny_action = "disconnect"`: a denied request closes the connection.
+    fn on_denied(&self, what: &str, topic: &str) -> Result<(), Close> {
+        match self.broker.config.plugins.deny_action {
+            DenyAction::Ignore => Ok(()),
+            DenyAction::Disconnect => Err(Close::protocol(
+                ReasonCode::NOT_AUTHORIZED,
+                format!("{what} to {topic:?} not authorized (deny_action = \"disconnect\")"),
+            )),
+        }
     }
 
     /// Asks the hooks (through this connection's decision cache) whether the client may
@@ -805,6 +818,7 @@ impl Connection {
                 )
                 .await
             {
+                self.on_denied("subscription", &filter.filter_bytes())?;
                 codes.push(ReasonCode::NOT_AUTHORIZED);
                 continue;
             }

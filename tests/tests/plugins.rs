@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use wasmq::config::{AclNomatch, PluginsConfig};
+use wasmq::config::{AclNomatch, DenyAction, PluginsConfig};
 use wasmq::plugins::Plugins;
 use wasmq_codec::{Packet, Protocol, QoS, ReasonCode};
 use wasmq_plugin_artifacts as artifacts;
@@ -20,6 +20,10 @@ struct Setup {
 }
 
 async fn start(acl_nomatch: AclNomatch) -> Setup {
+    start_with(acl_nomatch, DenyAction::Ignore).await
+}
+
+async fn start_with(acl_nomatch: AclNomatch, deny_action: DenyAction) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let config = PluginsConfig {
         dir: dir.path().join("plugins"),
@@ -30,7 +34,11 @@ async fn start(acl_nomatch: AclNomatch) -> Setup {
         ..PluginsConfig::default()
     };
     let plugins = Plugins::start(&config).await.expect("plugin folder starts");
-    let broker = TestBroker::start_with_hooks(|_| {}, Some(plugins.hooks())).await;
+    let broker = TestBroker::start_with_hooks(
+        |c| c.plugins.deny_action = deny_action,
+        Some(plugins.hooks()),
+    )
+    .await;
     Setup {
         broker,
         plugins,
@@ -175,6 +183,37 @@ async fn acl_nomatch_deny_refuses_what_no_plugin_allows() {
     );
     let suback = admin.subscribe_qos("elsewhere", QoS::AtMostOnce).await;
     assert_eq!(suback.reason_codes, vec![ReasonCode::NOT_AUTHORIZED]);
+}
+
+#[tokio::test]
+async fn deny_action_disconnect_closes_the_connection_of_a_denied_client() {
+    let setup = start_with(AclNomatch::Deny, DenyAction::Disconnect).await;
+    setup.deploy("acl", artifacts::READONLY_ACL, None).await;
+    wait_for("the ACL plugin to load", || setup.loads() == 1).await;
+    let addr = setup.broker.addr;
+    for protocol in [Protocol::V5, Protocol::V311] {
+        // Allowed requests keep the connection.
+        let mut admin = RawClient::connected(addr, protocol, "admin-1").await;
+        let code = publish_qos1(&mut admin, "readonly/a", 1).await;
+        assert!(code.0 < 0x80, "{protocol:?}: {code:?}");
+        // A denied publish closes it (v5: DISCONNECT 0x87 first).
+        let mut user = RawClient::connected(addr, protocol, "user-1").await;
+        let publish = publish_packet("readonly/a", b"x", QoS::AtLeastOnce, false, 1);
+        user.send(Packet::Publish(publish)).await.unwrap();
+        user.expect_closed(ReasonCode::NOT_AUTHORIZED).await;
+        // So does a denied subscription.
+        let mut user = RawClient::connected(addr, protocol, "user-2").await;
+        let subscribe = wasmq_codec::Subscribe {
+            packet_id: 1,
+            filters: vec![(
+                "elsewhere".into(),
+                wasmq_codec::SubscriptionOptions::qos(QoS::AtMostOnce),
+            )],
+            properties: Default::default(),
+        };
+        user.send(Packet::Subscribe(subscribe)).await.unwrap();
+        user.expect_closed(ReasonCode::NOT_AUTHORIZED).await;
+    }
 }
 
 #[tokio::test]

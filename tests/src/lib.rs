@@ -338,3 +338,24 @@ pub fn init_logs() {
         .with_test_writer()
         .try_init();
 }
+
+/// Runs each `async fn NAME(protocol: Protocol)` of the calling file as two tests,
+/// `v3::NAME` (MQTT 3.1.1) and `v5::NAME`, so a failure names its version. The file
+/// must have `Protocol` in scope.
+#[macro_export]
+macro_rules! both_versions {
+    ($($name:ident),* $(,)?) => {
+        mod v3 {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Protocol::V311).await
+            })*
+        }
+        mod v5 {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Protocol::V5).await
+            })*
+        }
+    };
+}

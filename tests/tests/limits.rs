@@ -86,14 +86,7 @@ async fn the_retained_store_is_bounded(protocol: Protocol) {
     assert_eq!(retained, expected, "r/3 did not fit; replacing r/1 did");
 }
 
-macro_rules! both_versions {
-    ($($name:ident),*) => {
-        mod v3 { $( #[tokio::test] async fn $name() { super::$name(wasmq_codec::Protocol::V311).await } )* }
-        mod v5 { $( #[tokio::test] async fn $name() { super::$name(wasmq_codec::Protocol::V5).await } )* }
-    };
-}
-
-both_versions!(
+wasmq_tests::both_versions!(
     subscriptions_beyond_the_quota_are_refused_per_filter,
     the_retained_store_is_bounded
 );

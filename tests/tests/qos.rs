@@ -9,25 +9,7 @@ use tokio::sync::mpsc;
 use wasmq_tests::codec::{Packet, Protocol, PubAckBody, Publish, QoS, ReasonCode};
 use wasmq_tests::{RawClient, TestBroker, WAIT, connect_packet, publish_packet};
 
-/// Generates a `v3::<name>` and a `v5::<name>` test calling `<name>(protocol)`.
-macro_rules! both_versions {
-    ($($name:ident),* $(,)?) => {
-        mod v3 {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Protocol::V311).await
-            })*
-        }
-        mod v5 {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Protocol::V5).await
-            })*
-        }
-    };
-}
-
-both_versions!(
+wasmq_tests::both_versions!(
     delivered_at_the_lower_of_publish_and_subscription_qos,
     publisher_side_acknowledgements,
     subscriber_side_qos1_and_qos2_flows,

@@ -9,25 +9,7 @@ use std::time::Duration;
 use wasmq_tests::codec::{Packet, Protocol, PubAckBody, Publish, QoS};
 use wasmq_tests::{RawClient, TestBroker, publish_packet};
 
-/// Generates a `v3::<name>` and a `v5::<name>` test calling `<name>(protocol)`.
-macro_rules! both_versions {
-    ($($name:ident),* $(,)?) => {
-        mod v3 {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Protocol::V311).await
-            })*
-        }
-        mod v5 {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Protocol::V5).await
-            })*
-        }
-    };
-}
-
-both_versions!(
+wasmq_tests::both_versions!(
     retained_message_is_delivered_on_subscribe,
     retained_message_is_replaced,
     empty_payload_clears_the_retained_message,

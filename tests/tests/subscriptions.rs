@@ -13,25 +13,7 @@ use wasmq_tests::codec::{
 };
 use wasmq_tests::{RawClient, TestBroker, WAIT, connect_packet, publish_packet};
 
-/// Generates a `v3::<name>` and a `v5::<name>` test calling `<name>(protocol)`.
-macro_rules! both_versions {
-    ($($name:ident),* $(,)?) => {
-        mod v3 {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Protocol::V311).await
-            })*
-        }
-        mod v5 {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Protocol::V5).await
-            })*
-        }
-    };
-}
-
-both_versions!(
+wasmq_tests::both_versions!(
     single_and_multi_level_wildcards,
     dollar_topics_are_not_matched_by_leading_wildcards,
     overlapping_subscriptions_deliver_one_copy_at_the_highest_qos,

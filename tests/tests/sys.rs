@@ -7,25 +7,7 @@ use std::time::Duration;
 use wasmq_tests::codec::{Packet, Protocol, QoS};
 use wasmq_tests::{RawClient, TestBroker, publish_packet};
 
-/// Generates a `v3::<name>` and a `v5::<name>` test calling `<name>(protocol)`.
-macro_rules! both_versions {
-    ($($name:ident),* $(,)?) => {
-        mod v3 {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Protocol::V311).await
-            })*
-        }
-        mod v5 {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Protocol::V5).await
-            })*
-        }
-    };
-}
-
-both_versions!(sys_topics_are_published_with_plausible_values);
+wasmq_tests::both_versions!(sys_topics_are_published_with_plausible_values);
 
 const COUNTERS: [&str; 5] = [
     "$SYS/broker/clients/connected",

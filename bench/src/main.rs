@@ -10,10 +10,13 @@
 //! - `plugins`: the plugin benchmarks (throughput with a transform or an authorization
 //!   plugin, hot-reload time, start time with the compiled-component cache cold and warm)
 //!   and BENCHMARKS.md's Plugins section.
+//! - `acl`: the default auth/ACL plugin (decisions per second per database, cache hit and
+//!   miss; publish throughput with it on and off) and its BENCHMARKS.md section.
 //!
 //! `wasmq-bench run` drives one scenario against any broker (for profiling);
-//! `wasmq-bench suite` and `wasmq-bench plugins` are what `scripts/bench` calls.
+//! `wasmq-bench suite`, `plugins` and `acl` are what `scripts/bench` calls.
 
+mod acl;
 mod client;
 mod plugins;
 mod scenario;
@@ -108,6 +111,29 @@ enum Cmd {
         #[arg(long)]
         quick: bool,
         /// The command line to quote in the report.
+        #[arg(long, default_value = "scripts/bench")]
+        command: String,
+    },
+    /// The default auth/ACL plugin: decisions per second on each database, cache hit and
+    /// miss, and publish throughput with it on and off; writes acl.json and its section.
+    Acl {
+        #[arg(long, default_value = "target/release/wasmq")]
+        wasmq: PathBuf,
+        #[arg(long, default_value = "/usr/sbin/mosquitto")]
+        mosquitto: PathBuf,
+        #[arg(long, default_value = "bench/results")]
+        out_dir: PathBuf,
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Tiny counts, one run of each: a smoke run.
+        #[arg(long)]
+        quick: bool,
+        /// Databases for the decisions (sqlite, mariadb, postgres), comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "sqlite,mariadb,postgres")]
+        databases: Vec<String>,
+        /// Decisions only, no end-to-end throughput.
+        #[arg(long)]
+        no_e2e: bool,
         #[arg(long, default_value = "scripts/bench")]
         command: String,
     },
@@ -228,6 +254,29 @@ fn main() -> anyhow::Result<()> {
                     quick,
                     command,
                     threads: cli.threads,
+                })
+                .await?;
+            }
+            Cmd::Acl {
+                wasmq,
+                mosquitto,
+                out_dir,
+                report,
+                quick,
+                databases,
+                no_e2e,
+                command,
+            } => {
+                acl::run_acl(acl::AclOptions {
+                    wasmq,
+                    mosquitto,
+                    out_dir,
+                    report,
+                    quick,
+                    command,
+                    threads: cli.threads,
+                    databases,
+                    no_e2e,
                 })
                 .await?;
             }

@@ -34,7 +34,7 @@ use wasmq::plugins::{PluginPolicy, Plugins, open_database};
 use wasmq_codec::{Packet, Protocol, Publish, QoS, ReasonCode};
 
 use crate::client::Client;
-use crate::scenario::{self, Scenario};
+use crate::scenario::Scenario;
 use crate::stats::{RunResult, new_histogram};
 use crate::suite::{self, BrokerProcess, Meta, Summary, median, rate, ratio};
 
@@ -644,23 +644,7 @@ async fn end_to_end(
         .into_iter()
         .filter(|s| SCENARIOS.contains(&s.name.as_str()))
         .collect();
-    let mut runs = Vec::new();
-    for scenario in &scenarios {
-        for rep in 0..scenario.repeats as usize {
-            // Rotate who goes first, so no broker always runs on a warmer machine.
-            for turn in 0..brokers.len() {
-                let broker = &brokers[(turn + rep) % brokers.len()];
-                let result = scenario::run(scenario, broker.name, broker.addr, Some(broker.pid()))
-                    .await
-                    .with_context(|| {
-                        format!("scenario {:?} against {}", scenario.name, broker.name)
-                    })?;
-                eprintln!("{}", crate::table_row(&result));
-                runs.push(result);
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
-        }
-    }
+    let runs = suite::run_in_turns(&scenarios, &brokers).await?;
     Ok((scenarios, runs))
 }
 

@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 use wasmq_codec::{Packet, Protocol, Publish, QoS, ReasonCode};
 
 use crate::client::Client;
-use crate::scenario::{self, Scenario};
+use crate::scenario::Scenario;
 use crate::stats::RunResult;
 use crate::suite::{self, BrokerProcess, Meta, Summary, median, rate, ratio};
 
@@ -240,23 +240,7 @@ async fn throughput(
         .into_iter()
         .filter(|s| SCENARIOS.contains(&s.name.as_str()))
         .collect();
-    let mut runs = Vec::new();
-    for scenario in &scenarios {
-        for rep in 0..scenario.repeats as usize {
-            // Rotate who goes first, so no variant always runs on a warmer machine.
-            for turn in 0..brokers.len() {
-                let broker = &brokers[(turn + rep) % brokers.len()];
-                let result = scenario::run(scenario, broker.name, broker.addr, Some(broker.pid()))
-                    .await
-                    .with_context(|| {
-                        format!("scenario {:?} against {}", scenario.name, broker.name)
-                    })?;
-                eprintln!("{}", crate::table_row(&result));
-                runs.push(result);
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
-        }
-    }
+    let runs = suite::run_in_turns(&scenarios, &brokers).await?;
     Ok((scenarios, runs))
 }
 

@@ -460,30 +460,9 @@ pub async fn run_suite(options: SuiteOptions) -> anyhow::Result<Vec<Summary>> {
                 .is_none_or(|o| s.name.contains(o.as_str()))
         })
         .collect();
-    let mut runs = Vec::new();
-    for scenario in &scenarios {
-        for rep in 0..scenario.repeats {
-            // Alternate which broker goes first, so neither always runs on a warmer machine.
-            let order = if rep % 2 == 0 {
-                [&wasmq, &mosquitto]
-            } else {
-                [&mosquitto, &wasmq]
-            };
-            for broker in order {
-                let result =
-                    scenario::run(scenario, broker.name, broker.addr, Some(broker.pid())).await;
-                let result = result.with_context(|| {
-                    format!("scenario {:?} against {}", scenario.name, broker.name)
-                })?;
-                eprintln!("{}", crate::table_row(&result));
-                runs.push(result);
-                // Let closed connections and queues settle before the next run.
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
-        }
-    }
-    drop(wasmq);
-    drop(mosquitto);
+    let brokers = [wasmq, mosquitto];
+    let runs = run_in_turns(&scenarios, &brokers).await?;
+    drop(brokers);
     meta.wall_s = started.elapsed().as_secs_f64();
     let summaries: Vec<Summary> = scenarios
         .iter()
@@ -507,6 +486,32 @@ pub async fn run_suite(options: SuiteOptions) -> anyhow::Result<Vec<Summary>> {
         })?;
     }
     Ok(summaries)
+}
+
+/// Runs every scenario against every broker, `repeats` rounds each, rotating who goes
+/// first each round so no broker always runs on a warmer machine.
+pub async fn run_in_turns(
+    scenarios: &[Scenario],
+    brokers: &[BrokerProcess],
+) -> anyhow::Result<Vec<RunResult>> {
+    let mut runs = Vec::new();
+    for scenario in scenarios {
+        for rep in 0..scenario.repeats as usize {
+            for turn in 0..brokers.len() {
+                let broker = &brokers[(turn + rep) % brokers.len()];
+                let result = scenario::run(scenario, broker.name, broker.addr, Some(broker.pid()))
+                    .await
+                    .with_context(|| {
+                        format!("scenario {:?} against {}", scenario.name, broker.name)
+                    })?;
+                eprintln!("{}", crate::table_row(&result));
+                runs.push(result);
+                // Let closed connections and queues settle before the next run.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    }
+    Ok(runs)
 }
 
 /// Replaces the part of the report between `markers`, keeping what was written around

@@ -40,6 +40,27 @@ const PULL_BATCH: usize = 64;
 /// Time given to a last DISCONNECT or CONNACK to leave before the socket is dropped.
 const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Bytes one read may take. An empty `BytesMut` offers `read_buf` only 64 bytes, a few
+/// small PUBLISHes per system call: reading that way halved the broker's throughput
+/// (pairs QoS 0: 1.97 M -> 0.87 M msg/s), the kernel's work per read dominating.
+const READ_CHUNK: usize = 8192;
+
+/// Reads what the socket has (at most about READ_CHUNK bytes) into `rbuf`, growing it
+/// first when little room is left. `None` when the readiness was spurious.
+fn read_chunk(
+    reader: &tokio::net::tcp::OwnedReadHalf,
+    rbuf: &mut BytesMut,
+) -> std::io::Result<Option<usize>> {
+    if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
+        rbuf.reserve(READ_CHUNK);
+    }
+    match reader.try_read_buf(rbuf) {
+        Ok(n) => Ok(Some(n)),
+        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
 /// Serves one accepted TCP connection until it closes.
 pub(crate) async fn serve(
     broker: Arc<Broker>,
@@ -141,7 +162,7 @@ async fn run(
     };
     if rbuf.is_empty() {
         // Let the handshake buffer go: an idle connection then holds no read buffer
-        // (the first read allocates one that grows to the traffic's needs).
+        // (`serve` gives it one of READ_CHUNK bytes when data arrives).
         rbuf = BytesMut::new();
     }
     let (mut reader, mut writer) = stream.into_split();
@@ -437,16 +458,28 @@ impl Connection {
                     Ok(n) => Metrics::add(&self.broker.metrics.bytes_sent, n as u64),
                     Err(error) => return error.into(),
                 },
-                read = reader.read_buf(&mut rbuf) => {
-                    match read {
-                        Ok(0) => return Close::Lost("closed by peer".into()),
-                        Ok(n) => Metrics::add(&self.broker.metrics.bytes_received, n as u64),
-                        Err(error) => return error.into(),
+                // Waiting for readiness rather than in `read_buf` holds no buffer while the
+                // connection is quiet; the buffer is sized when there is data to read.
+                ready = reader.readable() => {
+                    if let Err(error) = ready {
+                        return error.into();
                     }
+                    let n = match read_chunk(reader, &mut rbuf) {
+                        Ok(Some(0)) => return Close::Lost("closed by peer".into()),
+                        Ok(Some(n)) => n,
+                        Ok(None) => continue,
+                        Err(error) => return error.into(),
+                    };
+                    Metrics::add(&self.broker.metrics.bytes_received, n as u64);
                     match self.handle_buffered(&mut rbuf, limits.max_packet_size).await {
                         Ok(true) => last_packet = tokio::time::Instant::now(),
                         Ok(false) => {}
                         Err(close) => return close,
+                    }
+                    if rbuf.is_empty() && n < READ_CHUNK / 4 {
+                        // Light traffic: hold no buffer until the next packet. A busy
+                        // connection keeps its buffer from one read to the next.
+                        rbuf = BytesMut::new();
                     }
                 }
                 _ = self.session.wake.notified() => self.pending = true,

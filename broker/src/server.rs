@@ -16,6 +16,9 @@ use crate::config::Config;
 use crate::hooks::Hooks;
 use crate::{connection, sys};
 
+/// `accept`'s error when the process has no file descriptor left (Linux's EMFILE).
+const EMFILE: i32 = 24;
+
 /// A bound, not yet running, broker.
 pub struct Server {
     broker: Arc<Broker>,
@@ -67,6 +70,8 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         let slots = Arc::new(Semaphore::new(limits.max_connections));
         let mut connections = JoinSet::new();
+        // Failed accepts since the process ran out of file descriptors, while it is out.
+        let mut out_of_descriptors: Option<u64> = None;
         let _sys = (broker.config.sys.interval_secs > 0).then(|| {
             let interval = Duration::from_secs(broker.config.sys.interval_secs);
             AbortOnDrop(tokio::spawn(sys::run(broker.clone(), interval)))
@@ -82,12 +87,26 @@ impl Server {
                 }
                 accepted = listener.accept(), if slots.available_permits() > 0 => match accepted {
                     Ok((stream, peer)) => {
+                        if let Some(refused) = out_of_descriptors.take() {
+                            info!(retries = refused, "accepting connections again: file descriptors are free");
+                        }
                         let permit = slots.clone().try_acquire_owned().expect("a permit was available");
                         connections.spawn(connection::serve(broker.clone(), stream, peer, stop_rx.clone(), permit));
                     }
                     Err(e) => {
-                        if e.raw_os_error() == Some(24) {
-                            error!("cannot accept: out of file descriptors (raise the limit with ulimit -n)");
+                        if e.raw_os_error() == Some(EMFILE) {
+                            // Said once per episode (the retries below would say it 20 times
+                            // a second); the waiting clients stay in the listen backlog.
+                            let retries = out_of_descriptors.get_or_insert(0);
+                            if *retries == 0 {
+                                error!(
+                                    connections = connections.len(),
+                                    limit = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(0, |(soft, _)| soft),
+                                    "cannot accept: out of file descriptors; new clients wait until some \
+                                     close (raise the hard limit: ulimit -Hn, LimitNOFILE= in systemd)"
+                                );
+                            }
+                            *retries += 1;
                         } else {
                             warn!(error = %e, "accept failed");
                         }

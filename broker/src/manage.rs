@@ -8,7 +8,7 @@ use std::fmt;
 use std::path::Path;
 
 use anyhow::{Context, bail, ensure};
-use wasmq_acl_sql::password::{self, Pbkdf2, Scheme};
+use wasmq_acl_sql::password::{self, Scheme};
 use wasmq_plugin_host::Database;
 use wasmq_plugin_host::database::Value;
 
@@ -108,23 +108,16 @@ pub fn password_scheme(plugins_dir: &Path) -> anyhow::Result<Scheme> {
     let toml: toml::Table =
         toml::from_str(&text).with_context(|| format!("invalid {}", file.display()))?;
     let settings = toml.get("settings").and_then(|s| s.as_table());
+    // As the plugin reads them (through the host's `config`): strings as they are,
+    // other values as TOML writes them, empty as unset.
     let get = |key: &str| -> Option<String> {
-        settings.and_then(|s| s.get(key)).map(|v| match v {
+        let value = match settings?.get(key)? {
             toml::Value::String(s) => s.clone(),
             other => other.to_string(),
-        })
+        };
+        (!value.is_empty()).then_some(value)
     };
-    let defaults = Pbkdf2::default();
-    let pbkdf2 = Pbkdf2::from_parts(
-        &get("pbkdf2_macfun").unwrap_or_else(|| "sha256".into()),
-        &get("pbkdf2_iterations").unwrap_or_else(|| defaults.iterations.to_string()),
-        &get("pbkdf2_dklen").unwrap_or_else(|| defaults.dklen.to_string()),
-    )
-    .map_err(anyhow::Error::msg)?;
-    match get("password_hash") {
-        None => Ok(Scheme::default()),
-        Some(setting) => Scheme::parse(&setting, pbkdf2).map_err(anyhow::Error::msg),
-    }
+    Scheme::from_settings(get).map_err(anyhow::Error::msg)
 }
 
 /// bcrypt's cost for new hashes (EMQX's and the bcrypt crate's default).

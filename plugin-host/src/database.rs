@@ -25,9 +25,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlRow};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow, PgTypeInfo, Postgres};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow};
+use sqlx::mysql::{MySql, MySqlColumn, MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlRow};
+use sqlx::postgres::{
+    PgColumn, PgConnectOptions, PgPool, PgPoolOptions, PgRow, PgTypeInfo, Postgres,
+};
+use sqlx::sqlite::{SqliteColumn, SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow};
 use sqlx::{AssertSqlSafe, Column, Executor, Row, TypeInfo, ValueRef};
 
 /// The tables for each backend, EMQX 4.x's columns and types (`mqtt.sql` of
@@ -536,93 +538,96 @@ fn decode_err(index: usize, e: sqlx::Error) -> QueryError {
     QueryError::Database(format!("column {index}: {e}"))
 }
 
-fn sqlite_row(row: &SqliteRow) -> Result<Vec<Value>, QueryError> {
+/// How one backend turns a non-NULL column of a row into a [`Value`].
+type ColumnValue<R> =
+    fn(&R, usize, &<<R as Row>::Database as sqlx::Database>::Column) -> Result<Value, QueryError>;
+
+/// One row's values: NULL for a NULL column, else what `value` makes of the column
+/// (each backend maps its own column types; see [`sqlite_value`] and its siblings).
+fn row_values<R: Row>(row: &R, value: ColumnValue<R>) -> Result<Vec<Value>, QueryError>
+where
+    usize: sqlx::ColumnIndex<R>,
+{
     let mut values = Vec::with_capacity(row.columns().len());
     for (i, column) in row.columns().iter().enumerate() {
         let raw = row.try_get_raw(i).map_err(|e| decode_err(i, e))?;
-        if raw.is_null() {
-            values.push(Value::Null);
-            continue;
-        }
-        // SQLite is dynamically typed: the value's storage class decides, not the
-        // column's declared type.
-        let class = raw.type_info().name().to_string();
-        let value = match class.as_str() {
-            "INTEGER" | "BOOLEAN" => {
-                Value::Integer(row.try_get_unchecked(i).map_err(|e| decode_err(i, e))?)
-            }
-            "REAL" => Value::Real(row.try_get_unchecked(i).map_err(|e| decode_err(i, e))?),
-            "TEXT" => Value::Text(row.try_get_unchecked(i).map_err(|e| decode_err(i, e))?),
-            "BLOB" => Value::Blob(row.try_get_unchecked(i).map_err(|e| decode_err(i, e))?),
-            other => return Err(unconvertible(i, column.name(), other)),
-        };
-        values.push(value);
+        values.push(if raw.is_null() {
+            Value::Null
+        } else {
+            value(row, i, column)?
+        });
     }
     Ok(values)
+}
+
+fn sqlite_row(row: &SqliteRow) -> Result<Vec<Value>, QueryError> {
+    row_values(row, sqlite_value)
+}
+
+fn sqlite_value(row: &SqliteRow, i: usize, column: &SqliteColumn) -> Result<Value, QueryError> {
+    let raw = row.try_get_raw(i).map_err(|e| decode_err(i, e))?;
+    // SQLite is dynamically typed: the value's storage class decides, not the
+    // column's declared type.
+    let class = raw.type_info().name().to_string();
+    let get_err = |e| decode_err(i, e);
+    Ok(match class.as_str() {
+        "INTEGER" | "BOOLEAN" => Value::Integer(row.try_get_unchecked(i).map_err(get_err)?),
+        "REAL" => Value::Real(row.try_get_unchecked(i).map_err(get_err)?),
+        "TEXT" => Value::Text(row.try_get_unchecked(i).map_err(get_err)?),
+        "BLOB" => Value::Blob(row.try_get_unchecked(i).map_err(get_err)?),
+        other => return Err(unconvertible(i, column.name(), other)),
+    })
 }
 
 fn mysql_row(row: &MySqlRow) -> Result<Vec<Value>, QueryError> {
-    let mut values = Vec::with_capacity(row.columns().len());
-    for (i, column) in row.columns().iter().enumerate() {
-        let raw = row.try_get_raw(i).map_err(|e| decode_err(i, e))?;
-        if raw.is_null() {
-            values.push(Value::Null);
-            continue;
+    row_values(row, mysql_value)
+}
+
+fn mysql_value(row: &MySqlRow, i: usize, column: &MySqlColumn) -> Result<Value, QueryError> {
+    let get_err = |e| decode_err(i, e);
+    Ok(match column.type_info().name() {
+        "BOOLEAN" | "TINYINT" | "SMALLINT" | "MEDIUMINT" | "INT" | "BIGINT" | "YEAR" => {
+            Value::Integer(row.try_get_unchecked(i).map_err(get_err)?)
         }
-        let ty = column.type_info().name().to_string();
-        let value = match ty.as_str() {
-            "BOOLEAN" | "TINYINT" | "SMALLINT" | "MEDIUMINT" | "INT" | "BIGINT" | "YEAR" => {
-                Value::Integer(row.try_get_unchecked(i).map_err(|e| decode_err(i, e))?)
-            }
-            "TINYINT UNSIGNED" | "SMALLINT UNSIGNED" | "MEDIUMINT UNSIGNED" | "INT UNSIGNED"
-            | "BIGINT UNSIGNED" => {
-                let n: u64 = row.try_get_unchecked(i).map_err(|e| decode_err(i, e))?;
-                Value::Integer(i64::try_from(n).map_err(|_| {
-                    QueryError::Database(format!(
-                        "column {i}: {n} does not fit a signed 64-bit integer"
-                    ))
-                })?)
-            }
-            "FLOAT" | "DOUBLE" => {
-                Value::Real(row.try_get_unchecked(i).map_err(|e| decode_err(i, e))?)
-            }
-            "VARCHAR" | "CHAR" | "TEXT" | "TINYTEXT" | "MEDIUMTEXT" | "LONGTEXT" | "ENUM"
-            | "SET" => Value::Text(row.try_get_unchecked(i).map_err(|e| decode_err(i, e))?),
-            "VARBINARY" | "BINARY" | "BLOB" | "TINYBLOB" | "MEDIUMBLOB" | "LONGBLOB" => {
-                Value::Blob(row.try_get_unchecked(i).map_err(|e| decode_err(i, e))?)
-            }
-            other => return Err(unconvertible(i, column.name(), other)),
-        };
-        values.push(value);
-    }
-    Ok(values)
+        "TINYINT UNSIGNED" | "SMALLINT UNSIGNED" | "MEDIUMINT UNSIGNED" | "INT UNSIGNED"
+        | "BIGINT UNSIGNED" => {
+            let n: u64 = row.try_get_unchecked(i).map_err(get_err)?;
+            Value::Integer(i64::try_from(n).map_err(|_| {
+                QueryError::Database(format!(
+                    "column {i}: {n} does not fit a signed 64-bit integer"
+                ))
+            })?)
+        }
+        "FLOAT" | "DOUBLE" => Value::Real(row.try_get_unchecked(i).map_err(get_err)?),
+        "VARCHAR" | "CHAR" | "TEXT" | "TINYTEXT" | "MEDIUMTEXT" | "LONGTEXT" | "ENUM" | "SET" => {
+            Value::Text(row.try_get_unchecked(i).map_err(get_err)?)
+        }
+        "VARBINARY" | "BINARY" | "BLOB" | "TINYBLOB" | "MEDIUMBLOB" | "LONGBLOB" => {
+            Value::Blob(row.try_get_unchecked(i).map_err(get_err)?)
+        }
+        other => return Err(unconvertible(i, column.name(), other)),
+    })
 }
 
 fn pg_row(row: &PgRow) -> Result<Vec<Value>, QueryError> {
-    let mut values = Vec::with_capacity(row.columns().len());
-    for (i, column) in row.columns().iter().enumerate() {
-        let raw = row.try_get_raw(i).map_err(|e| decode_err(i, e))?;
-        if raw.is_null() {
-            values.push(Value::Null);
-            continue;
+    row_values(row, pg_value)
+}
+
+fn pg_value(row: &PgRow, i: usize, column: &PgColumn) -> Result<Value, QueryError> {
+    let get_err = |e| decode_err(i, e);
+    Ok(match column.type_info().name() {
+        "BOOL" => Value::Integer(row.try_get::<bool, _>(i).map_err(get_err)?.into()),
+        "INT2" => Value::Integer(row.try_get::<i16, _>(i).map_err(get_err)?.into()),
+        "INT4" => Value::Integer(row.try_get::<i32, _>(i).map_err(get_err)?.into()),
+        "INT8" => Value::Integer(row.try_get::<i64, _>(i).map_err(get_err)?),
+        "FLOAT4" => Value::Real(row.try_get::<f32, _>(i).map_err(get_err)?.into()),
+        "FLOAT8" => Value::Real(row.try_get::<f64, _>(i).map_err(get_err)?),
+        "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CHAR" | "CITEXT" | "UNKNOWN" => {
+            Value::Text(row.try_get_unchecked::<String, _>(i).map_err(get_err)?)
         }
-        let get_err = |e| decode_err(i, e);
-        let value = match column.type_info().name() {
-            "BOOL" => Value::Integer(row.try_get::<bool, _>(i).map_err(get_err)?.into()),
-            "INT2" => Value::Integer(row.try_get::<i16, _>(i).map_err(get_err)?.into()),
-            "INT4" => Value::Integer(row.try_get::<i32, _>(i).map_err(get_err)?.into()),
-            "INT8" => Value::Integer(row.try_get::<i64, _>(i).map_err(get_err)?),
-            "FLOAT4" => Value::Real(row.try_get::<f32, _>(i).map_err(get_err)?.into()),
-            "FLOAT8" => Value::Real(row.try_get::<f64, _>(i).map_err(get_err)?),
-            "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CHAR" | "CITEXT" | "UNKNOWN" => {
-                Value::Text(row.try_get_unchecked::<String, _>(i).map_err(get_err)?)
-            }
-            "BYTEA" => Value::Blob(row.try_get::<Vec<u8>, _>(i).map_err(get_err)?),
-            other => return Err(unconvertible(i, column.name(), other)),
-        };
-        values.push(value);
-    }
-    Ok(values)
+        "BYTEA" => Value::Blob(row.try_get::<Vec<u8>, _>(i).map_err(get_err)?),
+        other => return Err(unconvertible(i, column.name(), other)),
+    })
 }
 
 /// The lexical states of [`scan`]: where a `?` or a `;` means nothing.

@@ -173,6 +173,23 @@ fn algo(name: &str) -> Option<Algo> {
 }
 
 impl Scheme {
+    /// The scheme the plugin's settings choose: `password_hash`, with the `pbkdf2_*`
+    /// settings for a bare `pbkdf2`; `setting(key)` reads one setting. The plugin reads
+    /// its own settings this way, and `wasmq user add` the same `acl-sql.toml`, so the
+    /// two always agree on how a password is stored.
+    pub fn from_settings(setting: impl Fn(&str) -> Option<String>) -> Result<Scheme, String> {
+        let defaults = Pbkdf2::default();
+        let pbkdf2 = Pbkdf2::from_parts(
+            &setting("pbkdf2_macfun").unwrap_or_else(|| "sha256".into()),
+            &setting("pbkdf2_iterations").unwrap_or_else(|| defaults.iterations.to_string()),
+            &setting("pbkdf2_dklen").unwrap_or_else(|| defaults.dklen.to_string()),
+        )?;
+        match setting("password_hash") {
+            None => Ok(Scheme::default()),
+            Some(v) => Scheme::parse(&v, pbkdf2),
+        }
+    }
+
     /// Reads `password_hash`. `pbkdf2` alone takes its parameters from
     /// `pbkdf2_default` (built from the `pbkdf2_*` settings).
     pub fn parse(setting: &str, pbkdf2_default: Pbkdf2) -> Result<Scheme, String> {

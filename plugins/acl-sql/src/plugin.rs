@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use wasmq_plugin_sdk::sql::{self, SqlError, SqlValue};
 use wasmq_plugin_sdk::{Action, AuthResult, Client, Decision, Plugin, config, log};
 
-use crate::password::{self, Pbkdf2, Scheme};
+use crate::password::{self, Scheme};
 use crate::rules::{self, AclRow, ClientInfo, Order, Value};
 
 /// The plugin's settings, read once per instance (a changed `acl-sql.toml`
@@ -27,16 +27,7 @@ fn read_settings() -> Result<Settings, String> {
         Some(v) => Order::parse(&v)
             .ok_or_else(|| format!("acl_order must be id-desc or id-asc, not {v:?}"))?,
     };
-    let defaults = Pbkdf2::default();
-    let pbkdf2 = Pbkdf2::from_parts(
-        &setting("pbkdf2_macfun").unwrap_or_else(|| "sha256".into()),
-        &setting("pbkdf2_iterations").unwrap_or_else(|| defaults.iterations.to_string()),
-        &setting("pbkdf2_dklen").unwrap_or_else(|| defaults.dklen.to_string()),
-    )?;
-    let scheme = match setting("password_hash") {
-        None => Scheme::default(),
-        Some(v) => Scheme::parse(&v, pbkdf2)?,
-    };
+    let scheme = Scheme::from_settings(setting)?;
     let superuser = match setting("superuser").as_deref() {
         None | Some("true") => true,
         Some("false") => false,

@@ -50,10 +50,14 @@ fn samples() -> Vec<(&'static str, Protocol, Packet)> {
             }),
             username: Some(s("user")),
             password: Some(Bytes::from_static(b"secret")),
-            properties: ConnectProperties {
-                session_expiry_interval: Some(3600),
-                receive_maximum: Some(100),
-                ..Default::default()
+            // Properties exist in v5 only: a v3.1.1 CONNECT carries none.
+            properties: match protocol {
+                Protocol::V5 => ConnectProperties {
+                    session_expiry_interval: Some(3600),
+                    receive_maximum: Some(100),
+                    ..Default::default()
+                },
+                Protocol::V311 => ConnectProperties::default(),
             },
         }))
     };

@@ -45,7 +45,9 @@ fn table(n: u32) -> Router<u32> {
 fn count(router: &Router<u32>, topic: &str) -> usize {
     let mut n = 0;
     router.matches(topic, |m| {
-        n += match m {
+        // `black_box`: a callback that only counts lets the compiler replace the walk
+        // over a filter's subscribers by the list's length (10,000 subscribers in 43 ns).
+        n += match black_box(m) {
             Match::Direct(..) => 1,
             Match::Shared(group) => usize::from(group.pick(|_| true).is_some()),
         }

@@ -217,8 +217,9 @@ pub async fn start_wasmq_with(
     Ok(BrokerProcess::new(name, addr, child))
 }
 
-/// Starts `target/release/wasmq` with no plugin: an empty plugin folder of its own (not
-/// the default `./plugins`, which is the repository's source folder here), no cache.
+/// Starts `target/release/wasmq` as shipped: the built-in auth/ACL plugin (`acl-sql`,
+/// SQLite in `.wasmq/` of its working directory, the default rules), and an empty plugin
+/// folder of its own (not the default `./plugins`, the repository's source folder here).
 pub async fn start_wasmq(bin: &Path, dir: &Path) -> anyhow::Result<BrokerProcess> {
     let folder = empty_dir(&dir.join("wasmq-plugins"))?;
     start_wasmq_with(
@@ -624,8 +625,10 @@ fn markdown(meta: &Meta, scenarios: &[Scenario], summaries: &[Summary]) -> Strin
          on the same machine, loopback only. Each row is the median of the runs shown, \
          the brokers taking turns (alternating which goes first).\n\
          - Both brokers: max inflight {MAX_INFLIGHT}, max queued {MAX_QUEUED}, no persistence, \
-         TCP_NODELAY, no $SYS, MQTT 3.1.1 clients, clean sessions. Wasmq runs with an \
-         empty plugin folder (plugins: see the Plugins section).\n",
+         TCP_NODELAY, no $SYS, MQTT 3.1.1 clients, clean sessions. Wasmq runs as shipped: \
+         its default auth/ACL plugin (`acl-sql`, SQLite, the default rules) authenticates \
+         every CONNECT and authorizes every topic (decisions cached per connection); \
+         other plugins: see the Plugins section.\n",
         meta.date,
         meta.cores,
         meta.cpu,

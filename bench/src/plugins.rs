@@ -1,8 +1,9 @@
 //! The plugin benchmarks (issue 3's figures), against the release broker and the example
 //! plugins built for `wasm32-wasip2`:
 //!
-//! - *throughput*: the suite's `pairs q0 16B` and `pairs q1 16B` against three Wasmq
-//!   processes running at once (no plugin; `stamp`, a transform on every message;
+//! - *throughput*: the suite's `pairs q0 16B` and `pairs q1 16B` against four Wasmq
+//!   processes running at once (no plugin; `stamp`, a transform called on every message;
+//!   `stamp` declared `transform_per_topic`, called once per connection and topic;
 //!   `readonly-acl`, an authorization plugin whose decisions the broker caches per
 //!   connection) and a Mosquitto, taking turns; medians, and ratios to the Wasmq without
 //!   plugins.
@@ -45,11 +46,23 @@ const SCENARIOS: [&str; 2] = ["pairs q0 16B", "pairs q1 16B"];
 const READONLY_ACL: &str = "wasmq_example_readonly_acl.wasm";
 const STAMP: &str = "wasmq_example_stamp.wasm";
 
+/// One plugin in a variant's folder: its name, its build and its `NAME.toml`.
+type Deployed = (&'static str, &'static str, &'static str);
+
 /// The Wasmq variants of the throughput table: label and the plugin in its folder.
-const VARIANTS: [(&str, Option<(&str, &str)>); 3] = [
+/// `stamp` runs twice: called on every message, and declared `transform_per_topic` (called
+/// once per connection and topic, its change repeated by the broker).
+const VARIANTS: [(&str, Option<Deployed>); 4] = [
     ("wasmq", None),
-    ("wasmq+stamp", Some(("stamp", STAMP))),
-    ("wasmq+readonly-acl", Some(("readonly-acl", READONLY_ACL))),
+    ("wasmq+stamp", Some(("stamp", STAMP, ""))),
+    (
+        "wasmq+stamp-per-topic",
+        Some(("stamp", STAMP, "transform_per_topic = true\n")),
+    ),
+    (
+        "wasmq+readonly-acl",
+        Some(("readonly-acl", READONLY_ACL, "")),
+    ),
 ];
 
 /// Every Wasmq here: `readonly-acl` answers `ignore` outside `readonly/#`, so the broker
@@ -205,6 +218,14 @@ fn plugin_folder(path: &Path, plugins: &[(&str, &[u8])]) -> anyhow::Result<PathB
     Ok(folder)
 }
 
+/// Writes `NAME.toml` beside a plugin when there is something to say in it.
+fn plugin_toml(folder: &Path, name: &str, toml: &str) -> anyhow::Result<()> {
+    if !toml.is_empty() {
+        std::fs::write(folder.join(format!("{name}.toml")), toml)?;
+    }
+    Ok(())
+}
+
 /// Publish throughput of each Wasmq variant and Mosquitto, taking turns.
 async fn throughput(
     options: &PluginOptions,
@@ -213,11 +234,16 @@ async fn throughput(
     let mut brokers = Vec::new();
     for (name, plugin) in VARIANTS {
         let plugins = match plugin {
-            Some((plugin, file)) => vec![(plugin, std::fs::read(options.wasm_dir.join(file))?)],
+            Some((plugin, file, _)) => {
+                vec![(plugin, std::fs::read(options.wasm_dir.join(file))?)]
+            }
             None => Vec::new(),
         };
         let plugins: Vec<(&str, &[u8])> = plugins.iter().map(|(n, w)| (*n, &w[..])).collect();
         let folder = plugin_folder(&dir.join(format!("{name}-plugins")), &plugins)?;
+        if let Some((plugin, _, toml)) = plugin {
+            plugin_toml(&folder, plugin, toml)?;
+        }
         let section = suite::plugins_section(&folder, None, &format!("{NO_BUILTIN}{ACL_NOMATCH}"));
         let broker = suite::start_wasmq_with(&options.wasmq, dir, name, &section, RUST_LOG).await?;
         // The listener opens after the folder is loaded: the log says what loaded.
@@ -531,15 +557,17 @@ fn markdown(
 
     md.push_str(
         "### Publish throughput with a plugin\n\n\
-         Three Wasmq processes and a Mosquitto run at once and take turns (the order rotates \
+         Four Wasmq processes and a Mosquitto run at once and take turns (the order rotates \
          each round); each cell is the median of the runs. *stamp*: a transform plugin called \
-         on every message (it adds a user property). *readonly-acl*: an authorization plugin \
+         on every message (it adds a user property). *stamp per topic*: the same plugin \
+         declared `transform_per_topic = true` in its `NAME.toml`, so the broker calls it once \
+         per connection and topic and repeats its change. *readonly-acl*: an authorization plugin \
          (denies `readonly/#` to non-admins, ignores the rest; `acl_nomatch = \"allow\"`), whose \
          decisions the broker caches per connection. Ratios are to the Wasmq with no plugin \
          (target for stamp: at least 0.80). *per CPU-s*: deliveries per second of broker CPU \
          time, less sensitive to a noisy neighbour.\n\n\
-         | scenario | setup | runs | no plugin | stamp | **stamp ratio** | readonly-acl | **acl ratio** | mosquitto | per CPU-s: none / stamp / acl / mosquitto | lost |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|\n",
+         | scenario | setup | runs | no plugin | stamp | **stamp ratio** | stamp per topic | **per-topic ratio** | readonly-acl | **acl ratio** | mosquitto | per CPU-s: none / stamp / per topic / acl / mosquitto | lost |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for s in scenarios {
         let cells: Vec<Option<&Summary>> = VARIANTS
@@ -548,27 +576,42 @@ fn markdown(
             .chain(["mosquitto"])
             .map(|b| find(&s.name, b))
             .collect();
-        let [Some(none), Some(stamp), Some(acl), Some(mosquitto)] = cells[..] else {
+        let [
+            Some(none),
+            Some(stamp),
+            Some(per_topic),
+            Some(acl),
+            Some(mosquitto),
+        ] = cells[..]
+        else {
             continue;
         };
         let cpu = |x: &Summary| x.per_broker_cpu_s.map_or("-".into(), rate);
+        let to_none = |x: &Summary| {
+            ratio(x.throughput, none.throughput)
+                .trim_end_matches('x')
+                .to_string()
+        };
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | **{}** | {} | **{}** | {} | {} / {} / {} / {} | {} |",
+            "| {} | {} | {} | {} | {} | **{}** | {} | **{}** | {} | **{}** | {} | {} / {} / {} / {} / {} | {} |",
             s.name,
             suite::describe(s),
             none.runs,
             rate(none.throughput),
             rate(stamp.throughput),
-            ratio(stamp.throughput, none.throughput).trim_end_matches('x'),
+            to_none(stamp),
+            rate(per_topic.throughput),
+            to_none(per_topic),
             rate(acl.throughput),
-            ratio(acl.throughput, none.throughput).trim_end_matches('x'),
+            to_none(acl),
             rate(mosquitto.throughput),
             cpu(none),
             cpu(stamp),
+            cpu(per_topic),
             cpu(acl),
             cpu(mosquitto),
-            none.lost + stamp.lost + acl.lost + mosquitto.lost,
+            none.lost + stamp.lost + per_topic.lost + acl.lost + mosquitto.lost,
         );
     }
 

@@ -1,5 +1,7 @@
 //! The per-connection cache of authorization decisions, so a client publishing to the same
-//! topics does not call the plugin chain (and its database) for every message.
+//! topics does not call the plugin chain (and its database) for every message; and, with
+//! the same rules, of what a per-topic transform chain did to a message
+//! ([`TransformCache`]).
 //!
 //! Each connection owns its cache, so it is purged when the client disconnects, with no
 //! lock on the hot path. Entries live `ttl` and the cache holds at most `capacity` of
@@ -13,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytestring::ByteString;
 use wasmq_codec::QoS;
 
-use crate::hooks::Action;
+use crate::hooks::{Action, TransformEdit};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
@@ -23,20 +25,27 @@ struct Key {
     topic: ByteString,
 }
 
-/// Cached decisions of one connection.
+/// Cached answers of one connection: `V` is `bool` for authorization decisions.
 #[derive(Debug)]
-pub struct AuthzCache {
-    entries: HashMap<Key, (bool, Instant)>,
+pub struct DecisionCache<V> {
+    entries: HashMap<Key, (V, Instant)>,
     ttl: Duration,
     capacity: usize,
     generation: u64,
 }
 
-impl AuthzCache {
+/// Authorization decisions: allowed or not.
+pub type AuthzCache = DecisionCache<bool>;
+
+/// What the transform chain did to a PUBLISH (kept under [`Action::Publish`]), when the
+/// chain is per topic ([`crate::hooks::Hooks::transform_per_topic`]).
+pub type TransformCache = DecisionCache<TransformEdit>;
+
+impl<V: Clone> DecisionCache<V> {
     /// A cache holding at most `capacity` decisions for `ttl` each; `capacity` 0 turns
     /// caching off.
-    pub fn new(ttl: Duration, capacity: usize) -> AuthzCache {
-        AuthzCache {
+    pub fn new(ttl: Duration, capacity: usize) -> DecisionCache<V> {
+        DecisionCache {
             entries: HashMap::new(),
             ttl,
             capacity,
@@ -52,7 +61,7 @@ impl AuthzCache {
         topic: &ByteString,
         qos: QoS,
         retain: bool,
-    ) -> Option<bool> {
+    ) -> Option<V> {
         if generation != self.generation {
             self.entries.clear();
             self.generation = generation;
@@ -64,9 +73,9 @@ impl AuthzCache {
             retain,
             topic: topic.clone(),
         };
-        let &(allowed, at) = self.entries.get(&key)?;
+        let (value, at) = self.entries.get(&key)?;
         if at.elapsed() < self.ttl {
-            return Some(allowed);
+            return Some(value.clone());
         }
         self.entries.remove(&key);
         None
@@ -80,7 +89,7 @@ impl AuthzCache {
         topic: ByteString,
         qos: QoS,
         retain: bool,
-        allowed: bool,
+        value: V,
     ) {
         if self.capacity == 0 || generation != self.generation {
             return;
@@ -102,7 +111,7 @@ impl AuthzCache {
                 retain,
                 topic,
             },
-            (allowed, Instant::now()),
+            (value, Instant::now()),
         );
     }
 

@@ -25,10 +25,10 @@ use wasmq_codec::{
     SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
 
-use crate::authz_cache::AuthzCache;
+use crate::authz_cache::{AuthzCache, TransformCache};
 use crate::broker::Broker;
 use crate::config::DenyAction;
-use crate::hooks::{Action, AuthDecision, ClientInfo, Transformed};
+use crate::hooks::{Action, AuthDecision, ClientInfo, TransformEdit, Transformed};
 use crate::message::{Delivery, Message};
 use crate::metrics::Metrics;
 use crate::router::SubscriptionData;
@@ -198,6 +198,7 @@ struct Connection {
     pending: bool,
     scratch: Vec<(u16, Delivery)>,
     authz_cache: AuthzCache,
+    transform_cache: TransformCache,
 }
 
 impl Connection {
@@ -377,6 +378,10 @@ impl Connection {
             // Grows on first use: idle connections keep no batch space.
             scratch: Vec::new(),
             authz_cache: AuthzCache::new(
+                broker.config.authz_cache.ttl(),
+                broker.config.authz_cache.max_entries,
+            ),
+            transform_cache: TransformCache::new(
                 broker.config.authz_cache.ttl(),
                 broker.config.authz_cache.max_entries,
             ),
@@ -757,18 +762,54 @@ impl Connection {
         // Borrowed, not cloned: an `Arc` clone per PUBLISH is a shared counter that
         // every connection task bumps.
         if let Some(hooks) = self.broker.hooks.as_deref().filter(|h| h.transforms()) {
-            match hooks.transform(&self.client, &publish).await {
-                Transformed::Keep => {}
-                Transformed::Replace(replacement) => {
-                    match TopicName::new(replacement.topic.clone()) {
-                        Ok(_) => publish = *replacement,
-                        Err(error) => {
-                            warn!(%error, "transform produced an invalid topic; original kept")
+            // A per-topic chain is asked once per topic, QoS and retain flag; what it did
+            // is repeated for the next such message (`TransformEdit`).
+            let per_topic = hooks.transform_per_topic();
+            let generation = self.broker.authz_generation();
+            let (topic, qos, retain) = (&publish.topic, publish.qos, publish.retain);
+            let cached = per_topic
+                .then(|| {
+                    self.transform_cache
+                        .get(generation, Action::Publish, topic, qos, retain)
+                })
+                .flatten();
+            let edit = match cached {
+                Some(edit) => edit,
+                None => {
+                    let result = match hooks.transform(&self.client, &publish).await {
+                        Transformed::Replace(replacement)
+                            if TopicName::new(replacement.topic.clone()).is_err() =>
+                        {
+                            warn!(topic = %replacement.topic, "transform produced an invalid topic; original kept");
+                            Transformed::Keep
+                        }
+                        result => result,
+                    };
+                    if per_topic && let Some(edit) = TransformEdit::between(&publish, &result) {
+                        let topic = publish.topic.clone();
+                        self.transform_cache.insert(
+                            generation,
+                            Action::Publish,
+                            topic,
+                            qos,
+                            retain,
+                            edit,
+                        );
+                    }
+                    match result {
+                        Transformed::Keep => TransformEdit::Keep,
+                        Transformed::Drop => TransformEdit::Drop,
+                        Transformed::Replace(replacement) => {
+                            publish = *replacement;
+                            TransformEdit::Keep
                         }
                     }
                 }
-                Transformed::Drop => return Ok(ReasonCode::SUCCESS),
-            }
+            };
+            publish = match edit.apply(publish) {
+                Some(publish) => publish,
+                None => return Ok(ReasonCode::SUCCESS),
+            };
         }
         let matched = self
             .broker

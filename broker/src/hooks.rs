@@ -66,6 +66,67 @@ pub enum Transformed {
     Drop,
 }
 
+/// What a per-topic transform chain did to one message, kept to be done again to the
+/// next message of the connection with the same topic, QoS and retain flag without asking
+/// the chain: nothing, a drop, or a topic rewrite and user properties appended. Other
+/// changes (payload, QoS, other properties) are not repeatable this way and are not kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransformEdit {
+    /// Route the message as it is.
+    Keep,
+    /// Do not route the message.
+    Drop,
+    /// Route it under `topic` (when set), with `append` added to its user properties.
+    Change {
+        topic: Option<ByteString>,
+        append: Vec<(ByteString, ByteString)>,
+    },
+}
+
+impl TransformEdit {
+    /// What `result` did to `original`, if it is one of the changes an edit can repeat.
+    pub fn between(original: &Publish, result: &Transformed) -> Option<TransformEdit> {
+        let changed = match result {
+            Transformed::Keep => return Some(TransformEdit::Keep),
+            Transformed::Drop => return Some(TransformEdit::Drop),
+            Transformed::Replace(changed) => changed,
+        };
+        let (before, after) = (&original.properties, &changed.properties);
+        let append = after
+            .user_properties
+            .strip_prefix(&before.user_properties[..])?;
+        let same_otherwise = changed.payload == original.payload
+            && changed.qos == original.qos
+            && changed.retain == original.retain
+            && wasmq_codec::PublishProperties {
+                user_properties: before.user_properties.clone(),
+                ..after.clone()
+            } == *before;
+        same_otherwise.then(|| TransformEdit::Change {
+            topic: (changed.topic != original.topic).then(|| changed.topic.clone()),
+            append: append.to_vec(),
+        })
+    }
+
+    /// `publish` with the edit done to it; `None` when it is dropped.
+    pub fn apply(&self, mut publish: Publish) -> Option<Publish> {
+        match self {
+            TransformEdit::Keep => {}
+            TransformEdit::Drop => return None,
+            TransformEdit::Change { topic, append } => {
+                if let Some(topic) = topic {
+                    publish.topic = topic.clone();
+                }
+                publish
+                    .properties
+                    .user_properties
+                    .extend(append.iter().cloned());
+            }
+        }
+        Some(publish)
+    }
+}
+
 /// The answer to PUBLISH or SUBSCRIBE, with whether the broker may remember it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Authorization {
@@ -126,6 +187,14 @@ pub trait Hooks: Send + Sync {
     /// Whether [`Hooks::transform`] can change anything; when false the broker skips it.
     fn transforms(&self) -> bool {
         true
+    }
+
+    /// Whether [`Hooks::transform`] depends only on the client, the topic, the QoS and
+    /// the retain flag: the broker then asks once per connection and such message and
+    /// repeats the [`TransformEdit`] for the next ones (within the authorization
+    /// cache's TTL and size, purged with it on a new [`Hooks::generation`]).
+    fn transform_per_topic(&self) -> bool {
+        false
     }
 
     /// Changes whenever the policy may answer differently (plugins reloaded): cached

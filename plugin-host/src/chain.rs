@@ -28,6 +28,8 @@ pub struct PluginSet {
     /// The hooks at least one plugin has enabled: the broker asks this on every
     /// PUBLISH ("is there a transform at all?"), so it is computed once per set.
     hooks: Hooks,
+    /// Whether every transform of the set is declared per topic (and there is one).
+    transform_per_topic: bool,
 }
 
 impl PluginSet {
@@ -47,7 +49,14 @@ impl PluginSet {
                 transform: all.transform || h.transform,
             }
         });
-        PluginSet { plugins, hooks }
+        let transforms = || plugins.iter().filter(|p| p.hooks().transform);
+        let transform_per_topic =
+            transforms().next().is_some() && transforms().all(|p| p.config().transform_per_topic);
+        PluginSet {
+            plugins,
+            hooks,
+            transform_per_topic,
+        }
     }
 
     /// The hooks at least one plugin of the set has enabled.
@@ -331,6 +340,14 @@ impl Chain {
     /// every connection task would bump on every PUBLISH).
     pub fn hooks(&self) -> Hooks {
         self.current.load().hooks
+    }
+
+    /// Whether the current set's transforms may be called once per client, topic, QoS
+    /// and retain flag: every transform plugin in it is declared `transform_per_topic`.
+    /// The caller then keeps what the chain did to a message (a topic rewrite, user
+    /// properties appended, a drop) and applies it to the next such message itself.
+    pub fn transform_per_topic(&self) -> bool {
+        self.current.load().transform_per_topic
     }
 
     /// Replaces the whole set; returns the previous one. Calls that already

@@ -86,6 +86,10 @@ pub struct PluginConfig {
     pub on_transform_fault: OnTransformFault,
     /// Faults in a row after which the plugin is disabled until reloaded.
     pub faults_to_disable: u32,
+    /// The operator's word that the plugin's transform depends only on the client, the
+    /// topic, the QoS and the retain flag: the broker may then reuse what it did to one
+    /// message for the next ones alike, without a call (see [`crate::Chain::transform_per_topic`]).
+    pub transform_per_topic: bool,
 }
 
 impl PluginConfig {
@@ -102,6 +106,7 @@ impl PluginConfig {
             settings: BTreeMap::new(),
             on_transform_fault: OnTransformFault::Keep,
             faults_to_disable: 5,
+            transform_per_topic: false,
         }
     }
 

@@ -240,6 +240,99 @@ async fn a_transform_plugin_stamps_and_rewrites_messages() {
         .map(|(k, v)| (&k[..], &v[..]))
         .collect();
     assert_eq!(stamps, vec![("wasmq-plugin", "stamp")]);
+    publish_qos1(&mut publisher, "legacy/temp", 2).await;
+    subscriber.recv_publish().await;
+    assert_eq!(
+        stamp_calls(&setup),
+        2,
+        "without transform_per_topic the plugin is asked for every message"
+    );
+}
+
+/// The `stamp` plugin's calls so far.
+fn stamp_calls(setup: &Setup) -> u64 {
+    let chain = setup.plugins.folder.live().chain.current();
+    chain.get("stamp").map_or(0, |p| p.stats().calls)
+}
+
+/// Publishes QoS 1 to `topic` with one user property of the client's and `payload`, and
+/// returns what the subscriber gets: topic, payload and user properties.
+async fn stamped(
+    publisher: &mut RawClient,
+    subscriber: &mut RawClient,
+    topic: &str,
+    payload: &[u8],
+    packet_id: u16,
+) -> (String, Vec<u8>, Vec<(String, String)>) {
+    let mut publish = publish_packet(topic, payload, QoS::AtLeastOnce, false, packet_id);
+    publish.properties.user_properties = vec![("n".into(), packet_id.to_string().into())];
+    publisher.send(Packet::Publish(publish)).await.unwrap();
+    let got = subscriber.recv_publish().await;
+    assert!(matches!(publisher.recv().await.unwrap(), Packet::PubAck(_)));
+    let properties = got
+        .properties
+        .user_properties
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    (got.topic.to_string(), got.payload.to_vec(), properties)
+}
+
+#[tokio::test]
+async fn a_per_topic_transform_is_asked_once_per_topic_and_repeated_exactly() {
+    let setup = start(AclNomatch::Allow).await;
+    let settings = |to: &str| {
+        format!(
+            "transform_per_topic = true\n[settings]\nrewrite_from = \"legacy/\"\nrewrite_to = \"{to}\"\n"
+        )
+    };
+    setup
+        .deploy("stamp", artifacts::STAMP, Some(&settings("v2/")))
+        .await;
+    wait_for("the transform plugin to load", || setup.loads() == 1).await;
+    let mut subscriber = RawClient::connected(setup.broker.addr, Protocol::V5, "sub").await;
+    subscriber.subscribe_qos("#", QoS::AtLeastOnce).await;
+    let mut publisher = RawClient::connected(setup.broker.addr, Protocol::V5, "pub").await;
+
+    // Each message keeps its own payload and properties and gets the first one's change.
+    for i in 1..=5u16 {
+        let payload = format!("reading {i}");
+        let (topic, got, properties) = stamped(
+            &mut publisher,
+            &mut subscriber,
+            "legacy/temp",
+            payload.as_bytes(),
+            i,
+        )
+        .await;
+        assert_eq!(topic, "v2/temp");
+        assert_eq!(got, payload.as_bytes());
+        assert_eq!(
+            properties,
+            vec![
+                ("n".to_string(), i.to_string()),
+                ("wasmq-plugin".to_string(), "stamp".to_string())
+            ]
+        );
+    }
+    for i in 6..=8u16 {
+        let (topic, _, _) = stamped(&mut publisher, &mut subscriber, "other/x", b"y", i).await;
+        assert_eq!(topic, "other/x");
+    }
+    assert_eq!(
+        stamp_calls(&setup),
+        2,
+        "asked once for legacy/temp and once for other/x, not per message"
+    );
+
+    // A reload (new settings) purges what was kept: the next message is asked again.
+    setup
+        .deploy("stamp", artifacts::STAMP, Some(&settings("v3/")))
+        .await;
+    wait_for("the plugin to reload", || setup.loads() == 2).await;
+    let (topic, _, _) = stamped(&mut publisher, &mut subscriber, "legacy/temp", b"z", 9).await;
+    assert_eq!(topic, "v3/temp");
+    assert_eq!(stamp_calls(&setup), 1, "the new version asked once");
 }
 
 #[tokio::test]

@@ -18,6 +18,10 @@ pub struct PluginToml {
     on_transform_fault: Option<FaultAction>,
     /// Faults in a row after which the plugin is disabled until reloaded. Default 5.
     faults_to_disable: Option<u32>,
+    /// The transform depends only on the client, the topic, the QoS and the retain flag
+    /// (not on the payload or the properties): the broker calls it once per connection
+    /// and such message and repeats its change for the next ones. Default false.
+    transform_per_topic: bool,
     limits: LimitsToml,
     capabilities: CapabilitiesToml,
     /// The SQL statements the plugin may run, by name (needs `capabilities.sql`).
@@ -75,6 +79,7 @@ impl PluginToml {
         let mut config = PluginConfig::new(name);
         let defaults = Limits::default();
         config.priority = self.priority;
+        config.transform_per_topic = self.transform_per_topic;
         if let Some(hooks) = self.hooks {
             config.hooks = Hooks {
                 authn: hooks.iter().any(|h| matches!(h, HookName::Authn)),

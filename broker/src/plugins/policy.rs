@@ -231,6 +231,10 @@ impl Hooks for PluginPolicy {
         self.chain.chain.hooks().transform
     }
 
+    fn transform_per_topic(&self) -> bool {
+        self.chain.chain.transform_per_topic()
+    }
+
     fn generation(&self) -> u64 {
         self.chain.generation()
     }

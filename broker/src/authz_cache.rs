@@ -10,6 +10,7 @@
 //! older generation is never used.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
@@ -38,8 +39,9 @@ pub struct DecisionCache<V> {
 pub type AuthzCache = DecisionCache<bool>;
 
 /// What the transform chain did to a PUBLISH (kept under [`Action::Publish`]), when the
-/// chain is per topic ([`crate::hooks::Hooks::transform_per_topic`]).
-pub type TransformCache = DecisionCache<TransformEdit>;
+/// chain is per topic ([`crate::hooks::Hooks::transform_per_topic`]). Shared, so that a
+/// hit on every PUBLISH does not copy the edit's properties.
+pub type TransformCache = DecisionCache<Arc<TransformEdit>>;
 
 impl<V: Clone> DecisionCache<V> {
     /// A cache holding at most `capacity` decisions for `ttl` each; `capacity` 0 turns

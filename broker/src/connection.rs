@@ -773,8 +773,13 @@ impl Connection {
                         .get(generation, Action::Publish, topic, qos, retain)
                 })
                 .flatten();
-            let edit = match cached {
-                Some(edit) => edit,
+            match cached {
+                Some(edit) => {
+                    publish = match edit.apply(publish) {
+                        Some(publish) => publish,
+                        None => return Ok(ReasonCode::SUCCESS),
+                    }
+                }
                 None => {
                     let result = match hooks.transform(&self.client, &publish).await {
                         Transformed::Replace(replacement)
@@ -793,23 +798,16 @@ impl Connection {
                             topic,
                             qos,
                             retain,
-                            edit,
+                            Arc::new(edit),
                         );
                     }
                     match result {
-                        Transformed::Keep => TransformEdit::Keep,
-                        Transformed::Drop => TransformEdit::Drop,
-                        Transformed::Replace(replacement) => {
-                            publish = *replacement;
-                            TransformEdit::Keep
-                        }
+                        Transformed::Keep => {}
+                        Transformed::Replace(replacement) => publish = *replacement,
+                        Transformed::Drop => return Ok(ReasonCode::SUCCESS),
                     }
                 }
-            };
-            publish = match edit.apply(publish) {
-                Some(publish) => publish,
-                None => return Ok(ReasonCode::SUCCESS),
-            };
+            }
         }
         let matched = self
             .broker

@@ -203,3 +203,78 @@ pub trait Hooks: Send + Sync {
         0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publish(topic: &'static str, payload: &'static [u8], props: &[(&str, &str)]) -> Publish {
+        let mut publish = Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: ByteString::from_static(topic),
+            packet_id: 1,
+            payload: Bytes::from_static(payload),
+            properties: Default::default(),
+        };
+        publish.properties.user_properties = props
+            .iter()
+            .map(|(k, v)| (ByteString::from(*k), ByteString::from(*v)))
+            .collect();
+        publish
+    }
+
+    fn replaced(p: Publish) -> Transformed {
+        Transformed::Replace(Box::new(p))
+    }
+
+    #[test]
+    fn a_rewrite_and_appended_properties_are_repeated_on_the_next_message() {
+        let first = publish("legacy/t", b"1", &[("n", "1")]);
+        let result = replaced(publish("v2/t", b"1", &[("n", "1"), ("stamp", "yes")]));
+        let edit = TransformEdit::between(&first, &result).expect("repeatable");
+        assert_eq!(
+            edit,
+            TransformEdit::Change {
+                topic: Some(ByteString::from_static("v2/t")),
+                append: vec![(ByteString::from("stamp"), ByteString::from("yes"))],
+            }
+        );
+        // The next message keeps its own payload and properties.
+        let next = edit
+            .apply(publish("legacy/t", b"2", &[("n", "2")]))
+            .unwrap();
+        assert_eq!(next, publish("v2/t", b"2", &[("n", "2"), ("stamp", "yes")]));
+    }
+
+    #[test]
+    fn keep_and_drop_are_repeated() {
+        let p = publish("a", b"x", &[]);
+        assert_eq!(
+            TransformEdit::between(&p, &Transformed::Keep),
+            Some(TransformEdit::Keep)
+        );
+        assert_eq!(TransformEdit::Keep.apply(p.clone()), Some(p.clone()));
+        assert_eq!(
+            TransformEdit::between(&p, &Transformed::Drop),
+            Some(TransformEdit::Drop)
+        );
+        assert_eq!(TransformEdit::Drop.apply(p), None);
+    }
+
+    #[test]
+    fn other_changes_are_not_repeatable() {
+        let p = publish("a", b"x", &[("k", "v")]);
+        let payload = replaced(publish("a", b"changed", &[("k", "v")]));
+        assert_eq!(TransformEdit::between(&p, &payload), None);
+        let removed = replaced(publish("a", b"x", &[]));
+        assert_eq!(TransformEdit::between(&p, &removed), None);
+        let mut qos = publish("a", b"x", &[("k", "v")]);
+        qos.qos = QoS::AtMostOnce;
+        assert_eq!(TransformEdit::between(&p, &replaced(qos)), None);
+        let mut content_type = publish("a", b"x", &[("k", "v")]);
+        content_type.properties.content_type = Some(ByteString::from_static("text/plain"));
+        assert_eq!(TransformEdit::between(&p, &replaced(content_type)), None);
+    }
+}

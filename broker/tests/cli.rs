@@ -95,12 +95,7 @@ async fn read_until_closed(stream: &mut TcpStream, rbuf: &mut BytesMut) -> Vec<P
 
 #[tokio::test]
 async fn listen_serves_mqtt_and_sigterm_stops_it_cleanly() {
-    // A free port: bind :0, note the port, release it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = wasmq_tests::free_loopback_addr().port();
     // --listen overrides the file's listener.
     let config = TempConfig::new(
         "listen",

@@ -26,12 +26,7 @@ struct Broker {
 impl Broker {
     async fn start() -> Broker {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let addr = wasmq_tests::free_loopback_addr();
         let child = tokio::process::Command::new(WASMQ)
             .current_dir(dir.path())
             .args(["--listen", &addr.to_string()])

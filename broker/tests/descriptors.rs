@@ -3,7 +3,6 @@
 //! connection for lack of descriptors, keeps serving the clients it has, and accepts
 //! again once descriptors are free.
 
-use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -24,12 +23,7 @@ const CLIENTS: usize = 100;
 #[tokio::test]
 async fn out_of_descriptors_is_reported_and_the_broker_recovers() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let addr = wasmq_tests::free_loopback_addr();
     let log_path = dir.path().join("wasmq.log");
     let log = std::fs::File::create(&log_path).unwrap();
     // `ulimit` in a shell, then exec: the broker starts with a soft limit of 16 under a

@@ -23,6 +23,14 @@ use wasmq_codec::{
 
 pub use wasmq_codec as codec;
 
+/// A loopback address with a port free right now (bound on port 0, then released), for a
+/// broker started as a separate process, which binds it itself.
+pub fn free_loopback_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+}
+
 /// How long a test waits for a packet that should come.
 pub const WAIT: Duration = Duration::from_secs(5);
 /// How long a test waits to be sure a packet does not come.

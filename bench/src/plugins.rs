@@ -317,15 +317,15 @@ async fn reload(
     )?;
     let addr: SocketAddr = ([127, 0, 0, 1], suite::free_port()?).into();
     let mut child = suite::wasmq_command(&options.wasmq, dir, name, &config, addr, RUST_LOG)?
-        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .context("cannot start wasmq")?;
     // The broker's log, line by line with the time each arrived, and into its log file.
-    let stdout = child.stdout.take().context("no stdout")?;
+    let stderr = child.stderr.take().context("no stderr")?;
     let mut log = std::fs::File::create(dir.join(format!("{name}.log")))?;
     let (lines_tx, mut lines) = mpsc::unbounded_channel::<(Instant, String)>();
     std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines() {
+        for line in std::io::BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
             let _ = std::io::Write::write_all(&mut log, format!("{line}\n").as_bytes());
             if lines_tx.send((Instant::now(), line)).is_err() {

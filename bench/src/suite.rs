@@ -178,8 +178,8 @@ pub fn plugins_section(folder: &Path, cache: Option<&Path>, extra: &str) -> Stri
     )
 }
 
-/// The command that starts Wasmq with `config` on `addr`; its log (tracing writes to
-/// stdout) goes to `dir/NAME.log`, its stderr to `dir/NAME.err.log`.
+/// The command that starts Wasmq with `config` on `addr`; its log (stderr) goes to
+/// `dir/NAME.log`, its stdout (nothing, normally) to `dir/NAME.out.log`.
 pub fn wasmq_command(
     bin: &Path,
     dir: &Path,
@@ -195,8 +195,8 @@ pub fn wasmq_command(
         .arg("--listen")
         .arg(addr.to_string())
         .env("RUST_LOG", rust_log)
-        .stdout(log_file(dir, &format!("{name}.log"))?)
-        .stderr(log_file(dir, &format!("{name}.err.log"))?);
+        .stdout(log_file(dir, &format!("{name}.out.log"))?)
+        .stderr(log_file(dir, &format!("{name}.log"))?);
     Ok(command)
 }
 

@@ -285,6 +285,13 @@ impl Connection {
         if let Some(will) = &connect.will
             && let Err(error) = TopicName::new(will.topic.clone())
         {
+            if !v5 {
+                // v3.1.1 has no return code for it: a CONNECT that breaks the rules is
+                // closed without CONNACK [MQTT-3.1.4-1] (a return code 3, "server
+                // unavailable", would only make the client retry).
+                debug!(%error, "connection refused: will topic");
+                return Ok(None);
+            }
             return refuse(
                 ReasonCode::TOPIC_NAME_INVALID,
                 &format!("will topic: {error}"),

@@ -142,8 +142,11 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
-        // Colours only on a terminal: logs redirected to a file or read by a script
-        // (the tests find `listening address=...` there) stay plain text.
+        // Logs go to stderr: stdout is for what a command prints (print-config,
+        // plugin check, user list). Colours only on a terminal: logs redirected to a
+        // file or read by a script (the tests find `listening address=...` there) stay
+        // plain text.
+        .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let mut config = load_config(&cli)?;

@@ -1,5 +1,6 @@
 //! The `wasmq` binary as an operator runs it: `print-config`, `--config` with a bad key,
-//! and `--listen` serving MQTT until SIGTERM (v5 clients told 0x8B, exit status 0).
+//! and `--listen` serving MQTT until SIGTERM or SIGINT (v5 clients told 0x8B, exit status 0,
+//! the connection's log span naming the client).
 //! These live in the broker crate because Cargo only gives integration tests of the
 //! crate that owns a binary its path (`CARGO_BIN_EXE_wasmq`).
 
@@ -95,6 +96,18 @@ async fn read_until_closed(stream: &mut TcpStream, rbuf: &mut BytesMut) -> Vec<P
 
 #[tokio::test]
 async fn listen_serves_mqtt_and_sigterm_stops_it_cleanly() {
+    serve_until_signalled("TERM").await;
+}
+
+#[tokio::test]
+async fn listen_serves_mqtt_and_sigint_stops_it_cleanly() {
+    serve_until_signalled("INT").await;
+}
+
+/// Runs the binary with `--listen`, serves one v5 client, sends it SIG`signal`, and checks
+/// the clean stop (DISCONNECT 0x8B, exit status 0) and the connection's log span, which
+/// carries the client id once CONNECT was read.
+async fn serve_until_signalled(signal: &str) {
     let port = wasmq_tests::free_loopback_addr().port();
     // --listen overrides the file's listener.
     let config = TempConfig::new(
@@ -102,15 +115,17 @@ async fn listen_serves_mqtt_and_sigterm_stops_it_cleanly() {
         "listen = \"127.0.0.1:1\"\n[sys]\ninterval_secs = 0\n",
     );
     // The default plugin folder and cache are relative paths: run in a scratch folder.
-    let workdir = std::env::temp_dir().join(format!("wasmq-cli-{}-run", std::process::id()));
+    let workdir =
+        std::env::temp_dir().join(format!("wasmq-cli-{}-run-{signal}", std::process::id()));
     std::fs::create_dir_all(&workdir).unwrap();
     let mut child = tokio::process::Command::new(WASMQ)
         .current_dir(&workdir)
         .arg("--config")
         .arg(&config.0)
         .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn,wasmq::connection=debug")
         .stdin(Stdio::null())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
@@ -164,7 +179,10 @@ async fn listen_serves_mqtt_and_sigterm_stops_it_cleanly() {
     assert_eq!(received[1], Packet::PingResp);
 
     let pid = child.id().expect("running").to_string();
-    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &pid])
+        .status()
+        .unwrap();
     assert!(status.success());
 
     match read_until_closed(&mut stream, &mut rbuf).await.as_slice() {
@@ -173,11 +191,23 @@ async fn listen_serves_mqtt_and_sigterm_stops_it_cleanly() {
         }
         other => panic!("expected DISCONNECT 0x8B, got {other:?}"),
     }
-    let status = tokio::time::timeout(WAIT, child.wait())
+    let output = tokio::time::timeout(WAIT, child.wait_with_output())
         .await
-        .expect("wasmq exits after SIGTERM")
+        .expect("wasmq exits after the signal")
         .unwrap();
-    assert_eq!(status.code(), Some(0), "{status:?}");
+    let logs = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{:?}\n{logs}", output.status);
+    // The connection's span names its peer and, after CONNECT, its client id (quoted and
+    // escaped: a client id cannot forge a log line).
+    let closed = logs
+        .lines()
+        .find(|line| line.contains("connection closed"))
+        .unwrap_or_else(|| panic!("no 'connection closed' line:\n{logs}"));
+    assert!(
+        closed.contains("connection{peer=127.0.0.1:") && closed.contains("client_id=\"cli-test\""),
+        "{closed}"
+    );
+    let _ = std::fs::remove_dir_all(&workdir);
 }
 
 #[test]

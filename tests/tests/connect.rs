@@ -265,6 +265,70 @@ async fn a_malformed_packet_closes_only_that_connection() {
 }
 
 #[tokio::test]
+async fn a_publish_to_an_invalid_topic_name_closes_only_that_connection() {
+    let broker = TestBroker::start().await;
+    let mut bystander = RawClient::connected(broker.addr, Protocol::V311, "bystander").await;
+    bystander.subscribe_qos("#", QoS::AtLeastOnce).await;
+    for protocol in BOTH {
+        // Wildcards are for filters only [MQTT-3.3.2-2]; a topic name is never empty
+        // [MQTT-4.7.3-1] (a v5 empty topic without an alias is another error).
+        let mut invalid = vec!["a/+/b", "a/#", "+", "#"];
+        if protocol == Protocol::V311 {
+            invalid.push("");
+        }
+        for (i, topic) in invalid.into_iter().enumerate() {
+            let id = format!("bad-topic-{i}");
+            let mut bad = RawClient::connected(broker.addr, protocol, &id).await;
+            bad.send(Packet::Publish(publish_packet(
+                topic,
+                b"never routed",
+                QoS::AtLeastOnce,
+                false,
+                1,
+            )))
+            .await
+            .unwrap();
+            bad.expect_closed(ReasonCode::TOPIC_NAME_INVALID).await;
+        }
+        // Nothing of those reached the subscriber, which is still served.
+        check_delivery(&broker, &mut bystander, "news").await;
+        bystander.expect_nothing().await;
+    }
+}
+
+#[tokio::test]
+async fn an_invalid_will_topic_refuses_the_connect() {
+    let broker = TestBroker::start().await;
+    for protocol in BOTH {
+        let mut connect = connect_packet(protocol, "bad-will", true);
+        connect.will = Some(wasmq_codec::LastWill {
+            topic: ByteString::from_static("alarms/+"),
+            payload: bytes::Bytes::from_static(b"gone"),
+            qos: QoS::AtMostOnce,
+            retain: false,
+            properties: Default::default(),
+        });
+        let mut client = RawClient::open(broker.addr, protocol).await.unwrap();
+        client
+            .send(Packet::Connect(Box::new(connect)))
+            .await
+            .unwrap();
+        let packets = client.until_closed().await;
+        match protocol {
+            // v5: CONNACK 0x90 Topic Name invalid, then close.
+            Protocol::V5 => match packets.as_slice() {
+                [Packet::ConnAck(connack)] => {
+                    assert_eq!(connack.reason_code, ReasonCode::TOPIC_NAME_INVALID)
+                }
+                other => panic!("expected CONNACK 0x90, got {other:?}"),
+            },
+            // v3.1.1 has no return code for it: closed without CONNACK [MQTT-3.1.4-1].
+            Protocol::V311 => assert!(packets.is_empty(), "expected a bare close: {packets:?}"),
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_packet_larger_than_the_maximum_is_refused_at_its_header() {
     let broker = TestBroker::start_with(|c| c.limits.max_packet_size = 1024).await;
     for protocol in BOTH {

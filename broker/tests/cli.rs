@@ -118,7 +118,7 @@ async fn serve_until_signalled(signal: &str) {
     let workdir =
         std::env::temp_dir().join(format!("wasmq-cli-{}-run-{signal}", std::process::id()));
     std::fs::create_dir_all(&workdir).unwrap();
-    let mut child = tokio::process::Command::new(WASMQ)
+    let child = tokio::process::Command::new(WASMQ)
         .current_dir(&workdir)
         .arg("--config")
         .arg(&config.0)

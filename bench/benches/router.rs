@@ -24,7 +24,7 @@ fn data() -> SubscriptionData {
 }
 
 fn filter(text: String) -> TopicFilter {
-    TopicFilter::new(ByteString::from(text)).expect("valid filter")
+    TopicFilter::new(ByteString::from(text), usize::MAX).expect("valid filter")
 }
 
 /// `n` subscriptions: 90% exact, 8% with `+`, 2% with `#`, one subscriber each.

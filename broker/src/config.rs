@@ -12,6 +12,11 @@ use serde::Deserialize;
 /// The default configuration file, with a comment on every key.
 pub const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
 
+/// The highest `limits.max_topic_levels` accepted. Matching and unsubscribing walk the
+/// subscription trie one stack frame per level; 1024 keeps that far inside a worker
+/// thread's stack (`tests/tests/limits.rs` runs the maximum in a debug build).
+pub const MAX_TOPIC_LEVELS: usize = 1024;
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -61,6 +66,7 @@ pub struct Limits {
     pub keep_alive_max_secs: u16,
     pub session_expiry_max_secs: u32,
     pub client_id_max_len: usize,
+    pub max_topic_levels: usize,
     pub max_subscriptions_per_client: usize,
     pub max_retained_messages: usize,
     pub write_buffer_high_water: usize,
@@ -80,6 +86,7 @@ impl Default for Limits {
             keep_alive_max_secs: u16::MAX,
             session_expiry_max_secs: 7 * 24 * 3600,
             client_id_max_len: 256,
+            max_topic_levels: 128,
             max_subscriptions_per_client: 1000,
             max_retained_messages: 100_000,
             write_buffer_high_water: 64 * 1024,
@@ -333,6 +340,10 @@ impl Config {
         anyhow::ensure!(
             (64..=268_435_460).contains(&l.max_packet_size),
             "limits.max_packet_size must be between 64 bytes and 268435460 (the MQTT maximum)"
+        );
+        anyhow::ensure!(
+            (1..=MAX_TOPIC_LEVELS).contains(&l.max_topic_levels),
+            "limits.max_topic_levels must be between 1 and {MAX_TOPIC_LEVELS}"
         );
         anyhow::ensure!(
             l.keep_alive_max_secs > 0,

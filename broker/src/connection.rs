@@ -283,7 +283,7 @@ impl Connection {
         }
 
         if let Some(will) = &connect.will
-            && let Err(error) = TopicName::new(will.topic.clone())
+            && let Err(error) = TopicName::new(will.topic.clone(), limits.max_topic_levels)
         {
             if !v5 {
                 // v3.1.1 has no return code for it: a CONNECT that breaks the rules is
@@ -691,7 +691,7 @@ impl Connection {
                 ));
             }
         }
-        if let Err(error) = TopicName::new(publish.topic.clone()) {
+        if let Err(error) = TopicName::new(publish.topic.clone(), limits.max_topic_levels) {
             return Err(Close::protocol(ReasonCode::TOPIC_NAME_INVALID, error));
         }
         let packet_id = publish.packet_id;
@@ -746,6 +746,7 @@ impl Connection {
 
     /// Authorizes, transforms and routes a PUBLISH; returns the reason code for its ack.
     async fn route_publish(&mut self, mut publish: Publish) -> Result<ReasonCode, Close> {
+        let max_levels = self.broker.config.limits.max_topic_levels;
         if self.v5()
             && publish.properties.payload_format_indicator == Some(1)
             && std::str::from_utf8(&publish.payload).is_err()
@@ -790,7 +791,7 @@ impl Connection {
                 None => {
                     let result = match hooks.transform(&self.client, &publish).await {
                         Transformed::Replace(replacement)
-                            if TopicName::new(replacement.topic.clone()).is_err() =>
+                            if TopicName::new(replacement.topic.clone(), max_levels).is_err() =>
                         {
                             warn!(topic = %replacement.topic, "transform produced an invalid topic; original kept");
                             Transformed::Keep
@@ -870,11 +871,12 @@ impl Connection {
     }
 
     async fn on_subscribe(&mut self, subscribe: Subscribe) -> Result<(), Close> {
+        let max_levels = self.broker.config.limits.max_topic_levels;
         let id = subscribe.properties.subscription_identifier;
         let mut codes = Vec::with_capacity(subscribe.filters.len());
         let mut retained = Vec::new();
         for (raw, options) in subscribe.filters {
-            let filter = match TopicFilter::new(raw) {
+            let filter = match TopicFilter::new(raw, max_levels) {
                 Ok(filter) => filter,
                 Err(error) => {
                     debug!(%error, "subscription refused");
@@ -951,10 +953,11 @@ impl Connection {
     }
 
     fn on_unsubscribe(&mut self, unsubscribe: Unsubscribe) {
+        let max_levels = self.broker.config.limits.max_topic_levels;
         let codes = unsubscribe
             .filters
             .into_iter()
-            .map(|raw| match TopicFilter::new(raw) {
+            .map(|raw| match TopicFilter::new(raw, max_levels) {
                 Err(_) => ReasonCode::TOPIC_FILTER_INVALID,
                 Ok(filter) if self.broker.unsubscribe(&self.session, &filter) => {
                     ReasonCode::SUCCESS

@@ -351,7 +351,7 @@ mod tests {
     }
 
     fn filter(s: &str) -> TopicFilter {
-        TopicFilter::new(s.into()).unwrap()
+        TopicFilter::new(s.into(), usize::MAX).unwrap()
     }
 
     fn matched(router: &Router<u32>, topic: &str) -> Vec<u32> {
@@ -407,7 +407,7 @@ mod tests {
         prop::collection::vec(level, 1..4)
             .prop_map(|v| v.join("/"))
             .prop_filter("valid filter", |f| {
-                TopicFilter::new(f.as_str().into()).is_ok()
+                TopicFilter::new(f.as_str().into(), usize::MAX).is_ok()
             })
     }
 

@@ -15,6 +15,12 @@ pub enum TopicError {
     /// `+` or `#` in a topic name.
     #[error("[MQTT-3.3.2-2] topic name contains a wildcard")]
     WildcardInName,
+    /// More levels than `limits.max_topic_levels`.
+    #[error("more than {max} topic levels (limits.max_topic_levels)")]
+    TooManyLevels {
+        /// The limit.
+        max: usize,
+    },
     /// `#` not alone in the last level, or `+` sharing a level with other characters.
     #[error("[MQTT-4.7.1-1] wildcard does not occupy a whole level (or '#' is not last)")]
     MisplacedWildcard,
@@ -31,11 +37,12 @@ pub enum TopicError {
 pub struct TopicName(ByteString);
 
 impl TopicName {
-    /// Validates `name` as a PUBLISH topic name.
-    pub fn new(name: ByteString) -> Result<Self, TopicError> {
+    /// Validates `name` as a PUBLISH topic name of at most `max_levels` levels.
+    pub fn new(name: ByteString, max_levels: usize) -> Result<Self, TopicError> {
         if name.is_empty() {
             return Err(TopicError::Empty);
         }
+        check_levels(&name, max_levels)?;
         if name.contains(['+', '#']) {
             return Err(TopicError::WildcardInName);
         }
@@ -81,8 +88,9 @@ pub struct TopicFilter {
 }
 
 impl TopicFilter {
-    /// Validates a SUBSCRIBE or UNSUBSCRIBE filter.
-    pub fn new(full: ByteString) -> Result<Self, TopicError> {
+    /// Validates a SUBSCRIBE or UNSUBSCRIBE filter of at most `max_levels` levels (the
+    /// `$share/GROUP/` prefix not counted).
+    pub fn new(full: ByteString, max_levels: usize) -> Result<Self, TopicError> {
         let (group, filter_start) = match full.strip_prefix("$share/") {
             Some(rest) => {
                 let (group, filter) = rest.split_once('/').ok_or(TopicError::MalformedShare)?;
@@ -94,6 +102,7 @@ impl TopicFilter {
             }
             None => (None, 0),
         };
+        check_levels(&full[filter_start..], max_levels)?;
         validate_filter(&full[filter_start..])?;
         Ok(TopicFilter {
             full,
@@ -137,6 +146,17 @@ impl fmt::Debug for TopicFilter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&*self.full, f)
     }
+}
+
+/// The level limit. It bounds more than memory: the subscription trie is as deep as its
+/// deepest filter, and matching and unsubscribing walk it recursively, so one client
+/// subscribing and publishing to a topic of 60,000 empty levels (`////...`, well within
+/// the packet size) would overflow the stack and abort the whole broker.
+fn check_levels(topic: &str, max_levels: usize) -> Result<(), TopicError> {
+    if topic.bytes().filter(|&b| b == b'/').count() >= max_levels {
+        return Err(TopicError::TooManyLevels { max: max_levels });
+    }
+    Ok(())
 }
 
 fn validate_filter(filter: &str) -> Result<(), TopicError> {
@@ -190,21 +210,38 @@ mod tests {
     use super::*;
 
     fn filter(s: &'static str) -> Result<TopicFilter, TopicError> {
-        TopicFilter::new(ByteString::from_static(s))
+        TopicFilter::new(ByteString::from_static(s), 128)
     }
 
     #[test]
     fn names_refuse_wildcards_and_empty() {
-        assert!(TopicName::new("a/b".into()).is_ok());
-        assert!(TopicName::new("/".into()).is_ok());
-        assert_eq!(TopicName::new("".into()), Err(TopicError::Empty));
+        assert!(TopicName::new("a/b".into(), 128).is_ok());
+        assert!(TopicName::new("/".into(), 128).is_ok());
+        assert_eq!(TopicName::new("".into(), 128), Err(TopicError::Empty));
         assert_eq!(
-            TopicName::new("a/+".into()),
+            TopicName::new("a/+".into(), 128),
             Err(TopicError::WildcardInName)
         );
         assert_eq!(
-            TopicName::new("a/#".into()),
+            TopicName::new("a/#".into(), 128),
             Err(TopicError::WildcardInName)
+        );
+    }
+
+    #[test]
+    fn levels_are_counted_against_the_limit() {
+        let max = 3;
+        let too_many = Some(TopicError::TooManyLevels { max });
+        assert!(TopicName::new("a/b/c".into(), max).is_ok());
+        assert_eq!(TopicName::new("a/b/c/d".into(), max).err(), too_many);
+        assert_eq!(TopicName::new("///".into(), max).err(), too_many);
+        assert!(TopicFilter::new("a/+/#".into(), max).is_ok());
+        assert_eq!(TopicFilter::new("a/+/b/#".into(), max).err(), too_many);
+        // The shared-subscription prefix is not a level of the filter.
+        assert!(TopicFilter::new("$share/g/a/b/c".into(), max).is_ok());
+        assert_eq!(
+            TopicFilter::new("$share/g/a/b/c/d".into(), max).err(),
+            too_many
         );
     }
 

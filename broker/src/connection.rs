@@ -363,8 +363,12 @@ impl Connection {
                     .min(props.receive_maximum.unwrap_or(u16::MAX)),
             ),
             client_max_packet_size: props.maximum_packet_size.map_or(usize::MAX, |m| m as usize),
+            // The broker's own maximum bounds the aliases it keeps for a client too.
             client_topic_alias_max: if v5 {
-                props.topic_alias_maximum.unwrap_or(0)
+                props
+                    .topic_alias_maximum
+                    .unwrap_or(0)
+                    .min(limits.topic_alias_maximum)
             } else {
                 0
             },
@@ -681,7 +685,9 @@ impl Connection {
                         }
                     }
                 } else {
-                    self.aliases_in.insert(alias, publish.topic.clone());
+                    // A copy, not a slice of the read buffer (see `aliases_out`).
+                    self.aliases_in
+                        .insert(alias, ByteString::from(&*publish.topic));
                 }
             }
             if !publish.properties.subscription_identifiers.is_empty() {
@@ -1109,7 +1115,9 @@ impl Connection {
             return false;
         }
         if let Some((topic, alias)) = new_alias {
-            self.aliases_out.insert(topic, alias);
+            // A copy: the message's topic is a slice of its publisher's read buffer, which
+            // the map would keep alive (a whole large payload) for the connection's life.
+            self.aliases_out.insert(ByteString::from(&*topic), alias);
         }
         Metrics::add(&self.broker.metrics.messages_sent, 1);
         true

@@ -157,9 +157,22 @@ async fn outbound_topic_aliases_when_the_client_allows_them() {
 
 #[tokio::test]
 async fn outbound_topic_aliases_stop_at_the_client_maximum() {
-    let broker = TestBroker::start().await;
+    aliases_stop_at_one(1, 64).await;
+}
+
+/// The broker's own `topic_alias_maximum` bounds the aliases it keeps for a client (each
+/// holds its topic), whatever the client allows.
+#[tokio::test]
+async fn outbound_topic_aliases_stop_at_the_broker_maximum() {
+    aliases_stop_at_one(u16::MAX, 1).await;
+}
+
+/// With a client allowing `client_max` aliases and a broker `broker_max`, the lower being
+/// 1: the first topic gets alias 1, the second none.
+async fn aliases_stop_at_one(client_max: u16, broker_max: u16) {
+    let broker = TestBroker::start_with(|c| c.limits.topic_alias_maximum = broker_max).await;
     let mut connect = v5_connect("aliased");
-    connect.properties.topic_alias_maximum = Some(1);
+    connect.properties.topic_alias_maximum = Some(client_max);
     let mut aliased = connect_with(&broker, connect).await;
     aliased.subscribe_qos("lim/#", QoS::AtMostOnce).await;
     let mut publisher = RawClient::connected(broker.addr, Protocol::V5, "pub").await;

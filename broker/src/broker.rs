@@ -15,7 +15,7 @@ use bytestring::ByteString;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
-use wasmq_codec::{LastWill, Publish, PublishProperties, ReasonCode};
+use wasmq_codec::{LastWill, Publish, PublishProperties, QoS, ReasonCode};
 
 use crate::config::Config;
 use crate::hooks::Hooks;
@@ -422,11 +422,13 @@ impl Broker {
 
     /// Stores (or clears) the retained message, then routes the message. Returns the
     /// number of sessions it was offered to.
-    pub fn publish(&self, message: Arc<Message>) -> usize {
+    pub fn publish(&self, mut message: Arc<Message>) -> usize {
         if message.publish.retain {
             if message.publish.payload.is_empty() {
                 self.retained.remove(message.topic());
             } else {
+                // Kept until replaced: detached from the publisher's read buffer.
+                message = message.detached();
                 let capacity = self.config.limits.max_retained_messages;
                 if !self.retained.set(message.clone(), capacity) {
                     warn!(
@@ -496,7 +498,13 @@ impl Broker {
             });
         }
         let count = targets.len();
-        for (session, delivery) in targets {
+        let mut detached = None;
+        for (session, mut delivery) in targets {
+            // Kept until the client comes back (offline sessions queue QoS 1 and 2 only):
+            // detached from the publisher's read buffer, once for all such sessions.
+            if delivery.qos != QoS::AtMostOnce && !session.is_online() {
+                delivery.message = detached.get_or_insert_with(|| message.detached()).clone();
+            }
             self.offer(&session, delivery);
         }
         count
@@ -594,4 +602,81 @@ fn take_shared(state: &mut crate::session::SessionState) -> Vec<Delivery> {
         true
     });
     shared
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use bytestring::ByteString;
+    use tokio::sync::oneshot;
+    use wasmq_codec::{Publish, QoS, SubscriptionOptions};
+
+    use super::*;
+
+    /// A PUBLISH whose topic and payload are slices of `frame`, as decoded ones are of the
+    /// publisher's read buffer.
+    fn sliced(frame: &Bytes, qos: QoS, retain: bool) -> Publish {
+        Publish {
+            dup: false,
+            qos,
+            retain,
+            topic: ByteString::try_from(frame.slice(0..4)).unwrap(),
+            packet_id: 1,
+            payload: frame.slice(4..11),
+            properties: Default::default(),
+        }
+    }
+
+    fn inside(part: &[u8], frame: &Bytes) -> bool {
+        frame.as_ptr_range().contains(&part.as_ptr())
+    }
+
+    /// What the broker keeps (retained messages, queues of offline sessions) does not
+    /// keep the publisher's read buffer alive; what it only routes is not copied.
+    #[tokio::test]
+    async fn kept_messages_are_detached_from_the_read_buffer() {
+        let broker = Broker::new(Config::default(), None);
+        let frame = Bytes::from(format!("keptpayload{}", " ".repeat(8 * 1024)));
+        let subscribe = |client_id: &'static str, connection_id: u64| {
+            let (session, _) = broker.attach(
+                &ByteString::from_static(client_id),
+                false,
+                60,
+                connection_id,
+                oneshot::channel().0,
+            );
+            let filter = TopicFilter::new(ByteString::from_static("kept"), 8).unwrap();
+            let data = SubscriptionData {
+                options: SubscriptionOptions::qos(QoS::AtLeastOnce),
+                id: None,
+            };
+            broker.subscribe(&session, filter, data);
+            session
+        };
+        let online = subscribe("online", 1);
+        let offline = subscribe("offline", 2);
+        broker.detach(&offline, 2, None);
+
+        broker.publish(Message::new(sliced(&frame, QoS::AtLeastOnce, false), None));
+        let queued = |session: &Session| session.lock().queue.back().unwrap().message.clone();
+        let (live, kept) = (queued(&online), queued(&offline));
+        assert!(inside(&live.publish.payload, &frame), "routed as decoded");
+        assert!(!inside(&kept.publish.payload, &frame));
+        assert!(!inside(kept.publish.topic.as_bytes(), &frame));
+        assert_eq!(kept.publish, live.publish);
+
+        broker.publish(Message::new(sliced(&frame, QoS::AtMostOnce, true), None));
+        let mut retained = Vec::new();
+        let filter = TopicFilter::new(ByteString::from_static("#"), 8).unwrap();
+        broker
+            .retained
+            .matching(&filter, Instant::now(), &mut retained);
+        let [retained] = retained.as_slice() else {
+            panic!("one retained message: {retained:?}");
+        };
+        assert!(!inside(&retained.publish.payload, &frame));
+        assert_eq!(&retained.publish.payload[..], b"payload");
+        // Already detached: not copied again.
+        assert!(Arc::ptr_eq(&retained.detached(), retained));
+    }
 }

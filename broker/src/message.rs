@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use bytestring::ByteString;
 use wasmq_codec::{Publish, QoS};
 
@@ -19,6 +20,8 @@ pub struct Message {
     pub origin: Option<ByteString>,
     /// When the Message Expiry Interval runs out.
     pub expires_at: Option<Instant>,
+    /// Whether its parts are allocations of its own ([`Message::detached`]).
+    detached: bool,
 }
 
 impl Message {
@@ -36,6 +39,38 @@ impl Message {
             publish,
             origin,
             expires_at,
+            detached: false,
+        })
+    }
+
+    /// The message with its topic, payload and properties copied into allocations of
+    /// their own, for a message the broker keeps (retained, or queued for an offline
+    /// session). As decoded, they are slices of the publisher's read buffer: 8 KiB or
+    /// more, shared by every packet of one read and freed only when the last slice goes.
+    /// Kept like that, 20,000 retained messages of 30 bytes held 6.0 KB each (Mosquitto
+    /// 375 B); detached, they hold the few hundred bytes they need. Cheap (two small
+    /// copies, usually) and done once per kept message, never on the routing path.
+    pub fn detached(self: &Arc<Message>) -> Arc<Message> {
+        if self.detached {
+            return self.clone();
+        }
+        let own_str = |s: &ByteString| ByteString::from(&**s);
+        let own = |b: &Bytes| Bytes::copy_from_slice(b);
+        let mut publish = self.publish.clone();
+        publish.topic = own_str(&publish.topic);
+        publish.payload = own(&publish.payload);
+        let properties = &mut publish.properties;
+        properties.response_topic = properties.response_topic.as_ref().map(own_str);
+        properties.correlation_data = properties.correlation_data.as_ref().map(own);
+        properties.content_type = properties.content_type.as_ref().map(own_str);
+        for (key, value) in &mut properties.user_properties {
+            (*key, *value) = (own_str(key), own_str(value));
+        }
+        Arc::new(Message {
+            publish,
+            origin: self.origin.clone(),
+            expires_at: self.expires_at,
+            detached: true,
         })
     }
 

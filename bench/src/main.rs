@@ -159,8 +159,8 @@ pub(crate) fn table_row(r: &RunResult) -> String {
     if let Some(cpu) = r.broker_cpu_s {
         line += &format!(" broker {cpu:.2} cpu-s");
     }
-    if let Some(b) = r.bytes_per_connection {
-        line += &format!(" {b:.0} B/conn");
+    if let Some(b) = r.bytes_per_item {
+        line += &format!(" {b:.0} B/item");
     }
     if let Some(n) = r.connections {
         line += &format!(" conns {n} errors {}", r.errors);

@@ -115,6 +115,10 @@ pub enum Kind {
     Storm { connections: u32, concurrency: u32 },
     /// `connections` held open at once.
     Idle { connections: u32 },
+    /// `messages` retained messages of `payload` bytes on topics of their own, each
+    /// published at QoS 1 after the previous PUBACK (as devices reporting their state
+    /// do, each in a read of its own), then cleared.
+    Retained { messages: u32, payload: usize },
 }
 
 /// A named scenario with its bounds.
@@ -169,6 +173,9 @@ pub async fn run(
             concurrency,
         } => run_storm(scenario, target, *connections, *concurrency).await?,
         Kind::Idle { connections } => run_idle(scenario, target, *connections, broker_pid).await?,
+        Kind::Retained { messages, payload } => {
+            run_retained(target, *messages, *payload, broker_pid).await?
+        }
     };
     let wall = wall.elapsed().as_secs_f64();
     result.scenario = scenario.name.clone();
@@ -732,7 +739,7 @@ async fn run_idle(
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let after = broker_pid.and_then(rss_bytes);
     let n = clients.len() as u64;
-    let bytes_per_connection = match (before, after) {
+    let bytes_per_item = match (before, after) {
         (Some(b), Some(a)) if n > 0 => Some((a as f64 - b as f64) / n as f64),
         _ => None,
     };
@@ -743,8 +750,66 @@ async fn run_idle(
         elapsed_s,
         throughput: n as f64 / elapsed_s,
         connections: Some(n),
-        bytes_per_connection,
+        bytes_per_item,
         errors,
         ..RunResult::default()
     })
+}
+
+/// Publishes `messages` retained messages one by one and reads the broker's resident
+/// memory before and after: memory per retained message. Clears them afterwards so the
+/// broker is left as it was.
+async fn run_retained(
+    target: SocketAddr,
+    messages: u32,
+    payload: usize,
+    broker_pid: Option<u32>,
+) -> anyhow::Result<RunResult> {
+    let tag = run_tag();
+    let mut client = Client::connect(target, 1, &format!("wqb-{tag}-retainer")).await?;
+    let before = broker_pid.and_then(rss_bytes);
+    let start = Instant::now();
+    let body = bytes::Bytes::from(vec![b'r'; payload]);
+    let topic = |i: u32| ByteString::from(format!("wqb-{tag}/retained/{i}"));
+    for (i, payload) in (0..messages).map(|i| (i, body.clone())) {
+        publish_and_wait(&mut client, topic(i), payload).await?;
+    }
+    let elapsed_s = start.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = broker_pid.and_then(rss_bytes);
+    for i in 0..messages {
+        publish_and_wait(&mut client, topic(i), bytes::Bytes::new()).await?;
+    }
+    Ok(RunResult {
+        elapsed_s,
+        throughput: f64::from(messages) / elapsed_s,
+        sent: u64::from(messages),
+        bytes_per_item: match (before, after) {
+            (Some(b), Some(a)) if messages > 0 => Some((a as f64 - b as f64) / f64::from(messages)),
+            _ => None,
+        },
+        ..RunResult::default()
+    })
+}
+
+/// One retained QoS 1 PUBLISH, answered by its PUBACK before it returns.
+async fn publish_and_wait(
+    client: &mut Client,
+    topic: ByteString,
+    payload: bytes::Bytes,
+) -> anyhow::Result<()> {
+    let publish = Packet::Publish(Publish {
+        dup: false,
+        qos: QoS::AtLeastOnce,
+        retain: true,
+        topic,
+        packet_id: 1,
+        payload,
+        properties: Default::default(),
+    });
+    client.send(&publish).await?;
+    match client.recv_timeout().await? {
+        Packet::PubAck(ack) if !ack.reason_code.is_error() => Ok(()),
+        other => anyhow::bail!("expected a successful PUBACK, got {other:?}"),
+    }
 }

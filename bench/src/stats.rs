@@ -140,8 +140,9 @@ pub struct RunResult {
     pub generator_user_cores: f64,
     /// CPU seconds the broker used during the run, when its pid is known.
     pub broker_cpu_s: Option<f64>,
-    /// Broker resident memory added per connection (idle scenario), bytes.
-    pub bytes_per_connection: Option<f64>,
+    /// Broker resident memory added per connection (idle scenario) or per retained
+    /// message (retained scenario), bytes.
+    pub bytes_per_item: Option<f64>,
     /// Connections established (storm and idle scenarios).
     pub connections: Option<u64>,
     /// Connection attempts that failed.

@@ -87,6 +87,16 @@ pub fn scenarios(quick: bool) -> Vec<Scenario> {
             repeats,
         },
         Scenario {
+            name: "retained messages".to_string(),
+            kind: Kind::Retained {
+                messages: scale(20_000, 200),
+                payload: 16,
+            },
+            duration_ms: 0,
+            max_messages: 0,
+            repeats: 1,
+        },
+        Scenario {
             name: "idle connections".to_string(),
             kind: Kind::Idle {
                 connections: scale(IDLE_CONNECTIONS, 200),
@@ -299,7 +309,7 @@ pub struct Summary {
     pub generator_user_cores: f64,
     /// Deliveries per second of broker CPU time.
     pub per_broker_cpu_s: Option<f64>,
-    pub bytes_per_connection: Option<f64>,
+    pub bytes_per_item: Option<f64>,
     pub errors: u64,
 }
 
@@ -329,7 +339,7 @@ pub fn summarise(scenario: &Scenario, broker: &str, runs: &[RunResult]) -> Summa
             (cpu > 0.0).then(|| r.throughput * r.elapsed_s / cpu)
         })
         .collect();
-    let per_conn: Vec<f64> = mine.iter().filter_map(|r| r.bytes_per_connection).collect();
+    let per_item: Vec<f64> = mine.iter().filter_map(|r| r.bytes_per_item).collect();
     Summary {
         scenario: scenario.name.clone(),
         broker: broker.to_string(),
@@ -345,7 +355,7 @@ pub fn summarise(scenario: &Scenario, broker: &str, runs: &[RunResult]) -> Summa
         generator_cores: m(&|r| r.generator_cores),
         generator_user_cores: m(&|r| r.generator_user_cores),
         per_broker_cpu_s: (!efficiency.is_empty()).then(|| median(efficiency)),
-        bytes_per_connection: (!per_conn.is_empty()).then(|| median(per_conn)),
+        bytes_per_item: (!per_item.is_empty()).then(|| median(per_item)),
         errors: mine.iter().map(|r| r.errors).sum(),
     }
 }
@@ -458,12 +468,13 @@ pub async fn run_suite(options: SuiteOptions) -> anyhow::Result<Vec<Summary>> {
                 .is_none_or(|o| s.name.contains(o.as_str()))
         })
         .collect();
-    // Memory per idle connection is RSS growth: measured on brokers started for it, since
-    // a broker that has run the other scenarios reuses the memory they left allocated.
+    // Memory per idle connection and per retained message is RSS growth: measured on
+    // brokers started for it, since a broker that has run the other scenarios reuses the
+    // memory they left allocated.
     let (idle, busy): (Vec<Scenario>, Vec<Scenario>) = scenarios
         .iter()
         .cloned()
-        .partition(|s| matches!(s.kind, Kind::Idle { .. }));
+        .partition(|s| matches!(s.kind, Kind::Idle { .. } | Kind::Retained { .. }));
     let mut runs = Vec::new();
     for part in [busy, idle] {
         if part.is_empty() {
@@ -605,6 +616,9 @@ pub fn describe(s: &Scenario) -> String {
             concurrency,
         } => format!("{connections} connect+CONNACK+DISCONNECT, {concurrency} at a time"),
         Kind::Idle { connections } => format!("{connections} connections held open"),
+        Kind::Retained { messages, payload } => {
+            format!("{messages} retained messages of {payload} B, one QoS 1 publish per PUBACK")
+        }
     }
 }
 
@@ -713,7 +727,7 @@ fn markdown(meta: &Meta, scenarios: &[Scenario], summaries: &[Summary]) -> Strin
         );
     }
     md.push_str(
-        "\n### Connections\n\n\
+        "\n### Connections and memory\n\n\
          | scenario | setup | wasmq | mosquitto | ratio | errors w/m |\n\
          |---|---|---|---|---|---|\n",
     );
@@ -731,12 +745,16 @@ fn markdown(meta: &Meta, scenarios: &[Scenario], summaries: &[Summary]) -> Strin
                 ratio(w.throughput, m.throughput),
             ),
             _ => {
-                let b = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0} B/connection"));
-                let r = match (w.bytes_per_connection, m.bytes_per_connection) {
+                let unit = match s.kind {
+                    Kind::Retained { .. } => "message",
+                    _ => "connection",
+                };
+                let b = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0} B/{unit}"));
+                let r = match (w.bytes_per_item, m.bytes_per_item) {
                     (Some(a), Some(b)) => ratio(a, b),
                     _ => "-".into(),
                 };
-                (b(w.bytes_per_connection), b(m.bytes_per_connection), r)
+                (b(w.bytes_per_item), b(m.bytes_per_item), r)
             }
         };
         let _ = writeln!(

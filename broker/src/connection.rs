@@ -47,14 +47,28 @@ const READ_CHUNK: usize = 8192;
 
 /// Reads what the socket has (at most about READ_CHUNK bytes) into `rbuf`, growing it
 /// first when little room is left. `None` when the readiness was spurious.
+///
+/// A connection with no buffer (light traffic, see `serve`) reads into the stack and
+/// keeps only the bytes it got: a PINGREQ or a SUBSCRIBE then costs a few bytes of heap,
+/// not an 8 KiB buffer. Freed 8 KiB buffers fragmented the heap: the small long-lived
+/// allocations of the next connections were carved out of them, and one PINGREQ per
+/// connection added 4.8 KB of resident memory to each (2,000 connections, debug build).
 fn read_chunk(
     reader: &tokio::net::tcp::OwnedReadHalf,
     rbuf: &mut BytesMut,
 ) -> std::io::Result<Option<usize>> {
-    if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
-        rbuf.reserve(READ_CHUNK);
-    }
-    match reader.try_read_buf(rbuf) {
+    let read = if rbuf.capacity() == 0 {
+        let mut chunk = [0u8; READ_CHUNK];
+        reader
+            .try_read(&mut chunk)
+            .inspect(|&n| rbuf.extend_from_slice(&chunk[..n]))
+    } else {
+        if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
+            rbuf.reserve(READ_CHUNK);
+        }
+        reader.try_read_buf(rbuf)
+    };
+    match read {
         Ok(n) => Ok(Some(n)),
         Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
         Err(error) => Err(error),
@@ -882,7 +896,10 @@ impl Connection {
         let mut codes = Vec::with_capacity(subscribe.filters.len());
         let mut retained = Vec::new();
         for (raw, options) in subscribe.filters {
-            let filter = match TopicFilter::new(raw, max_levels) {
+            // A copy: the session and the router keep the filter for as long as the
+            // subscription lives, and a slice would keep the SUBSCRIBE's whole read buffer
+            // (8 KiB) alive with it.
+            let filter = match TopicFilter::new(ByteString::from(&*raw), max_levels) {
                 Ok(filter) => filter,
                 Err(error) => {
                     debug!(%error, "subscription refused");

@@ -29,8 +29,9 @@ use crate::authz_cache::{AuthzCache, TransformCache};
 use crate::broker::Broker;
 use crate::config::DenyAction;
 use crate::hooks::{Action, AuthDecision, ClientInfo, TransformEdit, Transformed};
-use crate::message::{Delivery, Message};
+use crate::message::{Delivery, Message, own_bytes, own_str, own_user_properties};
 use crate::metrics::Metrics;
+use crate::outbox::{Outbox, SHARED_PAYLOAD_MIN};
 use crate::router::SubscriptionData;
 use crate::session::{Outgoing, PendingWill, Session, Stage};
 use crate::topic::{TopicFilter, TopicName};
@@ -207,7 +208,7 @@ struct Connection {
     will: Option<Box<wasmq_codec::LastWill>>,
     aliases_in: HashMap<u16, ByteString>,
     aliases_out: HashMap<ByteString, u16>,
-    wbuf: BytesMut,
+    outbox: Outbox,
     /// The session may hold deliveries to pull.
     pending: bool,
     scratch: Vec<(u16, Delivery)>,
@@ -270,7 +271,7 @@ impl Connection {
         } else {
             // A copy: a slice would keep the whole CONNECT frame's buffer alive for as
             // long as the session lives.
-            ByteString::from(&*connect.client_id)
+            own_str(&connect.client_id)
         };
         if client_id.len() > limits.client_id_max_len {
             return refuse(
@@ -389,16 +390,18 @@ impl Connection {
             problem_information: props.request_problem_information.unwrap_or(true),
             will: connect.will.map(|mut will| {
                 // Copies, like the client id, so the CONNECT frame can be freed.
-                will.topic = ByteString::from(&*will.topic);
-                will.payload = bytes::Bytes::copy_from_slice(&will.payload);
+                will.topic = own_str(&will.topic);
+                will.payload = own_bytes(&will.payload);
+                let properties = &mut will.properties;
+                properties.content_type = properties.content_type.as_ref().map(own_str);
+                properties.response_topic = properties.response_topic.as_ref().map(own_str);
+                properties.correlation_data = properties.correlation_data.as_ref().map(own_bytes);
+                own_user_properties(&mut properties.user_properties);
                 Box::new(will)
             }),
             aliases_in: HashMap::new(),
             aliases_out: HashMap::new(),
-            // Empty until the first write: an idle connection then holds only its CONNACK's
-            // few bytes instead of 8 KiB (memory per idle connection, issue 5); a busy one
-            // grows the buffer to its working size once and keeps it.
-            wbuf: BytesMut::new(),
+            outbox: Outbox::default(),
             pending: true,
             // Grows on first use: idle connections keep no batch space.
             scratch: Vec::new(),
@@ -473,7 +476,7 @@ impl Connection {
             return close;
         }
         loop {
-            if self.pending && self.wbuf.len() < high_water {
+            if self.pending && self.outbox.len() < high_water {
                 self.pull();
             }
             let keep_alive_deadline = self.keep_alive_timeout.map(|t| last_packet + t);
@@ -483,9 +486,10 @@ impl Connection {
                     let reason = reason.unwrap_or(ReasonCode::SESSION_TAKEN_OVER);
                     return Close::Reason(reason, "session taken over".into());
                 }
-                written = writer.write_buf(&mut self.wbuf), if !self.wbuf.is_empty() => match written {
-                    Ok(0) => return Close::Lost("socket closed for writing".into()),
-                    Ok(n) => Metrics::add(&self.broker.metrics.bytes_sent, n as u64),
+                written = self.outbox.write_to(writer), if !self.outbox.is_empty() => match written {
+                    Ok(Some(0)) => return Close::Lost("socket closed for writing".into()),
+                    Ok(Some(n)) => Metrics::add(&self.broker.metrics.bytes_sent, n as u64),
+                    Ok(None) => {}
                     Err(error) => return error.into(),
                 },
                 // Waiting for readiness rather than in `read_buf` holds no buffer while the
@@ -575,9 +579,8 @@ impl Connection {
                 },
             }));
         }
-        if !self.wbuf.is_empty() && !matches!(close, Close::Lost(_)) {
-            let wbuf = std::mem::take(&mut self.wbuf);
-            let _ = tokio::time::timeout(FAREWELL_TIMEOUT, writer.write_all(&wbuf)).await;
+        if !self.outbox.is_empty() && !matches!(close, Close::Lost(_)) {
+            let _ = tokio::time::timeout(FAREWELL_TIMEOUT, self.outbox.flush_to(writer)).await;
         }
         let _ = writer.shutdown().await;
         Metrics::sub(&self.broker.metrics.clients_connected, 1);
@@ -593,7 +596,7 @@ impl Connection {
     }
 
     fn send(&mut self, packet: Packet) {
-        packet.encode(self.client.protocol, &mut self.wbuf);
+        packet.encode(self.client.protocol, self.outbox.buf());
     }
 
     async fn handle(&mut self, packet: Packet) -> Result<(), Close> {
@@ -700,8 +703,7 @@ impl Connection {
                     }
                 } else {
                     // A copy, not a slice of the read buffer (see `aliases_out`).
-                    self.aliases_in
-                        .insert(alias, ByteString::from(&*publish.topic));
+                    self.aliases_in.insert(alias, own_str(&publish.topic));
                 }
             }
             if !publish.properties.subscription_identifiers.is_empty() {
@@ -899,7 +901,7 @@ impl Connection {
             // A copy: the session and the router keep the filter for as long as the
             // subscription lives, and a slice would keep the SUBSCRIBE's whole read buffer
             // (8 KiB) alive with it.
-            let filter = match TopicFilter::new(ByteString::from(&*raw), max_levels) {
+            let filter = match TopicFilter::new(own_str(&raw), max_levels) {
                 Ok(filter) => filter,
                 Err(error) => {
                     debug!(%error, "subscription refused");
@@ -1084,7 +1086,7 @@ impl Connection {
                     continue;
                 }
             }
-            if !more || self.wbuf.len() >= high_water {
+            if !more || self.outbox.len() >= high_water {
                 self.pending = more;
                 break;
             }
@@ -1123,18 +1125,21 @@ impl Connection {
                 }
             }
         }
-        let start = self.wbuf.len();
-        Packet::Publish(publish).encode(self.client.protocol, &mut self.wbuf);
-        if self.wbuf.len() - start > self.client_max_packet_size {
-            self.wbuf.truncate(start);
+        if publish.encoded_len(self.client.protocol) > self.client_max_packet_size {
             Metrics::add(&self.broker.metrics.messages_dropped_too_large, 1);
             debug!(topic = %message.publish.topic, "message larger than the client's maximum packet size");
             return false;
         }
+        if publish.payload.len() >= SHARED_PAYLOAD_MIN {
+            publish.write_head(self.client.protocol, self.outbox.buf());
+            self.outbox.push_shared(publish.payload);
+        } else {
+            publish.write(self.client.protocol, self.outbox.buf());
+        }
         if let Some((topic, alias)) = new_alias {
             // A copy: the message's topic is a slice of its publisher's read buffer, which
             // the map would keep alive (a whole large payload) for the connection's life.
-            self.aliases_out.insert(ByteString::from(&*topic), alias);
+            self.aliases_out.insert(own_str(&topic), alias);
         }
         Metrics::add(&self.broker.metrics.messages_sent, 1);
         true

@@ -29,6 +29,7 @@ pub mod hooks;
 pub mod manage;
 pub mod message;
 pub mod metrics;
+mod outbox;
 pub mod plugins;
 pub mod router;
 pub mod server;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use bytestring::ByteString;
-use wasmq_codec::{Publish, QoS};
+use wasmq_codec::{Publish, QoS, UserProperties};
 
 use crate::topic::TopicFilter;
 
@@ -54,18 +54,14 @@ impl Message {
         if self.detached {
             return self.clone();
         }
-        let own_str = |s: &ByteString| ByteString::from(&**s);
-        let own = |b: &Bytes| Bytes::copy_from_slice(b);
         let mut publish = self.publish.clone();
         publish.topic = own_str(&publish.topic);
-        publish.payload = own(&publish.payload);
+        publish.payload = own_bytes(&publish.payload);
         let properties = &mut publish.properties;
         properties.response_topic = properties.response_topic.as_ref().map(own_str);
-        properties.correlation_data = properties.correlation_data.as_ref().map(own);
+        properties.correlation_data = properties.correlation_data.as_ref().map(own_bytes);
         properties.content_type = properties.content_type.as_ref().map(own_str);
-        for (key, value) in &mut properties.user_properties {
-            (*key, *value) = (own_str(key), own_str(value));
-        }
+        own_user_properties(&mut properties.user_properties);
         Arc::new(Message {
             publish,
             origin: self.origin.clone(),
@@ -92,6 +88,23 @@ impl Message {
     /// The topic name.
     pub fn topic(&self) -> &str {
         &self.publish.topic
+    }
+}
+
+/// A copy of `s` in an allocation of its own (not a slice of a read buffer).
+pub(crate) fn own_str(s: &ByteString) -> ByteString {
+    ByteString::from(&**s)
+}
+
+/// A copy of `b` in an allocation of its own (not a slice of a read buffer).
+pub(crate) fn own_bytes(b: &Bytes) -> Bytes {
+    Bytes::copy_from_slice(b)
+}
+
+/// Replaces every key and value with a copy of its own.
+pub(crate) fn own_user_properties(properties: &mut UserProperties) {
+    for (key, value) in properties {
+        (*key, *value) = (own_str(key), own_str(value));
     }
 }
 

@@ -16,6 +16,7 @@ wasmq_tests::both_versions!(
     resent_qos2_publish_before_pubrel_is_delivered_once,
     client_exceeding_the_broker_receive_maximum_is_disconnected,
     pubrel_for_an_unknown_packet_id_gets_pubcomp,
+    large_and_small_messages_arrive_whole_and_in_order,
 );
 
 const QOS: [QoS; 3] = [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce];
@@ -518,4 +519,52 @@ async fn recv<T>(rx: &mut mpsc::UnboundedReceiver<T>) -> T {
         .await
         .expect("an event within WAIT")
         .expect("event loops running")
+}
+
+/// Large payloads leave from the shared message without a copy (a vectored write beside
+/// the small packets around them): every byte arrives, in publish order, to every
+/// subscriber, whatever the mix of sizes.
+async fn large_and_small_messages_arrive_whole_and_in_order(protocol: Protocol) {
+    let broker = TestBroker::start().await;
+    let mut subscribers = Vec::new();
+    for i in 0..3 {
+        let mut sub = RawClient::connected(broker.addr, protocol, &format!("sub{i}")).await;
+        sub.subscribe_qos("sizes/#", QoS::AtLeastOnce).await;
+        subscribers.push(sub);
+    }
+    // Below, at and above the size from which payloads are not copied, with small ones
+    // between them; each payload's bytes depend on its index and position.
+    let sizes = [
+        10, 16_383, 16_384, 3, 65_536, 1, 200_000, 17, 20_000, 20_000, 0,
+    ];
+    let payload =
+        |i: usize, len: usize| -> Vec<u8> { (0..len).map(|at| (at * 31 + i * 7) as u8).collect() };
+    let mut publisher = RawClient::connected(broker.addr, protocol, "pub").await;
+    for (i, &len) in sizes.iter().enumerate() {
+        let qos = if i % 2 == 0 {
+            QoS::AtLeastOnce
+        } else {
+            QoS::AtMostOnce
+        };
+        let id = if qos == QoS::AtMostOnce {
+            0
+        } else {
+            i as u16 + 1
+        };
+        let topic = format!("sizes/{i}");
+        let publish = publish_packet(&topic, &payload(i, len), qos, false, id);
+        publish_and_complete(&mut publisher, publish).await;
+    }
+    for sub in &mut subscribers {
+        for (i, &len) in sizes.iter().enumerate() {
+            let got = sub.recv_publish().await;
+            assert_eq!(got.topic, format!("sizes/{i}"));
+            assert!(
+                got.payload == payload(i, len),
+                "payload {i} ({len} B) differs"
+            );
+            acknowledge(sub, &got).await;
+        }
+        sub.expect_nothing().await;
+    }
 }

@@ -136,6 +136,18 @@ impl Publish {
     /// If the topic or a property string is longer than 65,535 bytes, or the packet's
     /// remaining length exceeds 268,435,455 bytes.
     pub fn write(&self, protocol: Protocol, buf: &mut BytesMut) {
+        self.write_head(protocol, buf);
+        buf.put_slice(&self.payload);
+    }
+
+    /// Appends everything of the packet but its payload, which comes last on the wire:
+    /// a sender may then write the payload from its own `Bytes` (a vectored write)
+    /// instead of copying it. `write_head` and the payload together are [`Publish::write`].
+    ///
+    /// # Panics
+    ///
+    /// As [`Publish::write`].
+    pub fn write_head(&self, protocol: Protocol, buf: &mut BytesMut) {
         let (remaining, props_len) = self.lengths(protocol);
         let mut flags = (self.qos as u8) << QOS_SHIFT;
         if self.dup {
@@ -152,7 +164,12 @@ impl Publish {
         if protocol == Protocol::V5 {
             properties::write_block_with_len(&self.properties, props_len, buf);
         }
-        buf.put_slice(&self.payload);
+    }
+
+    /// The whole packet's length on `protocol`, fixed header included.
+    pub fn encoded_len(&self, protocol: Protocol) -> usize {
+        let remaining = self.remaining_len(protocol);
+        1 + varint_len(remaining) + remaining
     }
 }
 
@@ -410,6 +427,31 @@ mod tests {
             decode(b"\x30\x08\x00\x03a/b\x09hi", Protocol::V5),
             Err(DecodeError::PropertyLength)
         );
+    }
+
+    #[test]
+    fn the_head_and_the_payload_are_the_whole_packet() {
+        for protocol in [Protocol::V311, Protocol::V5] {
+            let publish = Publish {
+                dup: true,
+                qos: QoS::ExactlyOnce,
+                retain: true,
+                topic: "a/b".into(),
+                packet_id: 7,
+                payload: Bytes::from_static(b"the payload"),
+                properties: PublishProperties {
+                    content_type: Some("text/plain".into()),
+                    ..Default::default()
+                },
+            };
+            let mut whole = BytesMut::new();
+            publish.write(protocol, &mut whole);
+            let mut head = BytesMut::new();
+            publish.write_head(protocol, &mut head);
+            head.extend_from_slice(&publish.payload);
+            assert_eq!(head, whole);
+            assert_eq!(publish.encoded_len(protocol), whole.len());
+        }
     }
 
     #[test]

@@ -279,6 +279,28 @@ impl RawClient {
         }
     }
 
+    /// Sends `connect` on a new connection and expects it refused: a v5 client receives
+    /// exactly one CONNACK with `v5_reason`, then the close; a v3.1.1 client, for what
+    /// v3.1.1 has no return code, a close without CONNACK [MQTT-3.1.4-1].
+    pub async fn expect_refused(addr: SocketAddr, connect: Connect, v5_reason: codec::ReasonCode) {
+        let protocol = connect.protocol;
+        let mut client = RawClient::open(addr, protocol).await.expect("connect");
+        client
+            .send(Packet::Connect(Box::new(connect)))
+            .await
+            .expect("send CONNECT");
+        match (protocol, client.until_closed().await.as_slice()) {
+            (Protocol::V5, [Packet::ConnAck(connack)]) => {
+                assert_eq!(
+                    connack.reason_code, v5_reason,
+                    "CONNACK reason: {connack:?}"
+                )
+            }
+            (Protocol::V311, []) => {}
+            (_, other) => panic!("expected the CONNECT refused, got {other:?}"),
+        }
+    }
+
     /// Expects the broker to close the connection: a v5 client first receives exactly one
     /// DISCONNECT with `v5_reason`, a v3.1.1 client receives nothing (it has no
     /// DISCONNECT from the server).

@@ -160,18 +160,7 @@ async fn topics_with_more_levels_than_the_limit_are_refused(protocol: Protocol) 
         retain: false,
         properties: Default::default(),
     });
-    let mut client = RawClient::open(broker.addr, protocol).await.unwrap();
-    client
-        .send(Packet::Connect(Box::new(connect)))
-        .await
-        .unwrap();
-    match (protocol, client.until_closed().await.as_slice()) {
-        (Protocol::V5, [Packet::ConnAck(connack)]) => {
-            assert_eq!(connack.reason_code, ReasonCode::TOPIC_NAME_INVALID)
-        }
-        (Protocol::V311, []) => {}
-        (_, other) => panic!("expected a refused CONNECT, got {other:?}"),
-    }
+    RawClient::expect_refused(broker.addr, connect, ReasonCode::TOPIC_NAME_INVALID).await;
     // Nobody else noticed.
     delivered(&mut publisher, &mut sub, "a/b/c/d").await;
     sub.expect_nothing().await;

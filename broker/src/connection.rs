@@ -1133,16 +1133,21 @@ impl Connection {
                 }
             }
         }
-        if publish.encoded_len(self.client.protocol) > self.client_max_packet_size {
+        // The head (all but the payload) is encoded once; with the payload it is the
+        // packet's size, which is checked before anything is committed to the outbox.
+        let buf = self.outbox.buf();
+        let start = buf.len();
+        publish.write_head(self.client.protocol, buf);
+        if buf.len() - start + publish.payload.len() > self.client_max_packet_size {
+            buf.truncate(start);
             Metrics::add(&self.broker.metrics.messages_dropped_too_large, 1);
             debug!(topic = %message.publish.topic, "message larger than the client's maximum packet size");
             return false;
         }
         if publish.payload.len() >= SHARED_PAYLOAD_MIN {
-            publish.write_head(self.client.protocol, self.outbox.buf());
             self.outbox.push_shared(publish.payload);
         } else {
-            publish.write(self.client.protocol, self.outbox.buf());
+            buf.extend_from_slice(&publish.payload);
         }
         if let Some((topic, alias)) = new_alias {
             // A copy: the message's topic is a slice of its publisher's read buffer, which

@@ -165,12 +165,6 @@ impl Publish {
             properties::write_block_with_len(&self.properties, props_len, buf);
         }
     }
-
-    /// The whole packet's length on `protocol`, fixed header included.
-    pub fn encoded_len(&self, protocol: Protocol) -> usize {
-        let remaining = self.remaining_len(protocol);
-        1 + varint_len(remaining) + remaining
-    }
 }
 
 impl PropertySet for PublishProperties {
@@ -450,7 +444,7 @@ mod tests {
             publish.write_head(protocol, &mut head);
             head.extend_from_slice(&publish.payload);
             assert_eq!(head, whole);
-            assert_eq!(publish.encoded_len(protocol), whole.len());
+            assert_eq!(Packet::Publish(publish).encoded_len(protocol), whole.len());
         }
     }
 

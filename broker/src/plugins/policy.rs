@@ -194,7 +194,18 @@ impl Hooks for PluginPolicy {
             let allowed = match outcome.decision {
                 host::Decision::Allow => true,
                 host::Decision::Deny => false,
-                host::Decision::Ignore => self.acl_nomatch == AclNomatch::Allow,
+                host::Decision::Ignore => {
+                    let allowed = self.acl_nomatch == AclNomatch::Allow;
+                    if !allowed {
+                        // The plugins' own debug lines say why none decided.
+                        debug!(
+                            ?action,
+                            topic,
+                            "no authz plugin decided: denied by [plugins] acl_nomatch = \"deny\""
+                        );
+                    }
+                    allowed
+                }
             };
             Authorization {
                 allowed,

@@ -12,12 +12,17 @@
 //!   and BENCHMARKS.md's Plugins section.
 //! - `acl`: the default auth/ACL plugin (decisions per second per database, cache hit and
 //!   miss; publish throughput with it on and off) and its BENCHMARKS.md section.
+//! - `overload`: open-loop overload (publishers at full speed, no window): deliveries,
+//!   the slowest subscriber, acknowledged QoS 1 messages lost, an idle client's PINGRESP
+//!   latency, the broker's memory; and its BENCHMARKS.md section.
 //!
-//! `wasmq-bench run` drives one scenario against any broker (for profiling);
-//! `wasmq-bench suite`, `plugins` and `acl` are what `scripts/bench` calls.
+//! `wasmq-bench run` drives one scenario against any broker (for profiling), as does
+//! `wasmq-bench overload --target`; `wasmq-bench suite`, `plugins`, `acl` and `overload`
+//! are what `scripts/bench` calls.
 
 mod acl;
 mod client;
+mod overload;
 mod plugins;
 mod scenario;
 mod stats;
@@ -134,6 +139,46 @@ enum Cmd {
         /// Decisions only, no end-to-end throughput.
         #[arg(long)]
         no_e2e: bool,
+        #[arg(long, default_value = "scripts/bench")]
+        command: String,
+    },
+    /// Open-loop overload: publishers at full speed with no window, against a fresh Wasmq
+    /// and a fresh Mosquitto per run (or `--target`); writes overload.json and its section.
+    Overload {
+        #[arg(long, default_value = "target/release/wasmq")]
+        wasmq: PathBuf,
+        #[arg(long, default_value = "/usr/sbin/mosquitto")]
+        mosquitto: PathBuf,
+        #[arg(long, default_value = "bench/results")]
+        out_dir: PathBuf,
+        /// Markdown report whose overload section is rewritten.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Tiny durations, one run of each: a smoke run.
+        #[arg(long)]
+        quick: bool,
+        /// Only scenarios whose name contains this ("q0", "q1", "overload").
+        #[arg(long)]
+        only: Option<String>,
+        /// Runs of each scenario against each broker (default 3, 1 with --quick).
+        #[arg(long)]
+        repeats: Option<u32>,
+        /// Flooding before the measured window, milliseconds.
+        #[arg(long)]
+        warmup_ms: Option<u64>,
+        /// The measured window, milliseconds.
+        #[arg(long)]
+        window_ms: Option<u64>,
+        /// A broker already running (loopback): run against it alone and print JSON
+        /// lines; no broker is started and no report written.
+        #[arg(long)]
+        target: Option<SocketAddr>,
+        /// That broker's pid, to read its CPU time and memory.
+        #[arg(long, requires = "target")]
+        pid: Option<u32>,
+        /// Label for that broker in the output.
+        #[arg(long, default_value = "broker")]
+        name: String,
         #[arg(long, default_value = "scripts/bench")]
         command: String,
     },
@@ -277,6 +322,39 @@ fn main() -> anyhow::Result<()> {
                     threads: cli.threads,
                     databases,
                     no_e2e,
+                })
+                .await?;
+            }
+            Cmd::Overload {
+                wasmq,
+                mosquitto,
+                out_dir,
+                report,
+                quick,
+                only,
+                repeats,
+                warmup_ms,
+                window_ms,
+                target,
+                pid,
+                name,
+                command,
+            } => {
+                overload::run_overload(overload::OverloadOptions {
+                    wasmq,
+                    mosquitto,
+                    out_dir,
+                    report,
+                    quick,
+                    command,
+                    threads: cli.threads,
+                    only,
+                    repeats,
+                    warmup_ms,
+                    window_ms,
+                    target,
+                    pid,
+                    name,
                 })
                 .await?;
             }

@@ -77,6 +77,16 @@ impl SeqTrack {
         self.duplicates += other.duplicates;
         self.reordered += other.reordered;
     }
+
+    /// Sequence numbers this track saw that `other` did not (acknowledged but never
+    /// delivered, when this is what a publisher had acknowledged).
+    pub fn missing_in(&self, other: &SeqTrack) -> u64 {
+        self.seen
+            .iter()
+            .enumerate()
+            .map(|(i, w)| u64::from((w & !other.seen.get(i).copied().unwrap_or(0)).count_ones()))
+            .sum()
+    }
 }
 
 /// Percentiles of a latency histogram, in microseconds.
@@ -169,8 +179,17 @@ pub fn cpu_times(pid: &str) -> Option<(f64, f64)> {
 
 /// Resident memory of process `pid` in bytes (VmRSS of /proc/PID/status).
 pub fn rss_bytes(pid: u32) -> Option<u64> {
+    status_bytes(pid, "VmRSS:")
+}
+
+/// Peak resident memory of process `pid` in bytes (VmHWM of /proc/PID/status).
+pub fn hwm_bytes(pid: u32) -> Option<u64> {
+    status_bytes(pid, "VmHWM:")
+}
+
+fn status_bytes(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
 }
@@ -199,5 +218,18 @@ mod tests {
         other.record(5);
         t.merge(&other);
         assert_eq!((t.unique, t.duplicates), (6, 2));
+    }
+
+    #[test]
+    fn missing_counts_what_the_other_track_never_saw() {
+        let (mut acked, mut received) = (SeqTrack::default(), SeqTrack::default());
+        for seq in [0, 1, 2, 64, 200] {
+            acked.record(seq);
+        }
+        for seq in [1, 64, 65] {
+            received.record(seq);
+        }
+        assert_eq!(acked.missing_in(&received), 3);
+        assert_eq!(received.missing_in(&acked), 1);
     }
 }

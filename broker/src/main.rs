@@ -4,6 +4,7 @@
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -122,20 +123,42 @@ enum PluginCommand {
     },
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+/// An error that stops the command (a bad config file, a database that does not answer,
+/// a port in use) is the operator's to fix, not a bug: it is printed as its chain of
+/// causes, one a line, never with `anyhow`'s backtrace (which `RUST_BACKTRACE`, often set
+/// by Rust users, would add). Bugs are panics, and those keep their backtrace.
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Some(Command::PrintConfig) => {
             print!("{DEFAULT_CONFIG}");
-            return Ok(());
+            return Ok(ExitCode::SUCCESS);
         }
         Some(Command::Plugin(PluginCommand::Check { file })) => {
             let report = wasmq_plugin_host::check(file)
                 .with_context(|| format!("cannot check {}", file.display()))?;
             println!("{}: {report}", file.display());
-            std::process::exit(if report.is_ok() { 0 } else { 1 });
+            return Ok(if report.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
         }
-        Some(Command::User(_)) | Some(Command::Acl(_)) => return manage_command(&cli),
+        Some(Command::User(_)) | Some(Command::Acl(_)) => {
+            return manage_command(&cli).map(|()| ExitCode::SUCCESS);
+        }
         Some(Command::Run) | None => {}
     }
     tracing_subscriber::fmt()
@@ -173,7 +196,7 @@ fn main() -> anyhow::Result<()> {
         };
         server.run(shutdown_signal()).await;
         drop(plugins);
-        anyhow::Ok(())
+        anyhow::Ok(ExitCode::SUCCESS)
     })
 }
 

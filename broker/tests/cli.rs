@@ -48,31 +48,67 @@ fn print_config_prints_the_default_config_which_parses_back() {
     assert_eq!(Config::parse(&text).unwrap(), Config::default());
 }
 
+/// Runs `wasmq ARGS` with `RUST_BACKTRACE=1`, as many Rust users have it in their
+/// environment (it makes `anyhow` capture a backtrace with every error).
+fn wasmq_with_backtraces(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    Command::new(WASMQ)
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// An operator's mistake is told as its chain of causes, never with a backtrace (those
+/// are for bugs), whatever `RUST_BACKTRACE` says.
+fn assert_error_without_backtrace(output: &std::process::Output) -> String {
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(
+        !stderr.to_lowercase().contains("backtrace") && !stderr.contains("src/main.rs"),
+        "a backtrace for an operator's mistake:\n{stderr}"
+    );
+    stderr
+}
+
 #[test]
 fn a_config_with_an_unknown_key_is_refused() {
     let config = TempConfig::new("unknown", "[limits]\nmax_conections = 3\n");
+    let output = wasmq_with_backtraces(&["--config".as_ref(), config.0.as_os_str()]);
+    let stderr = assert_error_without_backtrace(&output);
+    // The error names the file and the offending key, the file first, the cause below.
+    let first = stderr.lines().next().unwrap();
+    assert!(first.contains(&*config.0.to_string_lossy()), "{stderr}");
+    assert!(stderr.contains("\n  caused by: "), "{stderr}");
+    assert!(stderr.contains("max_conections"), "{stderr}");
+    assert!(stderr.contains("unknown field"), "{stderr}");
+
+    let output = wasmq_with_backtraces(&["--config".as_ref(), "/nonexistent/wasmq.toml".as_ref()]);
+    let stderr = assert_error_without_backtrace(&output);
+    assert!(stderr.contains("/nonexistent/wasmq.toml"), "{stderr}");
+
+    // The same for an error found after the config was read: a database that cannot be
+    // opened (a folder where the SQLite file should be).
+    let dir = tempfile::tempdir().unwrap();
+    let config = TempConfig::new(
+        "bad-database",
+        &format!(
+            "listen = \"127.0.0.1:0\"\n[database]\nurl = \"sqlite://{}?mode=rwc\"\n",
+            dir.path().display()
+        ),
+    );
     let output = Command::new(WASMQ)
+        .current_dir(dir.path())
         .arg("--config")
         .arg(&config.0)
+        .env("RUST_BACKTRACE", "1")
+        .env("RUST_LOG", "off")
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert!(!output.status.success(), "{output:?}");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    // The error names the file and the offending key.
-    assert!(stderr.contains("max_conections"), "{stderr}");
-    assert!(stderr.contains("unknown field"), "{stderr}");
-    assert!(stderr.contains(&*config.0.to_string_lossy()), "{stderr}");
-
-    let output = Command::new(WASMQ)
-        .args(["--config", "/nonexistent/wasmq.toml"])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("/nonexistent/wasmq.toml"),
-        "{output:?}"
-    );
+    assert_error_without_backtrace(&output);
 }
 
 /// Reads packets until the peer closes; fails after [`WAIT`].
@@ -225,13 +261,38 @@ fn plugin_check_reports_hooks_and_capabilities_or_what_is_wrong() {
     assert!(stdout.contains("hooks: authz"), "{stdout}");
     assert!(stdout.contains("capabilities: log"), "{stdout}");
 
-    let bad = TempConfig::new("not-a-component", "this is not wasm");
-    let out = Command::new(WASMQ)
-        .args(["plugin", "check"])
-        .arg(&bad.0)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("problem:"), "{stdout}");
+    // A file that does not compile (text, a core module that is not a component): the
+    // problem first and alone, no empty inventory of hooks and imports before it, and no
+    // backtrace.
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes) in [
+        ("text.wasm", &b"this is not wasm"[..]),
+        ("core-module.wasm", b"\0asm\x01\0\0\0"),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let out = wasmq_with_backtraces(&["plugin".as_ref(), "check".as_ref(), path.as_os_str()]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{name}: {out:?}");
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert!(
+            lines[0].starts_with(&format!(
+                "{}: problem: not a valid component: ",
+                path.display()
+            )),
+            "{name}: {stdout}"
+        );
+        assert_eq!(lines[1..], ["not loadable"], "{name}: {stdout}");
+        assert!(
+            !stdout.to_lowercase().contains("backtrace"),
+            "{name}: {stdout}"
+        );
+    }
+
+    // A file that cannot be read is an error of the command (exit 1, the error chain).
+    let missing = dir.path().join("missing.wasm");
+    let out = wasmq_with_backtraces(&["plugin".as_ref(), "check".as_ref(), missing.as_os_str()]);
+    let stderr = assert_error_without_backtrace(&out);
+    assert!(stderr.contains("missing.wasm"), "{stderr}");
+    assert!(out.stdout.is_empty(), "{out:?}");
 }

@@ -75,8 +75,7 @@ impl Cache {
             return Ok(component);
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
-        let component =
-            Component::new(engine, wasm).map_err(|e| LoadError::Compile(format!("{e:?}")))?;
+        let component = Component::new(engine, wasm).map_err(|e| LoadError::compile(&e))?;
         match component.serialize() {
             Ok(bytes) => {
                 if let Err(e) = self.write(&path, &bytes) {

@@ -26,6 +26,10 @@ pub struct Report {
     pub wasi_imports: Vec<String>,
     /// Why it cannot be loaded; empty when it can.
     pub problems: Vec<String>,
+    /// Whether the file compiled as a component. When it did not (not WebAssembly, a
+    /// core module, a corrupt file), nothing is known of its hooks and imports: only
+    /// `problems` says anything.
+    pub compiled: bool,
 }
 
 impl Report {
@@ -34,16 +38,27 @@ impl Report {
         self.problems.is_empty()
     }
 
+    /// A file that did not compile: `problem` is all there is to say.
     pub(crate) fn broken(problem: String) -> Report {
         Report {
             problems: vec![problem],
+            compiled: false,
             ..Report::default()
         }
     }
 }
 
+/// A component that compiled: its hooks, capabilities and WASI imports, then its problems
+/// (which refer to them) and `ok` or `not loadable`. A file that did not compile: its
+/// problem alone (an empty inventory would read as a component that exports nothing).
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.compiled {
+            for p in &self.problems {
+                writeln!(f, "problem: {p}")?;
+            }
+            return write!(f, "not loadable");
+        }
         writeln!(f, "hooks: {}", self.hooks)?;
         writeln!(f, "capabilities: {}", self.capabilities)?;
         writeln!(

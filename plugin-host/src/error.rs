@@ -37,6 +37,16 @@ pub enum LoadError {
     Start(#[from] Fault),
 }
 
+impl LoadError {
+    /// Wasmtime refused to compile the bytes: its error and causes on one line (they
+    /// are shown by `wasmq plugin check` and logged; wasmparser's are several lines, and
+    /// a `{:?}` would add a backtrace when `RUST_BACKTRACE` is set).
+    pub(crate) fn compile(error: &wasmtime::Error) -> LoadError {
+        let text = format!("{error:#}");
+        LoadError::Compile(text.split_whitespace().collect::<Vec<_>>().join(" "))
+    }
+}
+
 /// A hook call that did not produce an answer. Never a panic: the chain turns
 /// it into deny (authentication, authorization) or keep/drop (transform).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

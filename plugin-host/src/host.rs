@@ -154,8 +154,7 @@ impl PluginHost {
     fn component(&self, wasm: &[u8]) -> Result<Component, LoadError> {
         match &self.inner.cache {
             Some(cache) => cache.get_or_compile(&self.inner.engine, wasm),
-            None => Component::new(&self.inner.engine, wasm)
-                .map_err(|e| LoadError::Compile(format!("{e:?}"))),
+            None => Component::new(&self.inner.engine, wasm).map_err(|e| LoadError::compile(&e)),
         }
     }
 }
@@ -180,6 +179,7 @@ impl Inspection {
             capabilities: self.capabilities,
             wasi_imports: self.wasi_imports,
             problems: self.problems,
+            compiled: true,
         };
         if report.problems.is_empty()
             && let Err(e) = linker.instantiate_pre(component)

@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use bytestring::ByteString;
-use wasmq_codec::{Packet, Protocol, QoS, ReasonCode};
+use wasmq_codec::{Packet, Protocol, QoS, ReasonCode, SubscriptionOptions};
 use wasmq_tests::{RawClient, connect_packet, publish_packet};
 
 const WASMQ: &str = env!("CARGO_BIN_EXE_wasmq");
@@ -25,13 +25,20 @@ struct Broker {
 
 impl Broker {
     async fn start() -> Broker {
+        Broker::start_logging("warn").await
+    }
+
+    /// Starts it with `RUST_LOG=rust_log`, its log (stderr) in `broker.log` in its folder.
+    async fn start_logging(rust_log: &str) -> Broker {
         let dir = tempfile::tempdir().unwrap();
         let addr = wasmq_tests::free_loopback_addr();
+        let log = std::fs::File::create(dir.path().join("broker.log")).unwrap();
         let child = tokio::process::Command::new(WASMQ)
             .current_dir(dir.path())
             .args(["--listen", &addr.to_string()])
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", rust_log)
             .stdin(Stdio::null())
+            .stderr(log)
             .kill_on_drop(true)
             .spawn()
             .unwrap();
@@ -48,6 +55,28 @@ impl Broker {
             dir,
             _child: child,
         }
+    }
+
+    /// Waits until the broker's log has a line containing every one of `needles`, and
+    /// returns that line.
+    async fn log_line(&self, needles: &[&str]) -> String {
+        let path = self.dir.path().join("broker.log");
+        let found = tokio::time::timeout(WAIT, async {
+            loop {
+                let log = std::fs::read_to_string(&path).unwrap();
+                if let Some(line) = log.lines().find(|l| needles.iter().all(|n| l.contains(n))) {
+                    return line.to_string();
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        found.unwrap_or_else(|_| {
+            panic!(
+                "no log line with {needles:?}:\n{}",
+                std::fs::read_to_string(&path).unwrap()
+            )
+        })
     }
 
     /// Runs `wasmq ARGS` in the broker's folder (same database, same admin socket).
@@ -115,7 +144,7 @@ async fn a_fresh_install_has_its_default_policy_and_the_cli_changes_it_at_once()
     assert!(Path::new(&broker.dir.path().join("plugins")).is_dir());
 
     // The default rules: loopback clients connect anonymously, publish and subscribe
-    // anywhere outside $SYS, and may read $SYS.
+    // to every topic not starting with `$`, and may read $SYS (other `$`-topics: below).
     let mut anon = broker.client("anon", None).await;
     assert_eq!(
         publish_qos1(&mut anon, "sensors/t", 1).await,
@@ -249,6 +278,102 @@ async fn a_fresh_install_has_its_default_policy_and_the_cli_changes_it_at_once()
         assert!(!output.stderr.is_empty(), "wasmq {args:?} says why");
     }
     assert!(broker.ok(&["acl", "reload"]).contains("purged"));
+}
+
+/// The README's promise read exactly: a fresh install's rules cover every topic that does
+/// not start with `$` (and reading `$SYS`), not other `$`-topics, which MQTT keeps for the
+/// broker. A v3.1.1 client is told nothing when its QoS 0 publish is refused, so the log
+/// says it at debug, naming the row that decided or that none did; and the remedy
+/// docs/acl.md gives (a rule naming the `$`-prefix) works.
+#[tokio::test]
+async fn dollar_topics_need_a_rule_and_a_refused_publish_is_logged_with_its_reason() {
+    let broker = Broker::start_logging("info,wasmq::plugin=debug").await;
+    broker.ok(&["user", "add", "ops", "--password", "x", "--superuser"]);
+    // A superuser (who skips the ACL) watches `$app/#` and a sentinel topic: the sentinel
+    // arriving first proves the message before it was dropped.
+    let mut ops = broker.client("ops", Some(("ops", "x"))).await;
+    let suback = ops
+        .subscribe(
+            1,
+            &[
+                ("$app/#", SubscriptionOptions::qos(QoS::AtMostOnce)),
+                ("sentinel", SubscriptionOptions::qos(QoS::AtMostOnce)),
+            ],
+        )
+        .await;
+    assert_eq!(
+        suback.reason_codes,
+        [ReasonCode::SUCCESS, ReasonCode::SUCCESS]
+    );
+
+    let (app, code) = broker.connect(Protocol::V311, "app", None).await;
+    let mut app = app.unwrap_or_else(|| panic!("anonymous loopback v3.1.1 refused: {code:?}"));
+    let publish =
+        |topic: &str| Packet::Publish(publish_packet(topic, b"21.5", QoS::AtMostOnce, false, 0));
+    app.send(publish("$app/x")).await.unwrap();
+    app.send(publish("sentinel")).await.unwrap();
+    let first = ops.recv_publish().await;
+    assert_eq!(
+        first.topic, "sentinel",
+        "$app/x is not covered by the `#` rule"
+    );
+    // Nothing told the client; the connection goes on.
+    app.send(Packet::PingReq).await.unwrap();
+    assert_eq!(app.recv().await.unwrap(), Packet::PingResp);
+
+    // The log: the plugin's line (no row matches, and why for a `$`-topic), then the
+    // broker's (acl_nomatch denied it), in the connection's span.
+    let plugin = broker
+        .log_line(&["no mqtt_acl row matches publish to \"$app/x\"", "acl-sql"])
+        .await;
+    assert!(
+        plugin.contains("DEBUG")
+            && plugin.contains("client_id=\"app\"")
+            && plugin.contains("do not match a topic starting with `$`"),
+        "{plugin}"
+    );
+    let nomatch = broker
+        .log_line(&["acl_nomatch = \"deny\"", "topic=\"$app/x\""])
+        .await;
+    assert!(nomatch.contains("DEBUG"), "{nomatch}");
+
+    // docs/acl.md's remedy: a rule naming the prefix.
+    let added = broker.ok(&[
+        "acl", "add", "--allow", "--all", "--access", "pubsub", "--topic", "$app/#",
+    ]);
+    assert!(added.contains("purged"), "{added}");
+    app.send(publish("$app/x")).await.unwrap();
+    let delivered = ops.recv_publish().await;
+    assert_eq!(
+        (&*delivered.topic, &delivered.payload[..]),
+        ("$app/x", &b"21.5"[..])
+    );
+
+    // A row that denies is named in the log line, with its id.
+    let added = broker.ok(&[
+        "acl",
+        "add",
+        "--deny",
+        "--clientid",
+        "app",
+        "--access",
+        "pub",
+        "--topic",
+        "factory/#",
+    ]);
+    let id = added
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("rule N added: {added}"));
+    app.send(publish("factory/line1")).await.unwrap();
+    let denied = broker
+        .log_line(&["denied publish to \"factory/line1\" for client \"app\""])
+        .await;
+    assert!(
+        denied.contains(&format!("mqtt_acl row id={id} allow=0 "))
+            && denied.contains("clientid=\"app\" access=2 topic=\"factory/#\""),
+        "{denied}"
+    );
 }
 
 #[test]

@@ -111,6 +111,48 @@ fn is_superuser(username: &str) -> bool {
     }
 }
 
+/// Says at debug level which row denied a request, or that none matched (then the next
+/// plugin or the broker's `acl_nomatch` decides): a v3.1.1 client is told nothing when its
+/// QoS 0 publish is dropped, and the operator's only clue is this line. Allows are not
+/// logged: they are the common case, and each log line is a host call.
+fn log_refusal(
+    decision: rules::Decision,
+    row: Option<&AclRow>,
+    action: rules::Action,
+    topic: &str,
+    client: &Client,
+) {
+    let what = match action {
+        rules::Action::Publish => "publish to",
+        rules::Action::Subscribe => "subscribe to",
+    };
+    let who = match &client.username {
+        Some(user) => format!(
+            "client {:?} (user {user:?}, from {})",
+            client.client_id, client.peer_addr
+        ),
+        None => format!("client {:?} (from {})", client.client_id, client.peer_addr),
+    };
+    match (decision, row) {
+        (rules::Decision::Deny, Some(row)) => log::debug(&format!(
+            "denied {what} {topic:?} for {who}: mqtt_acl row {row}"
+        )),
+        (rules::Decision::NoMatch, _) => {
+            // The surprise of `$app/x` behind a `#` rule: say why.
+            let hint = if topic.starts_with('$') {
+                " (`#` and `+` do not match a topic starting with `$`)"
+            } else {
+                ""
+            };
+            log::debug(&format!(
+                "no mqtt_acl row matches {what} {topic:?} for {who}{hint}; the next \
+                 authz plugin decides, else the broker's [plugins] acl_nomatch"
+            ))
+        }
+        _ => {}
+    }
+}
+
 struct AclSql;
 
 impl Plugin for AclSql {
@@ -210,8 +252,12 @@ impl Plugin for AclSql {
             .into_iter()
             .map(|r| AclRow::from_columns(r.columns.into_iter().map(value).collect()))
             .collect::<Result<Vec<_>, _>>();
-        let decision =
-            rows.and_then(|rows| rules::decide(&rows, &info, action, &topic, settings.order));
+        let decision = rows.and_then(|rows| {
+            let (decision, row) =
+                rules::decide_by_row(&rows, &info, action, &topic, settings.order)?;
+            log_refusal(decision, row.map(|i| &rows[i]), action, &topic, &client);
+            Ok(decision)
+        });
         match decision {
             Ok(rules::Decision::Allow) => Decision::Allow,
             Ok(rules::Decision::Deny) => Decision::Deny,

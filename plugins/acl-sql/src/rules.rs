@@ -566,14 +566,28 @@ pub fn decide(
     topic: &str,
     order: Order,
 ) -> Result<Decision, InvalidRow> {
+    decide_by_row(rows, client, action, topic, order).map(|(decision, _)| decision)
+}
+
+/// [`decide`], and which row decided: its index in `rows`, `None` when no row matches
+/// (for the log, which names the row behind a denial).
+pub fn decide_by_row(
+    rows: &[AclRow],
+    client: &ClientInfo<'_>,
+    action: Action,
+    topic: &str,
+    order: Order,
+) -> Result<(Decision, Option<usize>), InvalidRow> {
     let mut rules = rows
         .iter()
         .map(Rule::parse)
+        .enumerate()
+        .map(|(i, rule)| rule.map(|rule| (i, rule)))
         .collect::<Result<Vec<_>, _>>()?;
-    let with_ids = rules.iter().filter(|r| r.id.is_some()).count();
+    let with_ids = rules.iter().filter(|(_, r)| r.id.is_some()).count();
     if with_ids == rules.len() {
         // Stable: equal ids keep the query's order.
-        rules.sort_by_key(|r| r.id);
+        rules.sort_by_key(|(_, r)| r.id);
         if order == Order::IdDesc {
             rules.reverse();
         }
@@ -589,14 +603,43 @@ pub fn decide(
     }
     Ok(rules
         .iter()
-        .find(|r| r.matches(client, action, topic))
-        .map_or(Decision::NoMatch, |r| {
-            if r.allow {
+        .find(|(_, r)| r.matches(client, action, topic))
+        .map_or((Decision::NoMatch, None), |(i, r)| {
+            let decision = if r.allow {
                 Decision::Allow
             } else {
                 Decision::Deny
-            }
+            };
+            (decision, Some(*i))
         }))
+}
+
+/// The row as the log shows it: `id=4 allow=0 ipaddr=NULL username="alice" clientid=NULL
+/// access=2 topic="factory/#"` (no `id=` when the query does not select it).
+impl fmt::Display for AclRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(id) = &self.id {
+            write!(f, "id={id} ")?;
+        }
+        write!(
+            f,
+            "allow={} ipaddr={} username={} clientid={} access={} topic={}",
+            self.allow, self.ipaddr, self.username, self.clientid, self.access, self.topic
+        )
+    }
+}
+
+/// A column as SQL shows it: NULL, a number, or quoted (and escaped) text.
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => f.write_str("NULL"),
+            Value::Integer(i) => write!(f, "{i}"),
+            Value::Real(r) => write!(f, "{r}"),
+            Value::Text(t) => write!(f, "{t:?}"),
+            Value::Blob(b) => write!(f, "{:?}", String::from_utf8_lossy(b)),
+        }
+    }
 }
 
 /// The `ipaddr` parameter of the ACL query: the peer's address without its

@@ -1728,3 +1728,61 @@ fn order_setting() {
     assert_eq!(Order::parse("asc"), None);
     assert_eq!(Order::default(), Order::IdDesc);
 }
+
+#[test]
+fn decide_by_row_names_the_row_that_decided_for_the_log() {
+    let rows = vec![
+        all(1, ALLOW, BOTH, "#"),
+        user(4, DENY, "alice", PUB, "factory/#"),
+        ip(2, ALLOW, "127.0.0.1", SUB, "$SYS/#"),
+    ];
+    let client = ClientInfo {
+        client_id: "c1",
+        username: Some("alice"),
+        peer_addr: "127.0.0.1:5000",
+    };
+    let by_row = |action, topic, order| decide_by_row(&rows, &client, action, topic, order);
+    // Highest id first: alice's deny (index 1 in the query's rows) before the `#` allow.
+    assert_eq!(
+        by_row(P, "factory/line1", Order::IdDesc),
+        Ok((Decision::Deny, Some(1)))
+    );
+    assert_eq!(
+        by_row(P, "factory/line1", Order::IdAsc),
+        Ok((Decision::Allow, Some(0)))
+    );
+    assert_eq!(
+        by_row(S, "$SYS/broker/uptime", Order::IdDesc),
+        Ok((Decision::Allow, Some(2)))
+    );
+    // `#` does not cover `$`-topics: no row decides.
+    assert_eq!(
+        by_row(P, "$app/x", Order::IdDesc),
+        Ok((Decision::NoMatch, None))
+    );
+    // Without ids (six columns, the query's order reversed for id-desc) the index is
+    // still the one in the query's rows.
+    let six: Vec<AclRow> = rows.iter().cloned().map(no_id).collect();
+    assert_eq!(
+        decide_by_row(&six, &client, P, "factory/line1", Order::IdDesc),
+        Ok((Decision::Deny, Some(1)))
+    );
+    assert_eq!(
+        decide_by_row(&six, &client, S, "factory/line1", Order::IdDesc),
+        Ok((Decision::Allow, Some(0)))
+    );
+
+    assert_eq!(
+        rows[1].to_string(),
+        r#"id=4 allow=0 ipaddr=NULL username="alice" clientid=NULL access=2 topic="factory/#""#
+    );
+    let hostile = AclRow {
+        topic: Value::Blob(b"a\"\n\xff".to_vec()),
+        ..no_id(all(9, ALLOW, BOTH, "t"))
+    };
+    assert_eq!(
+        hostile.to_string(),
+        "allow=1 ipaddr=NULL username=\"$all\" clientid=NULL access=3 topic=\"a\\\"\\n\u{fffd}\"",
+        "quotes and newlines escaped, bytes that are not UTF-8 replaced"
+    );
+}

@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, warn};
 use wasmq_codec::{LastWill, Publish, PublishProperties, QoS, ReasonCode};
 
+use crate::backpressure::QueueMarks;
 use crate::config::Config;
 use crate::hooks::Hooks;
 use crate::message::{Delivery, Message};
@@ -25,6 +26,15 @@ use crate::router::{Match, Router, SubscriptionData};
 use crate::session::{Enqueued, Owner, PendingWill, Session, SessionRef, Stage};
 use crate::storage::{RetainStore, SessionSnapshot, SessionStore, Storage};
 use crate::topic::TopicFilter;
+
+/// Where a published message went.
+#[derive(Debug, Default)]
+pub struct Routed {
+    /// Sessions it was offered to.
+    pub matched: usize,
+    /// The first of them whose queue is congested: the publisher holds back for it.
+    pub congested: Option<Arc<Session>>,
+}
 
 /// The shared broker state.
 pub struct Broker {
@@ -43,6 +53,7 @@ pub struct Broker {
     next_connection_id: AtomicU64,
     next_route_id: AtomicU64,
     authz_generation: AtomicU64,
+    queue_marks: QueueMarks,
 }
 
 impl std::fmt::Debug for Broker {
@@ -68,7 +79,6 @@ impl Broker {
         storage: Storage,
     ) -> Arc<Broker> {
         let broker = Arc::new(Broker {
-            config,
             metrics: Metrics::default(),
             hooks,
             started: Instant::now(),
@@ -79,6 +89,8 @@ impl Broker {
             next_connection_id: AtomicU64::new(1),
             next_route_id: AtomicU64::new(1),
             authz_generation: AtomicU64::new(0),
+            queue_marks: QueueMarks::new(&config.limits),
+            config,
         });
         broker.restore_sessions();
         broker
@@ -258,6 +270,8 @@ impl Broker {
         state.owner = None;
         state.epoch += 1;
         session.set_online(false);
+        // Publishers held back by this session's queue go on: nobody drains it now.
+        session.room.notify_waiters();
         let epoch = state.epoch;
         let expiry = state.expiry_interval;
         if expiry == 0 {
@@ -351,6 +365,8 @@ impl Broker {
                 state.pending_will.take(),
             )
         };
+        // Publishers held back by this session's queue go on: it is gone.
+        session.room.notify_waiters();
         {
             let mut router = self.router.write();
             let who = SessionRef(session.clone());
@@ -420,9 +436,8 @@ impl Broker {
         out
     }
 
-    /// Stores (or clears) the retained message, then routes the message. Returns the
-    /// number of sessions it was offered to.
-    pub fn publish(&self, mut message: Arc<Message>) -> usize {
+    /// Stores (or clears) the retained message, then routes the message.
+    pub fn publish(&self, mut message: Arc<Message>) -> Routed {
         if message.publish.retain {
             if message.publish.payload.is_empty() {
                 self.retained.remove(message.topic());
@@ -442,7 +457,7 @@ impl Broker {
         self.route(message)
     }
 
-    fn route(&self, message: Arc<Message>) -> usize {
+    fn route(&self, message: Arc<Message>) -> Routed {
         let route_id = self.next_route_id.fetch_add(1, Ordering::Relaxed);
         let publish = &message.publish;
         let mut targets: Vec<(Arc<Session>, Delivery)> = Vec::new();
@@ -497,7 +512,10 @@ impl Broker {
                 }
             });
         }
-        let count = targets.len();
+        let mut routed = Routed {
+            matched: targets.len(),
+            congested: None,
+        };
         let mut detached = None;
         for (session, mut delivery) in targets {
             // Kept until the client comes back (offline sessions queue QoS 1 and 2 only):
@@ -505,20 +523,33 @@ impl Broker {
             if delivery.qos != QoS::AtMostOnce && !session.is_online() {
                 delivery.message = detached.get_or_insert_with(|| message.detached()).clone();
             }
-            self.offer(&session, delivery);
+            if self.offer(&session, delivery) && routed.congested.is_none() {
+                routed.congested = Some(session);
+            }
         }
-        count
+        routed
     }
 
-    /// Queues a delivery for a session and counts what was dropped.
-    pub fn offer(&self, session: &Session, delivery: Delivery) {
-        match session.enqueue(delivery, self.config.limits.max_queued_messages) {
-            Enqueued::Queued | Enqueued::Ended => {}
+    /// The marks of every session's queue (`backpressure.rs`).
+    pub fn queue_marks(&self) -> QueueMarks {
+        self.queue_marks
+    }
+
+    /// Queues a delivery for a session and counts what was dropped. True when the
+    /// session's queue is congested: the publisher should hold back.
+    pub fn offer(&self, session: &Session, delivery: Delivery) -> bool {
+        match session.enqueue(delivery, self.queue_marks()) {
+            Enqueued::Queued | Enqueued::Ended => false,
+            Enqueued::Congested => true,
             Enqueued::QueueFull => {
                 Metrics::add(&self.metrics.messages_dropped_queue_full, 1);
                 debug!(client_id = %session.client_id, "queue full, message dropped");
+                false
             }
-            Enqueued::OfflineQoS0 => Metrics::add(&self.metrics.messages_dropped_offline_qos0, 1),
+            Enqueued::OfflineQoS0 => {
+                Metrics::add(&self.metrics.messages_dropped_offline_qos0, 1);
+                false
+            }
         }
     }
 

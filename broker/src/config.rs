@@ -62,6 +62,7 @@ pub struct Limits {
     pub receive_maximum: u16,
     pub max_inflight: u16,
     pub max_queued_messages: usize,
+    pub backpressure_max_ms: u64,
     pub topic_alias_maximum: u16,
     pub keep_alive_max_secs: u16,
     pub session_expiry_max_secs: u32,
@@ -82,6 +83,7 @@ impl Default for Limits {
             receive_maximum: 128,
             max_inflight: 128,
             max_queued_messages: 1000,
+            backpressure_max_ms: 1000,
             topic_alias_maximum: 64,
             keep_alive_max_secs: u16::MAX,
             session_expiry_max_secs: 7 * 24 * 3600,
@@ -99,6 +101,11 @@ impl Limits {
     /// `connect_timeout_ms` as a duration.
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    /// `backpressure_max_ms` as a duration.
+    pub fn backpressure_max(&self) -> Duration {
+        Duration::from_millis(self.backpressure_max_ms)
     }
 
     /// `shutdown_timeout_ms` as a duration.

@@ -5,7 +5,12 @@
 //! never stops the broker from reading its acknowledgements. Outgoing packets are encoded
 //! into one buffer and written together (batched writes); the session queue is only
 //! drained while that buffer is below `write_buffer_high_water`, which is how a slow
-//! reader pushes back.
+//! reader pushes back. A publisher whose messages congest a subscriber's queue is held
+//! back: its socket is not read until that queue drains (`backpressure.rs`).
+//!
+//! Every packet handled spends a unit of tokio's cooperative budget. Waiting for
+//! readiness and `try_read` spend none, so a connection whose socket always had input
+//! never gave its worker back: publishers at full speed starved every subscriber.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -27,6 +32,7 @@ use wasmq_codec::{
 };
 
 use crate::authz_cache::{AuthzCache, TransformCache};
+use crate::backpressure::Hold;
 use crate::broker::Broker;
 use crate::config::DenyAction;
 use crate::hooks::{Action, AuthDecision, ClientInfo, TransformEdit, Transformed};
@@ -219,6 +225,9 @@ struct Connection {
     outbox: Outbox,
     /// The session may hold deliveries to pull.
     pending: bool,
+    /// Set while this connection's socket is not read because a message it published
+    /// congested another session's queue.
+    hold: Option<Box<Hold>>,
     scratch: Vec<(u16, Delivery)>,
     authz_cache: AuthzCache,
     transform_cache: TransformCache,
@@ -411,6 +420,7 @@ impl Connection {
             aliases_out: HashMap::new(),
             outbox: Outbox::default(),
             pending: true,
+            hold: None,
             // Grows on first use: idle connections keep no batch space.
             scratch: Vec::new(),
             authz_cache: AuthzCache::new(
@@ -483,11 +493,17 @@ impl Connection {
         {
             return close;
         }
+        let low_water = self.broker.queue_marks().low;
         loop {
             if self.pending && self.outbox.len() < high_water {
                 self.pull();
             }
-            let keep_alive_deadline = self.keep_alive_timeout.map(|t| last_packet + t);
+            // Held back, the broker is what does not read: the client's silence is not
+            // counted against its keep-alive.
+            let keep_alive_deadline = self
+                .keep_alive_timeout
+                .filter(|_| self.hold.is_none())
+                .map(|t| last_packet + t);
             tokio::select! {
                 _ = shutdown.changed() => return Close::Shutdown,
                 reason = &mut self.kick => {
@@ -502,7 +518,7 @@ impl Connection {
                 },
                 // Waiting for readiness rather than in `read_buf` holds no buffer while the
                 // connection is quiet; the buffer is sized when there is data to read.
-                ready = reader.readable() => {
+                ready = reader.readable(), if self.hold.is_none() => {
                     if let Err(error) = ready {
                         return error.into();
                     }
@@ -524,6 +540,17 @@ impl Connection {
                         rbuf = BytesMut::new();
                     }
                 }
+                found_slow = held(&self.hold, low_water) => {
+                    if found_slow {
+                        Metrics::add(&self.broker.metrics.subscribers_slow, 1);
+                    }
+                    self.release_hold();
+                    last_packet = tokio::time::Instant::now();
+                    // What was read before the hold comes first.
+                    if let Err(close) = self.handle_buffered(&mut rbuf, limits.max_packet_size).await {
+                        return close;
+                    }
+                }
                 _ = self.session.wake.notified() => self.pending = true,
                 _ = sleep_until(keep_alive_deadline) => {
                     return Close::protocol(ReasonCode::KEEP_ALIVE_TIMEOUT, "keep alive timeout");
@@ -532,18 +559,22 @@ impl Connection {
         }
     }
 
-    /// Handles every whole packet in `rbuf`; true when there was at least one.
+    /// Handles the whole packets in `rbuf`, up to the first one that puts this connection
+    /// on hold (the rest wait in `rbuf`); true when there was at least one.
     async fn handle_buffered(
         &mut self,
         rbuf: &mut BytesMut,
         max_packet_size: u32,
     ) -> Result<bool, Close> {
         let mut handled = false;
-        loop {
+        while self.hold.is_none() {
             match Packet::decode(rbuf, self.client.protocol, max_packet_size) {
                 Ok(Some(packet)) => {
                     handled = true;
                     self.handle(packet).await?;
+                    // Gives the worker to other connections every so many packets (see
+                    // the module doc).
+                    tokio::task::consume_budget().await;
                 }
                 Ok(None) => return Ok(handled),
                 Err(error) => {
@@ -552,6 +583,27 @@ impl Connection {
                 }
             }
         }
+        Ok(handled)
+    }
+
+    /// Holds this connection back for `routed`'s congested session, unless that is its
+    /// own (which drains only as this very socket is read) or it is held already.
+    fn hold_for(&mut self, congested: Option<Arc<Session>>) {
+        let Some(target) = congested else {
+            return;
+        };
+        if self.hold.is_some() || Arc::ptr_eq(&target, &self.session) {
+            return;
+        }
+        Metrics::add(&self.broker.metrics.publishers_held, 1);
+        let max_wait = self.broker.config.limits.backpressure_max();
+        self.hold = Some(Box::new(Hold::new(target, max_wait)));
+        self.session.set_held(true);
+    }
+
+    fn release_hold(&mut self) {
+        self.hold = None;
+        self.session.set_held(false);
     }
 
     /// Sends what is due before closing, detaches the session and publishes the will.
@@ -847,9 +899,11 @@ impl Connection {
                 }
             }
         }
-        let matched = self
+        let routed = self
             .broker
             .publish(Message::new(publish, Some(self.client.client_id.clone())));
+        let matched = routed.matched;
+        self.hold_for(routed.congested);
         Ok(if matched == 0 {
             ReasonCode::NO_MATCHING_SUBSCRIBERS
         } else {
@@ -1025,6 +1079,7 @@ impl Connection {
     /// inflight window, until the buffer reaches its high-water mark.
     fn pull(&mut self) {
         let high_water = self.broker.config.limits.write_buffer_high_water;
+        let low = self.broker.queue_marks().low;
         let mut scratch = std::mem::take(&mut self.scratch);
         loop {
             let mut expired = 0;
@@ -1070,6 +1125,9 @@ impl Connection {
                         }
                     };
                     scratch.push((packet_id, delivery));
+                }
+                if !scratch.is_empty() {
+                    self.session.drained(state.queue.len(), low);
                 }
                 // More can be taken now only if the window is not what stopped us.
                 state.queue.front().is_some_and(|front| {
@@ -1164,6 +1222,14 @@ fn ack(packet_id: u16, reason_code: ReasonCode) -> PubAckBody {
         packet_id,
         reason_code,
         properties: AckProperties::default(),
+    }
+}
+
+/// Until `hold` (if any) is released; true when it found its target slow.
+async fn held(hold: &Option<Box<Hold>>, low_water: usize) -> bool {
+    match hold {
+        Some(hold) => hold.released(low_water).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -13,7 +13,8 @@
 //!   and each matching session receives a [`message::Delivery`] in its bounded queue.
 //! - The owning connection is woken, pulls deliveries within its inflight window, and
 //!   writes them. Offline persistent sessions keep QoS 1/2 deliveries until they return
-//!   or expire.
+//!   or expire. A queue filling faster than it drains holds its publishers back
+//!   ([`backpressure`]).
 //! - [`sys`] publishes `$SYS/broker/...` from [`metrics`]; [`config`] holds every limit.
 //! - [`plugins`] is the policy: WebAssembly components from the plugin folder and the
 //!   built-in default auth/ACL plugin. [`manage`] edits that plugin's tables
@@ -22,6 +23,7 @@
 
 pub mod admin;
 pub mod authz_cache;
+pub mod backpressure;
 pub mod broker;
 pub mod config;
 mod connection;

@@ -23,6 +23,10 @@ pub struct Metrics {
     pub messages_expired: AtomicU64,
     /// Messages not sent because they exceed the client's Maximum Packet Size.
     pub messages_dropped_too_large: AtomicU64,
+    /// Times a publisher was held back (its socket not read) by a congested queue.
+    pub publishers_held: AtomicU64,
+    /// Times a subscriber was found slow: it did not drain while a publisher waited.
+    pub subscribers_slow: AtomicU64,
     /// Connections closed for a protocol violation or malformed packet.
     pub protocol_errors: AtomicU64,
 }

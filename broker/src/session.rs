@@ -3,18 +3,21 @@
 //!
 //! The state sits behind a short-lived mutex; no lock is ever held across an await. A
 //! publisher's task pushes [`Delivery`]s into the queue and wakes the owning connection,
-//! which pulls as many as its inflight window and write buffer allow.
+//! which pulls as many as its inflight window and write buffer allow. A queue filling
+//! faster than its connection drains it holds its publishers back (`backpressure.rs`).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
 
 use bytestring::ByteString;
 use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::{Notify, oneshot};
 use wasmq_codec::{LastWill, QoS, ReasonCode};
 
+use crate::backpressure::QueueMarks;
 use crate::message::Delivery;
 use crate::router::SubscriptionData;
 use crate::topic::TopicFilter;
@@ -92,8 +95,20 @@ pub struct Session {
     state: Mutex<SessionState>,
     /// Wakes the owning connection when deliveries were queued.
     pub wake: Notify,
+    /// Wakes the publishers held back by this session's queue (see `backpressure.rs`)
+    /// when it has drained, or when they must stop waiting for it.
+    pub(crate) room: Notify,
     /// Mirrors `state.owner.is_some()`, read without the lock by shared-subscription picks.
     online: AtomicBool,
+    /// The owning connection is held back itself and reads nothing: waiting for this
+    /// session could close a cycle of connections waiting for each other.
+    pub(crate) held: AtomicBool,
+    /// The session did not drain in time while publishers waited for it: it is not
+    /// waited for again until its queue is back under the low mark.
+    pub(crate) slow: AtomicBool,
+    /// A publisher was told the queue is congested: the connection tells `room` once it
+    /// has drained (and need not otherwise, which keeps the notify off the hot path).
+    congested: AtomicBool,
     /// The last message routed here: detects overlapping subscriptions without a set.
     pub(crate) route_mark: AtomicU64,
 }
@@ -103,6 +118,9 @@ pub struct Session {
 pub enum Enqueued {
     /// Queued.
     Queued,
+    /// Queued, and the queue of this online session is past its high mark: the
+    /// publisher should hold back until it drains.
+    Congested,
     /// The queue was full: dropped (the newest message is the one dropped).
     QueueFull,
     /// QoS 0 for an offline session: not kept.
@@ -129,7 +147,11 @@ impl Session {
                 next_packet_id: 1,
             }),
             wake: Notify::new(),
+            room: Notify::new(),
             online: AtomicBool::new(false),
+            held: AtomicBool::new(false),
+            slow: AtomicBool::new(false),
+            congested: AtomicBool::new(false),
             route_mark: AtomicU64::new(0),
         })
     }
@@ -149,8 +171,10 @@ impl Session {
         self.online.store(online, Ordering::Relaxed);
     }
 
-    /// Offers a delivery; wakes the owning connection when it is queued.
-    pub fn enqueue(&self, delivery: Delivery, queue_max: usize) -> Enqueued {
+    /// Offers a delivery; wakes the owning connection when it is queued. `marks.max`
+    /// bounds the queue; an online session's queue past `marks.high` says `Congested`
+    /// (unless the session is slow or held back itself, see `backpressure.rs`).
+    pub fn enqueue(&self, delivery: Delivery, marks: QueueMarks) -> Enqueued {
         let mut state = self.lock();
         if state.ended {
             return Enqueued::Ended;
@@ -159,7 +183,7 @@ impl Session {
         if !online && delivery.qos == QoS::AtMostOnce {
             return Enqueued::OfflineQoS0;
         }
-        if state.queue.len() >= queue_max {
+        if state.queue.len() >= marks.max {
             return Enqueued::QueueFull;
         }
         // Only the first delivery into an empty queue wakes the connection: while the
@@ -168,11 +192,72 @@ impl Session {
         // buffer draining). Both sides decide under this lock, so no wake-up is lost.
         let was_empty = state.queue.is_empty();
         state.queue.push_back(delivery);
+        let congested = online
+            && state.queue.len() >= marks.high
+            && !self.slow.load(Ordering::Acquire)
+            && !self.held.load(Ordering::Acquire);
+        if congested {
+            self.congested.store(true, Ordering::Release);
+        }
         drop(state);
         if online && was_empty {
             self.wake.notify_one();
         }
-        Enqueued::Queued
+        if congested {
+            Enqueued::Congested
+        } else {
+            Enqueued::Queued
+        }
+    }
+
+    /// Called by the owning connection after it took deliveries: once the queue is at
+    /// or under `low`, the publishers held back by it may go on, and a slow session has
+    /// caught up.
+    pub(crate) fn drained(&self, queue_len: usize, low: usize) {
+        if queue_len > low {
+            return;
+        }
+        if self.slow.load(Ordering::Relaxed) {
+            self.slow.store(false, Ordering::Release);
+        }
+        if self.congested.load(Ordering::Acquire) {
+            self.congested.store(false, Ordering::Release);
+            self.room.notify_waiters();
+        }
+    }
+
+    /// Whether a publisher held back by this session may go on: its queue is at or under
+    /// `low`, or waiting for it is pointless (offline, ended, slow, held back itself).
+    pub(crate) fn has_room(&self, low: usize) -> bool {
+        if self.slow.load(Ordering::Acquire) || self.held.load(Ordering::Acquire) {
+            return true;
+        }
+        let state = self.lock();
+        state.ended || state.owner.is_none() || state.queue.len() <= low
+    }
+
+    /// Marks the owning connection as held back (or free again), and tells whoever waits
+    /// for this session to look again (a held session is not waited for).
+    pub(crate) fn set_held(&self, held: bool) {
+        self.held.store(held, Ordering::Release);
+        if held {
+            self.room.notify_waiters();
+        }
+    }
+
+    /// Marks the session slow (it did not drain while a publisher waited `since` then)
+    /// and lets every publisher waiting for it go on. True when it was not slow yet.
+    pub(crate) fn mark_slow(&self, since: Instant) -> bool {
+        let newly = !self.slow.swap(true, Ordering::AcqRel);
+        if newly {
+            tracing::debug!(
+                client_id = %self.client_id,
+                waited_ms = since.elapsed().as_millis() as u64,
+                "slow subscriber: publishers are no longer held back for it"
+            );
+        }
+        self.room.notify_waiters();
+        newly
     }
 }
 

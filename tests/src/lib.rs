@@ -31,6 +31,53 @@ pub fn free_loopback_addr() -> SocketAddr {
         .expect("a free loopback port")
 }
 
+/// The real `wasmq` binary, started in a scratch folder of its own (its database, plugin
+/// cache and admin socket go there) on a free loopback port, killed when dropped. The
+/// binary's path comes from the test (only the broker crate's tests know it).
+pub struct BrokerProcess {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its working folder.
+    pub dir: tempfile::TempDir,
+    _child: tokio::process::Child,
+}
+
+impl BrokerProcess {
+    /// Starts `exe --listen ADDR`, with `config` (TOML) as its `--config` when not empty,
+    /// and waits until it listens (which comes after its database and plugins are ready).
+    /// `WASMQ_UNDER_TEST=PATH` runs another build instead (a release build, or an older
+    /// commit's to see a test fail without its fix).
+    pub async fn start(exe: &str, config: &str) -> anyhow::Result<BrokerProcess> {
+        let dir = tempfile::tempdir()?;
+        let addr = free_loopback_addr();
+        let exe = std::env::var("WASMQ_UNDER_TEST").unwrap_or_else(|_| exe.to_string());
+        let mut command = tokio::process::Command::new(&exe);
+        command
+            .current_dir(dir.path())
+            .args(["--listen", &addr.to_string()])
+            .env("RUST_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        if !config.is_empty() {
+            std::fs::write(dir.path().join("wasmq.toml"), config)?;
+            command.args(["--config", "wasmq.toml"]);
+        }
+        let child = command.spawn().context("start wasmq")?;
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while TcpStream::connect(addr).await.is_err() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .context("wasmq did not listen within 60 s")?;
+        Ok(BrokerProcess {
+            addr,
+            dir,
+            _child: child,
+        })
+    }
+}
+
 /// How long a test waits for a packet that should come.
 pub const WAIT: Duration = Duration::from_secs(5);
 /// How long a test waits to be sure a packet does not come.
@@ -353,6 +400,12 @@ impl RawClient {
     pub async fn disconnect(mut self) {
         let _ = self.send(Packet::Disconnect(Default::default())).await;
         let _ = self.stream.shutdown().await;
+    }
+
+    /// The socket and what was read but not yet decoded, for a test that drives the
+    /// connection itself (a load generator).
+    pub fn into_parts(self) -> (TcpStream, BytesMut) {
+        (self.stream, self.rbuf)
     }
 
     /// Drops the TCP connection without DISCONNECT (an abnormal close).

@@ -2,7 +2,9 @@
 //! the broker must stay fair: keep delivering to every subscriber, answer an idle
 //! client's PINGREQ, keep its memory bounded, and lose no QoS 1 message it acknowledged.
 //!
-//! - *overload q0*: `pairs` publishers and as many subscribers, 1:1 on `bench/pair/N`,
+//! - *overload q0*: `pairs` publishers and as many subscribers, 1:1 on `bench/RUN/pair/N`
+//!   (a level per run: on a broker that outlives a run, the next one must not receive
+//!   the PUBLISHes still in the closed publishers' sockets),
 //!   QoS 0, 64-byte payloads. Each publisher writes one pre-encoded batch of PUBLISHes
 //!   (256 KiB of identical packets) over and over, taking whatever the socket accepts,
 //!   and never reads or waits for anything.
@@ -523,6 +525,11 @@ async fn pinger(mut client: Client, stop_at: Instant) -> anyhow::Result<(Duratio
     Ok((longest, sent, answered))
 }
 
+/// The topic of pair `i` in run `tag`.
+fn pair_topic(tag: &str, i: u32) -> String {
+    format!("bench/{tag}/pair/{i}")
+}
+
 /// Connects a pair, checks its route with one QoS 1 PUBLISH that must be acknowledged and
 /// delivered, and returns (publisher, subscriber).
 async fn connect_pair(
@@ -531,7 +538,7 @@ async fn connect_pair(
     i: u32,
     qos: QoS,
 ) -> anyhow::Result<(Client, Client)> {
-    let topic = format!("bench/pair/{i}");
+    let topic = pair_topic(tag, i);
     let mut sub = Client::connect(target, (2 * i % 254 + 1) as u8, &format!("ovl-{tag}-s{i}"))
         .await
         .with_context(|| format!("subscriber {i}"))?;
@@ -636,7 +643,8 @@ pub async fn run(
             .await;
             (received, outcome.err())
         }));
-        let template = Template::new(&format!("bench/pair/{i}"), qos, i as u32, scenario.payload);
+        let topic = pair_topic(&tag, i as u32);
+        let template = Template::new(&topic, qos, i as u32, scenario.payload);
         let counters = counters.clone();
         publishers.push(tokio::spawn(async move {
             let mut acked = Acked::default();
@@ -912,6 +920,8 @@ pub async fn run_overload(options: OverloadOptions) -> anyhow::Result<()> {
                 let r = run(s, &options.name, target, options.pid).await?;
                 eprintln!("{}", line(&r));
                 println!("{}", serde_json::to_string(&r)?);
+                // Let the broker drain what the closed publishers left in their sockets.
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
         return Ok(());

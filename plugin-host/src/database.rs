@@ -17,6 +17,9 @@
 //! - [`Database::ensure_schema`]: the EMQX 4.x tables `mqtt_acl` and `mqtt_user`
 //!   (`schema/*.sql`), created when missing, and the default rules
 //!   (`schema/default-acl.sql`) inserted only when `mqtt_acl` was just created.
+//! - SQLite: the file (and its folder) is created when missing unless the URL says
+//!   `mode=ro` or `mode=rw`, and it is put in WAL mode, where readers never wait for a
+//!   writer (`wasmq acl add` while the broker checks rules) nor a writer for readers.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -29,7 +32,10 @@ use sqlx::mysql::{MySql, MySqlColumn, MySqlConnectOptions, MySqlPool, MySqlPoolO
 use sqlx::postgres::{
     PgColumn, PgConnectOptions, PgPool, PgPoolOptions, PgRow, PgTypeInfo, Postgres,
 };
-use sqlx::sqlite::{SqliteColumn, SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow};
+use sqlx::sqlite::{
+    SqliteColumn, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
+};
 use sqlx::{AssertSqlSafe, Column, Executor, Row, TypeInfo, ValueRef};
 
 /// The tables for each backend, EMQX 4.x's columns and types (`mqtt.sql` of
@@ -43,7 +49,7 @@ const DEFAULT_ACL: &str = include_str!("../schema/default-acl.sql");
 /// How to reach the database.
 #[derive(Clone, PartialEq, Eq)]
 pub struct DatabaseConfig {
-    /// `sqlite://PATH?mode=rwc`, `mysql://USER:PASSWORD@HOST:PORT/DB` or
+    /// `sqlite://PATH` (created when missing), `mysql://USER:PASSWORD@HOST:PORT/DB` or
     /// `postgres://USER:PASSWORD@HOST:PORT/DB`.
     pub url: String,
     /// Connections kept open at most; queries beyond wait for one (up to
@@ -157,6 +163,18 @@ pub enum OpenError {
     /// The SQLite file's folder could not be created.
     #[error("cannot create the folder of {0}: {1}")]
     Folder(String, std::io::Error),
+    /// The SQLite file could not be opened (or created, when that was asked).
+    #[error("cannot open the SQLite file {path} ({access}; from {url}): {reason}")]
+    SqliteFile {
+        /// The URL, redacted.
+        url: String,
+        /// The file, as SQLite was given it.
+        path: String,
+        /// What was tried, as the URL asked it ([`SqliteAccess`]).
+        access: SqliteAccess,
+        /// SQLite's own message.
+        reason: String,
+    },
     /// The first connection failed.
     #[error("cannot connect to {0}: {1}")]
     Connect(String, String),
@@ -211,6 +229,58 @@ macro_rules! bind_all {
     }};
 }
 
+/// How an `sqlite:` URL asks for its file: sqlx's `mode` parameter, with Wasmq's
+/// default when there is none (create it: the file is the embedded default's, and a new
+/// install has none yet).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SqliteAccess {
+    /// No `mode`, or `mode=rwc`: read-write, created (with its folder) when missing.
+    CreateIfMissing,
+    /// `mode=rw`: read-write, the file must exist.
+    MustExist,
+    /// `mode=ro`: read-only, the file must exist.
+    ReadOnly,
+    /// `sqlite::memory:` or `mode=memory`: no file.
+    Memory,
+}
+
+impl SqliteAccess {
+    /// What `url` asks for (an unknown `mode` is left to sqlx to refuse).
+    pub fn of_url(url: &str) -> SqliteAccess {
+        let (path, query) = url.split_once('?').unwrap_or((url, ""));
+        let mode = query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find_map(|(key, value)| (key == "mode").then_some(value));
+        match mode {
+            Some("memory") => SqliteAccess::Memory,
+            _ if path.ends_with(":memory:") => SqliteAccess::Memory,
+            Some("ro") => SqliteAccess::ReadOnly,
+            Some("rw") => SqliteAccess::MustExist,
+            _ => SqliteAccess::CreateIfMissing,
+        }
+    }
+
+    /// Whether the broker writes to a file (WAL applies; journal modes are the file's).
+    fn writes_file(self) -> bool {
+        matches!(
+            self,
+            SqliteAccess::CreateIfMissing | SqliteAccess::MustExist
+        )
+    }
+}
+
+impl fmt::Display for SqliteAccess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SqliteAccess::CreateIfMissing => "read-write, created with its folder when missing",
+            SqliteAccess::MustExist => "mode=rw: read-write, the file must exist",
+            SqliteAccess::ReadOnly => "mode=ro: read-only, the file must exist",
+            SqliteAccess::Memory => "in memory",
+        })
+    }
+}
+
 enum Pool {
     Sqlite(SqlitePool),
     MySql(MySqlPool),
@@ -240,7 +310,8 @@ impl fmt::Debug for Database {
 
 impl Database {
     /// Opens a pool on `config.url` and makes the first connection (so a wrong URL or
-    /// password is reported at start). For SQLite, creates the file's folder.
+    /// password is reported at start). For SQLite, creates the file and its folder
+    /// unless the URL says `mode=ro` or `mode=rw` ([`SqliteAccess`]), and uses WAL.
     pub async fn open(config: &DatabaseConfig) -> Result<Database, OpenError> {
         let name = redact(&config.url);
         let backend =
@@ -255,21 +326,38 @@ impl Database {
         let server_timeout_ms = config.statement_timeout_ms.saturating_add(500);
         let pool = match backend {
             Backend::Sqlite => {
-                let options = SqliteConnectOptions::from_str(&config.url)
+                let access = SqliteAccess::of_url(&config.url);
+                let mut options = SqliteConnectOptions::from_str(&config.url)
                     .map_err(url_err)?
-                    .busy_timeout(statement_timeout);
-                if let Some(folder) = options.get_filename().parent()
-                    && !folder.as_os_str().is_empty()
-                {
-                    std::fs::create_dir_all(folder)
-                        .map_err(|e| OpenError::Folder(name.clone(), e))?;
+                    .busy_timeout(Duration::from_millis(server_timeout_ms))
+                    .create_if_missing(access == SqliteAccess::CreateIfMissing);
+                if access.writes_file() {
+                    // WAL: readers and the one writer never block each other, so a rule
+                    // edit never stalls authorization queries. NORMAL is durable in WAL
+                    // (a power cut may lose the last commits, never corrupt the file).
+                    options = options
+                        .journal_mode(SqliteJournalMode::Wal)
+                        .synchronous(SqliteSynchronous::Normal);
+                    if let Some(folder) = options.get_filename().parent()
+                        && !folder.as_os_str().is_empty()
+                        && access == SqliteAccess::CreateIfMissing
+                    {
+                        std::fs::create_dir_all(folder)
+                            .map_err(|e| OpenError::Folder(name.clone(), e))?;
+                    }
                 }
+                let path = options.get_filename().display().to_string();
                 let pool = SqlitePoolOptions::new()
                     .max_connections(pool_max)
                     .acquire_timeout(acquire_timeout)
                     .connect_with(options)
                     .await
-                    .map_err(connect_err)?;
+                    .map_err(|e| OpenError::SqliteFile {
+                        url: name.clone(),
+                        path,
+                        access,
+                        reason: e.to_string(),
+                    })?;
                 Pool::Sqlite(pool)
             }
             Backend::MySql => {
@@ -799,6 +887,22 @@ mod tests {
             redact("sqlite://./x.db?mode=rwc"),
             "sqlite://./x.db?mode=rwc"
         );
+    }
+
+    #[test]
+    fn sqlite_files_are_created_unless_the_url_says_otherwise() {
+        use SqliteAccess::*;
+        for (url, access) in [
+            ("sqlite:///srv/wasmq/acl.db", CreateIfMissing),
+            ("sqlite://./.wasmq/wasmq.db?mode=rwc", CreateIfMissing),
+            ("sqlite:acl.db?cache=private", CreateIfMissing),
+            ("sqlite://acl.db?mode=rw", MustExist),
+            ("sqlite://acl.db?cache=shared&mode=ro", ReadOnly),
+            ("sqlite::memory:", Memory),
+            ("sqlite://x?mode=memory", Memory),
+        ] {
+            assert_eq!(SqliteAccess::of_url(url), access, "{url}");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use sqlx::{Connection, Executor};
 use wasmq_plugin_artifacts as artifacts;
 use wasmq_plugin_host::database::Value;
 use wasmq_plugin_host::{
@@ -720,4 +721,67 @@ async fn time_in_the_database_is_not_the_plugins(backend: Backend) {
         .await;
     assert_eq!(decision, Ok(Decision::Allow));
     assert_eq!(plugin.stats().timeouts, 0);
+}
+
+/// `sqlite:///PATH` with no `mode` (what sqlx and EMQX users write): the file and its
+/// folders are created, as for the default's `mode=rwc`, and the file is in WAL mode.
+#[tokio::test]
+async fn an_sqlite_url_without_a_mode_creates_the_file_and_its_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("srv/wasmq/acl.db");
+    let url = format!("sqlite://{}", file.display());
+    assert!(url.starts_with("sqlite:///"), "{url}");
+    let db = Database::open(&config(url.clone()))
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    assert!(file.is_file(), "{} was not created", file.display());
+    db.ensure_schema().await.unwrap();
+    assert_eq!(
+        db.execute("PRAGMA journal_mode", &[]).await.unwrap(),
+        vec![vec![text("wal")]]
+    );
+    db.close().await;
+    // Opened again, it is the same file, rules kept.
+    let again = Database::open(&config(url)).await.unwrap();
+    assert!(!again.ensure_schema().await.unwrap().acl_created);
+    assert_eq!(acl_rows(&again).await, default_rules());
+}
+
+/// `mode=rw` and `mode=ro` mean "the file must exist": nothing is created, and the
+/// error names the file and what the URL asked.
+#[tokio::test]
+async fn an_sqlite_url_with_mode_rw_or_ro_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    for (mode, said) in [("rw", "mode=rw"), ("ro", "mode=ro")] {
+        let file = dir.path().join(format!("missing/{mode}.db"));
+        let url = format!("sqlite://{}?mode={mode}", file.display());
+        let e = Database::open(&config(url))
+            .await
+            .expect_err("a missing file is not created")
+            .to_string();
+        assert!(
+            e.contains(&file.display().to_string()) && e.contains(said) && e.contains("must exist"),
+            "{e}"
+        );
+        assert!(!file.exists() && !file.parent().unwrap().exists());
+    }
+}
+
+/// WAL: a writer holding the file (another process's `wasmq acl add`, a migration) does
+/// not make authorization queries wait. In the rollback journal the broker used before,
+/// this query waited for the busy timeout and failed.
+#[tokio::test]
+async fn an_sqlite_writer_does_not_block_readers() {
+    let t = TestDb::create(Backend::Sqlite).await;
+    let db = t.ready().await;
+    let mut writer = sqlx::SqliteConnection::connect(&t.url).await.unwrap();
+    writer.execute("BEGIN EXCLUSIVE").await.unwrap();
+    writer
+        .execute("INSERT INTO mqtt_acl (allow, clientid, access, topic) VALUES (0, 'w', 3, '#')")
+        .await
+        .unwrap();
+    // What was committed, at once (not `database is locked` after the busy timeout).
+    assert_eq!(acl_rows(&db).await, default_rules());
+    writer.execute("COMMIT").await.unwrap();
+    assert_eq!(acl_rows(&db).await.len(), 4);
 }

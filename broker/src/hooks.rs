@@ -202,6 +202,13 @@ pub trait Hooks: Send + Sync {
     fn generation(&self) -> u64 {
         0
     }
+
+    /// Authorization requests answered by an identical request already in flight
+    /// (same client, connection and question), instead of asking the policy again;
+    /// published as `$SYS/broker/authorization/coalesced`.
+    fn authz_coalesced(&self) -> u64 {
+        0
+    }
 }
 
 #[cfg(test)]

@@ -28,7 +28,8 @@ pub async fn run(broker: Arc<Broker>, interval: Duration) {
 /// Publishes every `$SYS` topic once.
 pub fn publish_once(broker: &Broker) {
     let m = &broker.metrics;
-    let topics: [(&str, String); 12] = [
+    let coalesced = broker.hooks.as_ref().map_or(0, |h| h.authz_coalesced());
+    let topics: [(&str, String); 13] = [
         ("$SYS/broker/version", VERSION.to_string()),
         (
             "$SYS/broker/uptime",
@@ -71,6 +72,8 @@ pub fn publish_once(broker: &Broker) {
             "$SYS/broker/retained messages/count",
             broker.retained_count().to_string(),
         ),
+        // Not Mosquitto's: how often a request waited for the same one in flight.
+        ("$SYS/broker/authorization/coalesced", coalesced.to_string()),
     ];
     for (topic, value) in topics {
         let publish = Publish {

@@ -31,7 +31,8 @@ use sqlx::{AssertSqlSafe, MySqlPool, PgPool, SqlitePool};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 use wasmq::config::{AclNomatch, DatabaseConfig, PluginsConfig};
-use wasmq::plugins::{Plugins, open_database};
+use wasmq::hooks::{Action, Authorization, BoxFuture, ClientInfo, Hooks};
+use wasmq::plugins::{PluginPolicy, Plugins, open_database};
 use wasmq_codec::{Packet, Protocol, QoS, ReasonCode, SubscriptionOptions};
 use wasmq_plugin_artifacts as artifacts;
 use wasmq_plugin_host::Database;
@@ -2425,8 +2426,9 @@ async fn wire_codes(backend: Backend) {
 // ---------------------------------------------------------------------------------
 
 /// A TCP proxy that can be cut (every connection closed, new ones closed as soon as
-/// they are accepted) and restored, standing in for a database server that goes away
-/// without touching the shared server.
+/// they are accepted), stalled (every connection closed, new ones accepted and never
+/// answered: a server that hangs) and restored, standing in for a database server that
+/// goes away without touching the shared server.
 struct Proxy {
     addr: SocketAddr,
     state: Arc<ProxyState>,
@@ -2436,6 +2438,9 @@ struct Proxy {
 #[derive(Default)]
 struct ProxyState {
     cut: AtomicBool,
+    stalled: AtomicBool,
+    /// Connections accepted while stalled, kept open and silent.
+    held: Mutex<Vec<TcpStream>>,
     /// The relays of open connections; taken under the same lock that `cut` is read
     /// under, so no connection accepted before a cut survives it.
     relays: Mutex<Vec<AbortHandle>>,
@@ -2455,6 +2460,10 @@ impl Proxy {
                 let mut relays = shared.relays.lock().unwrap();
                 if shared.cut.load(Ordering::SeqCst) {
                     drop(inbound); // refused: closed before a byte is exchanged
+                    continue;
+                }
+                if shared.stalled.load(Ordering::SeqCst) {
+                    shared.held.lock().unwrap().push(inbound);
                     continue;
                 }
                 let upstream = upstream.clone();
@@ -2484,8 +2493,19 @@ impl Proxy {
         }
     }
 
+    /// Closes every connection and answers none of the new ones.
+    fn stall(&self) {
+        let mut relays = self.state.relays.lock().unwrap();
+        self.state.stalled.store(true, Ordering::SeqCst);
+        for relay in relays.drain(..) {
+            relay.abort();
+        }
+    }
+
     fn restore(&self) {
         self.state.cut.store(false, Ordering::SeqCst);
+        self.state.stalled.store(false, Ordering::SeqCst);
+        self.state.held.lock().unwrap().clear();
     }
 }
 
@@ -2691,3 +2711,246 @@ async fn outage(backend: Backend) {
 
 // SQLite has no server to lose: the outage scenarios run on the two servers.
 on_databases!(outage: mariadb => Backend::MariaDb, postgres => Backend::Postgres);
+
+// ---------------------------------------------------------------------------------
+// Bursts: many clients at once, and one question asked by many at once
+// ---------------------------------------------------------------------------------
+
+/// Clients in the burst test.
+const BURST: usize = 50;
+
+/// The built-in plugin's hook calls so far (authentication and authorization).
+fn acl_sql_calls(running: &Running) -> u64 {
+    let chain = running._plugins.folder.live().chain.current();
+    chain.get("acl-sql").map_or(0, |p| p.stats().calls)
+}
+
+/// 50 clients connect at once to a broker on a fresh SQLite database: the first start
+/// of an install (no file, no folder, a URL without `mode`, the shipped pool and
+/// timeouts). Each subscribes to a topic of its own and to one they all share, and
+/// publishes to its own. Every question is answered within the statement timeout (a
+/// query that ran out of time, or waited past it for the pool, fails closed: a refused
+/// SUBSCRIBE or PUBLISH, and a failure the database counts), and the plugin is asked
+/// each question once: once per client and topic, the shared topic included (the
+/// answers of different clients are never shared).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_new_clients_on_a_fresh_sqlite_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = DatabaseConfig {
+        url: format!("sqlite://{}/fresh/wasmq.db", dir.path().display()),
+        ..DatabaseConfig::default()
+    };
+    let database = open_database(&config).await.unwrap().expect("a database");
+    let running = start_broker(
+        Some(database.clone()),
+        ACL_SQL_TOML,
+        AclNomatch::Deny,
+        true,
+        |_| {},
+    )
+    .await;
+    let addr = running.broker.addr;
+    let calls_before = acl_sql_calls(&running);
+    let start = Arc::new(tokio::sync::Barrier::new(BURST));
+    let clients: Vec<_> = (0..BURST)
+        .map(|i| {
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                let id = format!("burst-{i}");
+                let mut client = RawClient::connected(addr, Protocol::V5, &id).await;
+                let own = format!("burst/{i}");
+                let ack = client
+                    .subscribe(
+                        1,
+                        &[
+                            (&own, SubscriptionOptions::qos(QoS::AtLeastOnce)),
+                            ("burst/all", SubscriptionOptions::qos(QoS::AtLeastOnce)),
+                        ],
+                    )
+                    .await;
+                assert_eq!(
+                    ack.reason_codes,
+                    vec![ReasonCode::GRANTED_QOS_1; 2],
+                    "{id}: SUBSCRIBE"
+                );
+                let publish = publish_packet(&own, b"x", QoS::AtLeastOnce, false, 2);
+                client.send(Packet::Publish(publish)).await.unwrap();
+                // Its own message and the PUBACK, in either order.
+                let (mut delivered, mut acked) = (false, false);
+                while !(delivered && acked) {
+                    match client.recv().await.unwrap() {
+                        Packet::Publish(p) if p.topic == own => delivered = true,
+                        Packet::PubAck(ack) if ack.packet_id == 2 => {
+                            assert_eq!(ack.reason_code, ReasonCode::SUCCESS, "{id}: PUBLISH");
+                            acked = true;
+                        }
+                        other => panic!("{id}: unexpected {other:?}"),
+                    }
+                }
+                client
+            })
+        })
+        .collect();
+    let mut connected = Vec::new();
+    for client in clients {
+        connected.push(client.await.expect("a client of the burst"));
+    }
+    assert_eq!(database.failures(), 0, "no query failed or timed out");
+    // One authentication (anonymous: the plugin ignores it) and three authorizations
+    // per client, none asked twice.
+    assert_eq!(acl_sql_calls(&running) - calls_before, BURST as u64 * 4);
+    assert_eq!(running._plugins.policy.authz_coalesced(), 0);
+    for client in connected {
+        client.disconnect().await;
+    }
+    running.broker.shutdown().await;
+    database.close().await;
+}
+
+/// Runs `futures` together on this task, polling each in turn: the first runs up to
+/// its first wait before the second starts, and so on.
+async fn together<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *output = Some(value),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().map(Option::unwrap).collect()
+}
+
+/// The client a question is about, as a connection describes it to the hooks.
+fn client_info(client_id: &str, port: u16) -> ClientInfo {
+    ClientInfo {
+        client_id: ByteString::from(client_id),
+        username: None,
+        peer_addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        protocol: Protocol::V5,
+        listener: "default",
+        prepared: Default::default(),
+    }
+}
+
+/// Whether `client` may publish to `ok/x`, asked of the policy as a connection asks it.
+fn may_publish<'a>(
+    policy: &'a PluginPolicy,
+    client: &'a ClientInfo,
+) -> BoxFuture<'a, Authorization> {
+    policy.authorization(client, Action::Publish, "ok/x", QoS::AtMostOnce, false)
+}
+
+/// The same question asked by many at once (a flood of one client's messages while
+/// the database hangs, when answers are blind and not cached) is asked of the plugin,
+/// and the database, once; the others get its answer. Healthy, the same. Other clients'
+/// questions, and another connection's, are their own. The count is in `$SYS`.
+async fn questions_in_flight_are_asked_once(backend: Backend) {
+    let db = TestDb::create(backend).await;
+    let proxy = Proxy::start(server_addr(backend)).await;
+    let url = format!(
+        "{}/{}",
+        server_base(backend).replace(&server_addr(backend), &proxy.addr.to_string()),
+        db.name
+    );
+    let config = DatabaseConfig {
+        url,
+        pool_max: 2,
+        statement_timeout_ms: 1000,
+        connect_timeout_ms: 1000,
+    };
+    let database = open_database(&config).await.unwrap().expect("a database");
+    db.clear().await;
+    db.insert_acl(&[
+        all(ALLOW, BOTH, "ok/#"),
+        ip(ALLOW, "127.0.0.1", SUB, "$SYS/#"),
+    ])
+    .await;
+    let running = start_broker(
+        Some(database.clone()),
+        ACL_SQL_TOML,
+        AclNomatch::Deny,
+        true,
+        |_| {},
+    )
+    .await;
+    let policy = &*running._plugins.policy;
+    let client = client_info("flood", 40000);
+    let ask = |client| may_publish(policy, client);
+    const ASKERS: usize = 20;
+
+    // A database that does not answer: the question waits for the statement timeout.
+    proxy.stall();
+    let calls = acl_sql_calls(&running);
+    let failures = database.failures();
+    let answers = together((0..ASKERS).map(|_| ask(&client)).collect()).await;
+    let blind = Authorization {
+        allowed: false,
+        cacheable: false,
+    };
+    assert_eq!(answers, vec![blind; ASKERS], "{backend}: during the outage");
+    assert_eq!(acl_sql_calls(&running) - calls, 1, "{backend}: asked once");
+    assert_eq!(
+        database.failures() - failures,
+        1,
+        "{backend}: one failed query"
+    );
+    assert_eq!(policy.authz_coalesced(), ASKERS as u64 - 1);
+
+    proxy.restore();
+    let calls = acl_sql_calls(&running);
+    let other = client_info("other", 40001);
+    let reconnected = client_info("flood", 40002);
+    let mut questions: Vec<_> = (0..ASKERS).map(|_| ask(&client)).collect();
+    questions.push(ask(&other));
+    questions.push(ask(&reconnected));
+    let answers = together(questions).await;
+    let allowed = Authorization {
+        allowed: true,
+        cacheable: true,
+    };
+    assert_eq!(
+        answers,
+        vec![allowed; ASKERS + 2],
+        "{backend}: after the outage"
+    );
+    assert_eq!(
+        acl_sql_calls(&running) - calls,
+        3,
+        "{backend}: once per client and connection"
+    );
+    let coalesced = 2 * (ASKERS as u64 - 1);
+    assert_eq!(policy.authz_coalesced(), coalesced);
+
+    // Where the broker's other counters are: `$SYS`.
+    let mut watcher = RawClient::connected(running.broker.addr, Protocol::V5, "sys").await;
+    let topic = "$SYS/broker/authorization/coalesced";
+    let ack = watcher.subscribe_qos(topic, QoS::AtMostOnce).await;
+    assert_eq!(ack.reason_codes, vec![ReasonCode::GRANTED_QOS_0]);
+    wasmq::sys::publish_once(&running.broker.broker);
+    let publish = watcher.recv_publish().await;
+    assert_eq!(
+        (&*publish.topic, &publish.payload[..]),
+        (topic, coalesced.to_string().as_bytes())
+    );
+
+    watcher.disconnect().await;
+    running.broker.shutdown().await;
+    database.close().await;
+    drop(proxy);
+    db.drop_now().await;
+}
+
+on_databases!(questions_in_flight_are_asked_once: mariadb => Backend::MariaDb, postgres => Backend::Postgres);

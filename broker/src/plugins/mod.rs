@@ -7,10 +7,12 @@
 //!   changed file reloads, a deleted file unloads, with no restart. Each change swaps
 //!   the whole plugin set at once ([`LiveChain`]); calls in flight finish on the old set.
 //! - [`policy`]: the broker's [`crate::hooks::Hooks`] over the live chain, with the
-//!   broker's fallbacks (`allow_anonymous`, `acl_nomatch`).
+//!   broker's fallbacks (`allow_anonymous`, `acl_nomatch`); an authorization question
+//!   already being asked is not asked again ([`in_flight`]): its askers share the answer.
 
 pub mod builtin;
 pub mod folder;
+pub mod in_flight;
 pub mod plugin_toml;
 pub mod policy;
 

@@ -1,7 +1,11 @@
 //! The broker's [`Hooks`] on top of the plugin chain: converts the broker's types to the
 //! host's, and applies the broker's own settings when every plugin ignores a question
 //! (`allow_anonymous` for CONNECT, `acl_nomatch` for PUBLISH/SUBSCRIBE).
+//!
+//! An authorization question is asked of the chain once at a time ([`InFlight`]): the
+//! same question from the same client while it is being answered waits for that answer.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -11,6 +15,7 @@ use wasmq_codec::{Protocol, Publish, QoS, ReasonCode};
 use wasmq_plugin_host as host;
 
 use super::LiveChain;
+use super::in_flight::InFlight;
 use crate::config::{AclNomatch, AllowAnonymous, PluginsConfig};
 use crate::hooks::{
     Action, AuthDecision, Authorization, BoxFuture, ClientInfo, Hooks, Transformed,
@@ -23,6 +28,24 @@ pub struct PluginPolicy {
     allow_anonymous: AllowAnonymous,
     /// The database plugins reach, watched for failed queries during a decision.
     database: Option<Arc<host::Database>>,
+    /// Authorization questions being asked of the chain.
+    authorizing: InFlight<Question, Authorization>,
+}
+
+/// An authorization question: everything the plugins are told, and the plugin set's
+/// generation (an answer from the set before a reload is not one from this set).
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Question {
+    generation: u64,
+    client_id: ByteString,
+    username: Option<ByteString>,
+    peer_addr: SocketAddr,
+    protocol: Protocol,
+    listener: &'static str,
+    action: Action,
+    topic: Box<str>,
+    qos: QoS,
+    retain: bool,
 }
 
 impl PluginPolicy {
@@ -38,11 +61,57 @@ impl PluginPolicy {
             acl_nomatch: config.acl_nomatch,
             allow_anonymous: config.allow_anonymous,
             database,
+            authorizing: InFlight::default(),
         }
     }
 
     fn database_failures(&self) -> u64 {
         self.database.as_ref().map_or(0, |db| db.failures())
+    }
+
+    /// Asks the plugin set `set` whether `client` may do `action` on `topic`, with the
+    /// broker's fallback when no plugin decides.
+    async fn ask_chain(
+        &self,
+        set: &host::PluginSet,
+        client: &ClientInfo,
+        action: Action,
+        topic: &str,
+        qos: QoS,
+        retain: bool,
+    ) -> Authorization {
+        let action = match action {
+            Action::Publish => host::Action::Publish,
+            Action::Subscribe => host::Action::Subscribe,
+        };
+        // A query that failed while this decision was made (this one's, or, more
+        // rarely, another connection's at the same moment) makes it blind: the
+        // plugin failed closed. Not cached, so the next request asks again.
+        let failures_before = self.database_failures();
+        let outcome = set
+            .authorize_outcome(prepared(client), action, topic, qos as u8, retain)
+            .await;
+        let blind = outcome.faulted || self.database_failures() != failures_before;
+        let allowed = match outcome.decision {
+            host::Decision::Allow => true,
+            host::Decision::Deny => false,
+            host::Decision::Ignore => {
+                let allowed = self.acl_nomatch == AclNomatch::Allow;
+                if !allowed {
+                    // The plugins' own debug lines say why none decided.
+                    debug!(
+                        ?action,
+                        topic,
+                        "no authz plugin decided: denied by [plugins] acl_nomatch = \"deny\""
+                    );
+                }
+                allowed
+            }
+        };
+        Authorization {
+            allowed,
+            cacheable: !blind,
+        }
     }
 }
 
@@ -169,6 +238,9 @@ impl Hooks for PluginPolicy {
         retain: bool,
     ) -> BoxFuture<'a, Authorization> {
         Box::pin(async move {
+            // The generation before the set: a reload in between keys the new set's
+            // answer under the old generation (harmless), never the reverse.
+            let generation = self.chain.generation();
             let set = self.chain.chain.current();
             // With no authorization plugin there is no policy to apply: allow, as a
             // broker with no plugin does. `acl_nomatch` is for when plugins exist and
@@ -179,39 +251,28 @@ impl Hooks for PluginPolicy {
                     cacheable: true,
                 };
             }
-            let action = match action {
-                Action::Publish => host::Action::Publish,
-                Action::Subscribe => host::Action::Subscribe,
+            let question = Question {
+                generation,
+                client_id: client.client_id.clone(),
+                username: client.username.clone(),
+                peer_addr: client.peer_addr,
+                protocol: client.protocol,
+                listener: client.listener,
+                action,
+                topic: topic.into(),
+                qos,
+                retain,
             };
-            // A query that failed while this decision was made (this one's, or, more
-            // rarely, another connection's at the same moment) makes it blind: the
-            // plugin failed closed. Not cached, so the next request asks again.
-            let failures_before = self.database_failures();
-            let outcome = set
-                .authorize_outcome(prepared(client), action, topic, qos as u8, retain)
-                .await;
-            let blind = outcome.faulted || self.database_failures() != failures_before;
-            let allowed = match outcome.decision {
-                host::Decision::Allow => true,
-                host::Decision::Deny => false,
-                host::Decision::Ignore => {
-                    let allowed = self.acl_nomatch == AclNomatch::Allow;
-                    if !allowed {
-                        // The plugins' own debug lines say why none decided.
-                        debug!(
-                            ?action,
-                            topic,
-                            "no authz plugin decided: denied by [plugins] acl_nomatch = \"deny\""
-                        );
-                    }
-                    allowed
-                }
-            };
-            Authorization {
-                allowed,
-                cacheable: !blind,
-            }
+            self.authorizing
+                .answer(question, || {
+                    self.ask_chain(&set, client, action, topic, qos, retain)
+                })
+                .await
         })
+    }
+
+    fn authz_coalesced(&self) -> u64 {
+        self.authorizing.joined()
     }
 
     fn transform<'a>(

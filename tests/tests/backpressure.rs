@@ -132,16 +132,49 @@ async fn a_client_flooding_its_own_subscription_is_not_held_back_by_itself() {
     let flooded = flood(&broker, "narcissus", "self/t", "self/t", 3000, 0).await;
     assert_eq!(flooded.acked, 3000);
     assert!(flooded.received > 0);
+    let held = broker
+        .broker
+        .metrics
+        .publishers_held
+        .load(Ordering::Relaxed);
+    assert_eq!(held, 0, "never held back for its own queue");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_clients_flooding_each_other_do_not_wait_for_each_other_forever() {
-    let broker = small_queue_broker().await;
+    // Slow subscribers are given long, so that only the rule that a held connection is
+    // not waited for can let them go on quickly.
+    // A window of 4 towards each client makes their queues fill (and congest) at once.
+    let broker = TestBroker::start_with(|c| {
+        c.limits.max_queued_messages = 32;
+        c.limits.max_inflight = 4;
+        c.limits.backpressure_max_ms = 30_000;
+    })
+    .await;
+    let started = std::time::Instant::now();
     let (a, b) = tokio::join!(
-        flood(&broker, "a", "to/a", "to/b", 3000, 0),
-        flood(&broker, "b", "to/b", "to/a", 3000, 0),
+        flood(&broker, "a", "to/a", "to/b", 20_000, 0),
+        flood(&broker, "b", "to/b", "to/a", 20_000, 0),
     );
-    assert_eq!((a.acked, b.acked), (3000, 3000));
+    assert_eq!((a.acked, b.acked), (20_000, 20_000));
+    let slow = broker
+        .broker
+        .metrics
+        .subscribers_slow
+        .load(Ordering::Relaxed);
+    assert_eq!(
+        slow,
+        0,
+        "let go as held, not as slow ({:?})",
+        started.elapsed()
+    );
+    // They were held back (each congests the other's queue), and still both went on.
+    let held = broker
+        .broker
+        .metrics
+        .publishers_held
+        .load(Ordering::Relaxed);
+    assert!(held > 0, "held {held} times");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,7 +29,7 @@ pub async fn run(broker: Arc<Broker>, interval: Duration) {
 pub fn publish_once(broker: &Broker) {
     let m = &broker.metrics;
     let coalesced = broker.hooks.as_ref().map_or(0, |h| h.authz_coalesced());
-    let topics: [(&str, String); 13] = [
+    let topics: [(&str, String); 15] = [
         ("$SYS/broker/version", VERSION.to_string()),
         (
             "$SYS/broker/uptime",
@@ -74,6 +74,16 @@ pub fn publish_once(broker: &Broker) {
         ),
         // Not Mosquitto's: how often a request waited for the same one in flight.
         ("$SYS/broker/authorization/coalesced", coalesced.to_string()),
+        // Overload (backpressure.rs): times a publisher was held back by a congested
+        // queue, and times a subscriber was found too slow to wait for.
+        (
+            "$SYS/broker/publishers/held",
+            Metrics::get(&m.publishers_held).to_string(),
+        ),
+        (
+            "$SYS/broker/subscribers/slow",
+            Metrics::get(&m.subscribers_slow).to_string(),
+        ),
     ];
     for (topic, value) in topics {
         let publish = Publish {

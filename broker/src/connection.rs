@@ -1126,7 +1126,7 @@ impl Connection {
                     };
                     scratch.push((packet_id, delivery));
                 }
-                if !scratch.is_empty() {
+                if !scratch.is_empty() || expired > 0 {
                     self.session.drained(state.queue.len(), low);
                 }
                 // More can be taken now only if the window is not what stopped us.

@@ -308,21 +308,3 @@ fn the_readme_command_table_matches_the_binary() {
     }
     assert!(checked >= 8, "the README's command table was not found");
 }
-
-/// The README shows the default configuration "exactly as `wasmq print-config` prints
-/// it": a key added to the defaults (with its comment) must appear there too.
-#[test]
-fn the_readme_shows_the_default_config_as_printed() {
-    let start = README
-        .find("```toml\n# Wasmq configuration.")
-        .expect("the README's default configuration block")
-        + "```toml\n".len();
-    let end = start + README[start..].find("```").expect("its end");
-    let printed = Command::new(WASMQ).arg("print-config").output().unwrap();
-    assert!(printed.status.success(), "{printed:?}");
-    assert_eq!(
-        &README[start..end],
-        String::from_utf8(printed.stdout).unwrap(),
-        "README.md's default configuration differs from `wasmq print-config`"
-    );
-}

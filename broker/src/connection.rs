@@ -8,7 +8,7 @@
 //! reader pushes back. A publisher whose messages congest a subscriber's queue is held
 //! back: its socket is not read until that queue drains (`backpressure.rs`).
 //!
-//! Every packet handled spends a unit of tokio's cooperative budget. Waiting for
+//! Every 16 packets handled spend a unit of tokio's cooperative budget. Waiting for
 //! readiness and `try_read` spend none, so a connection whose socket always had input
 //! never gave its worker back: publishers at full speed starved every subscriber.
 
@@ -43,6 +43,11 @@ use crate::router::SubscriptionData;
 use crate::session::{Outgoing, PendingWill, Session, Stage};
 use crate::topic::{TopicFilter, TopicName};
 
+/// Packets handled per unit of tokio's cooperative budget (128 units a turn, so a turn
+/// is at most 2,048 packets). One unit per packet cost 8% of the CPU time per message
+/// in pairs QoS 0 16 B (A/B: 1.15 M vs 1.27 M msg/s per CPU-s), for no fairness the
+/// overload runs could see.
+const PACKETS_PER_BUDGET_UNIT: u32 = 16;
 /// Deliveries taken from the session per lock: bounds the time the lock is held.
 const PULL_BATCH: usize = 64;
 /// Time given to a last DISCONNECT or CONNACK to leave before the socket is dropped.
@@ -566,24 +571,26 @@ impl Connection {
         rbuf: &mut BytesMut,
         max_packet_size: u32,
     ) -> Result<bool, Close> {
-        let mut handled = false;
+        let mut handled = 0u32;
         while self.hold.is_none() {
             match Packet::decode(rbuf, self.client.protocol, max_packet_size) {
                 Ok(Some(packet)) => {
-                    handled = true;
+                    handled += 1;
                     self.handle(packet).await?;
                     // Gives the worker to other connections every so many packets (see
                     // the module doc).
-                    tokio::task::consume_budget().await;
+                    if handled % PACKETS_PER_BUDGET_UNIT == 0 {
+                        tokio::task::consume_budget().await;
+                    }
                 }
-                Ok(None) => return Ok(handled),
+                Ok(None) => return Ok(handled > 0),
                 Err(error) => {
                     Metrics::add(&self.broker.metrics.protocol_errors, 1);
                     return Err(Close::protocol(error.reason_code(), error));
                 }
             }
         }
-        Ok(handled)
+        Ok(handled > 0)
     }
 
     /// Holds this connection back for `routed`'s congested session, unless that is its

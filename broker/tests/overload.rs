@@ -72,6 +72,16 @@ fn qos0_batch(topic: &str, count: usize) -> bytes::Bytes {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishers_at_full_speed_starve_neither_subscribers_nor_idle_clients() {
+    flood_while_others_are_served(64).await;
+}
+
+/// A few packets per read: the connection must yield per read, not only per packets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishers_of_large_messages_at_full_speed_starve_nobody_either() {
+    flood_while_others_are_served(4096).await;
+}
+
+async fn flood_while_others_are_served(payload_len: usize) {
     const PAIRS: usize = 4;
     const LOAD: Duration = Duration::from_secs(4);
     let broker = BrokerProcess::start(WASMQ, "").await.unwrap();
@@ -102,7 +112,7 @@ async fn publishers_at_full_speed_starve_neither_subscribers_nor_idle_clients() 
     let mut publishers = Vec::new();
     for i in 0..PAIRS {
         let client = RawClient::connected(broker.addr, Protocol::V311, &format!("pub-{i}")).await;
-        let batch = qos0_batch(&format!("load/{i}"), 256);
+        let batch = qos0_batch(&format!("load/{i}"), 256, payload_len);
         publishers.push(tokio::spawn(async move {
             let (mut stream, _) = client.into_parts();
             let mut batches = 0u64;

@@ -54,18 +54,13 @@ async fn next_packet(
     }
 }
 
-/// `count` QoS 0 PUBLISHes of 64 bytes to `topic`, encoded back to back.
-fn qos0_batch(topic: &str, count: usize) -> bytes::Bytes {
+/// `count` QoS 0 PUBLISHes of `payload_len` bytes to `topic`, encoded back to back.
+fn qos0_batch(topic: &str, count: usize, payload_len: usize) -> bytes::Bytes {
+    let payload = vec![b'x'; payload_len];
     let mut out = BytesMut::new();
     for _ in 0..count {
-        Packet::Publish(publish_packet(
-            topic,
-            &[b'x'; 64],
-            QoS::AtMostOnce,
-            false,
-            0,
-        ))
-        .encode(Protocol::V311, &mut out);
+        Packet::Publish(publish_packet(topic, &payload, QoS::AtMostOnce, false, 0))
+            .encode(Protocol::V311, &mut out);
     }
     out.freeze()
 }

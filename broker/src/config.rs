@@ -21,8 +21,11 @@ pub const MAX_TOPIC_LEVELS: usize = 1024;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Address of the MQTT listener.
+    /// Address of the MQTT listener when there is no `[[listener]]` table.
     pub listen: SocketAddr,
+    /// The `[[listener]]` tables (tcp, tls, ws, wss); none: `listen` is the one listener.
+    #[serde(rename = "listener")]
+    pub listeners: Vec<crate::listener::ListenerConfig>,
     /// Sizes, counts and times.
     pub limits: Limits,
     /// `$SYS` topics.
@@ -41,6 +44,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            listeners: Vec::new(),
             limits: Limits::default(),
             sys: SysConfig::default(),
             authz_cache: AuthzCacheConfig::default(),
@@ -356,6 +360,7 @@ impl Config {
             l.keep_alive_max_secs > 0,
             "limits.keep_alive_max_secs must be at least 1"
         );
+        crate::listener::validate(&self.listeners)?;
         for name in &self.plugins.builtin {
             anyhow::ensure!(
                 crate::plugins::builtin::find(name).is_some(),

@@ -13,7 +13,6 @@
 //! socket always had input never gave its worker back: publishers at full speed starved
 //! every subscriber.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -21,11 +20,9 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use bytestring::ByteString;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{OwnedSemaphorePermit, oneshot, watch};
-use tracing::{Instrument, debug, field, info_span, warn};
+use tracing::{Instrument, debug, field, info, info_span, warn};
 use wasmq_codec::{
     AckProperties, ConnAck, ConnAckProperties, Connect, DecodeError, Disconnect,
     DisconnectProperties, Packet, Protocol, PubAckBody, Publish, QoS, ReasonCode, RetainHandling,
@@ -37,12 +34,14 @@ use crate::backpressure::Hold;
 use crate::broker::Broker;
 use crate::config::DenyAction;
 use crate::hooks::{Action, AuthDecision, ClientInfo, TransformEdit, Transformed};
+use crate::listener::Endpoint;
 use crate::message::{Delivery, Message, own_bytes, own_str, own_user_properties};
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, SHARED_PAYLOAD_MIN};
 use crate::router::SubscriptionData;
 use crate::session::{Outgoing, PendingWill, Session, Stage};
 use crate::topic::{TopicFilter, TopicName};
+use crate::transport::{self, READ_CHUNK, Reader, Writer};
 
 /// Packets handled per unit of tokio's cooperative budget (128 units a turn, so a turn
 /// is at most 2,048 packets or 128 reads). One unit per packet cost 8% of the CPU time
@@ -54,60 +53,23 @@ const PULL_BATCH: usize = 64;
 /// Time given to a last DISCONNECT or CONNACK to leave before the socket is dropped.
 const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Bytes one read may take. An empty `BytesMut` offers `read_buf` only 64 bytes, a few
-/// small PUBLISHes per system call: reading that way halved the broker's throughput
-/// (pairs QoS 0: 1.97 M -> 0.87 M msg/s), the kernel's work per read dominating.
-const READ_CHUNK: usize = 8192;
+/// The connection slots a connection holds: the broker's, and its listener's if it has
+/// a limit of its own.
+pub(crate) type Permits = (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>);
 
-thread_local! {
-    /// Where a connection with no buffer reads (see `read_chunk`): one per worker thread,
-    /// zeroed once, where an array on the stack was zeroed on every read.
-    static READ_SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
-}
-
-/// Reads what the socket has (at most about READ_CHUNK bytes) into `rbuf`, growing it
-/// first when little room is left. `None` when the readiness was spurious.
-///
-/// A connection with no buffer (light traffic, see `serve`) reads into a scratch buffer
-/// of its thread and keeps only the bytes it got: a PINGREQ or a SUBSCRIBE then costs a few bytes of heap,
-/// not an 8 KiB buffer. Freed 8 KiB buffers fragmented the heap: the small long-lived
-/// allocations of the next connections were carved out of them, and one PINGREQ per
-/// connection added 4.8 KB of resident memory to each (2,000 connections, debug build).
-fn read_chunk(
-    reader: &tokio::net::tcp::OwnedReadHalf,
-    rbuf: &mut BytesMut,
-) -> std::io::Result<Option<usize>> {
-    let read = if rbuf.capacity() == 0 {
-        READ_SCRATCH.with_borrow_mut(|chunk| {
-            reader
-                .try_read(chunk)
-                .inspect(|&n| rbuf.extend_from_slice(&chunk[..n]))
-        })
-    } else {
-        if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
-            rbuf.reserve(READ_CHUNK);
-        }
-        reader.try_read_buf(rbuf)
-    };
-    match read {
-        Ok(n) => Ok(Some(n)),
-        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
-        Err(error) => Err(error),
-    }
-}
-
-/// Serves one accepted TCP connection until it closes.
+/// Serves one accepted connection of `endpoint`'s listener until it closes.
 pub(crate) async fn serve(
     broker: Arc<Broker>,
     stream: TcpStream,
     peer: SocketAddr,
+    endpoint: Arc<Endpoint>,
     shutdown: watch::Receiver<bool>,
-    _permit: OwnedSemaphorePermit,
+    _permits: Permits,
 ) {
     let _ = stream.set_nodelay(true);
-    let span = info_span!("connection", %peer, client_id = field::Empty);
+    let span = info_span!("connection", %peer, listener = endpoint.name, client_id = field::Empty);
     async move {
-        match run(broker, stream, peer, shutdown).await {
+        match run(broker, stream, peer, &endpoint, shutdown).await {
             Ok(()) => debug!("connection closed"),
             Err(error) => debug!(%error, "connection closed"),
         }
@@ -143,14 +105,32 @@ impl From<std::io::Error> for Close {
 
 async fn run(
     broker: Arc<Broker>,
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
+    endpoint: &Endpoint,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let limits = &broker.config.limits;
+    // The TLS handshake and the WebSocket upgrade count in the time to CONNECT.
+    let deadline = tokio::time::Instant::now() + limits.connect_timeout();
+    let established = tokio::select! {
+        established = transport::establish(stream, endpoint, deadline, limits.max_packet_size) => established,
+        _ = shutdown.changed() => return Ok(()),
+    };
+    let transport::Established {
+        mut reader,
+        mut writer,
+        peer_cn,
+    } = match established {
+        Ok(established) => established,
+        Err(error) => {
+            // The client's mistake, told to the operator: nothing else is disturbed.
+            info!("connection refused: {error:#}");
+            return Ok(());
+        }
+    };
     // Small: a CONNECT is small, and idle connections are many (see below).
     let mut rbuf = BytesMut::with_capacity(512);
-    let deadline = tokio::time::Instant::now() + limits.connect_timeout();
     // The first packet must be CONNECT [MQTT-3.1.0-1], within connect_timeout_ms.
     let connect = loop {
         match Packet::decode(&mut rbuf, Protocol::V5, limits.max_packet_size) {
@@ -171,7 +151,8 @@ async fn run(
                     ..Default::default()
                 })
                 .encode(Protocol::V311, &mut out);
-                let _ = tokio::time::timeout(FAREWELL_TIMEOUT, stream.write_all(&out)).await;
+                let _ = tokio::time::timeout(FAREWELL_TIMEOUT, writer.write_all(&out)).await;
+                transport::linger(&mut reader, &mut writer).await;
                 anyhow::bail!(error);
             }
             Err(error) => {
@@ -180,7 +161,7 @@ async fn run(
             }
         }
         let read = tokio::select! {
-            read = tokio::time::timeout_at(deadline, stream.read_buf(&mut rbuf)) => read,
+            read = tokio::time::timeout_at(deadline, reader.read_buf(&mut rbuf)) => read,
             _ = shutdown.changed() => return Ok(()),
         };
         match read {
@@ -191,8 +172,10 @@ async fn run(
         }
     };
     let Some(mut connection) =
-        Connection::accept(broker.clone(), *connect, peer, &mut stream).await?
+        Connection::accept(broker.clone(), *connect, peer, endpoint, peer_cn, &mut writer).await?
     else {
+        // Refused: the CONNACK saying why was sent.
+        transport::linger(&mut reader, &mut writer).await;
         return Ok(());
     };
     if rbuf.is_empty() {
@@ -200,11 +183,10 @@ async fn run(
         // (`serve` gives it one of READ_CHUNK bytes when data arrives).
         rbuf = BytesMut::new();
     }
-    let (mut reader, mut writer) = stream.into_split();
     let close = connection
         .serve(&mut reader, &mut writer, rbuf, &mut shutdown)
         .await;
-    connection.finish(close, &mut writer).await;
+    connection.finish(close, &mut reader, &mut writer).await;
     Ok(())
 }
 
@@ -250,7 +232,9 @@ impl Connection {
         broker: Arc<Broker>,
         connect: Connect,
         peer: SocketAddr,
-        stream: &mut TcpStream,
+        endpoint: &Endpoint,
+        peer_cn: Option<String>,
+        writer: &mut Writer,
     ) -> anyhow::Result<Option<Connection>> {
         let limits = &broker.config.limits;
         let protocol = connect.protocol;
@@ -274,7 +258,7 @@ impl Connection {
         let mut refuse =
             async |code: ReasonCode, why: &str| -> anyhow::Result<Option<Connection>> {
                 let out = refusal(code, why);
-                let _ = tokio::time::timeout(FAREWELL_TIMEOUT, stream.write_all(&out)).await;
+                let _ = tokio::time::timeout(FAREWELL_TIMEOUT, writer.write_all(&out)).await;
                 Ok(None)
             };
 
@@ -344,16 +328,36 @@ impl Connection {
             .await;
         }
 
+        // `use_identity_as_username`: the verified certificate is the authentication
+        // (the CONNECT's username and password are not used, as in Mosquitto), and its
+        // CN the username the authorization plugins see.
+        let identity = if endpoint.use_identity_as_username {
+            match peer_cn {
+                Some(cn) => Some(ByteString::from(cn)),
+                None => {
+                    return refuse(
+                        ReasonCode::NOT_AUTHORIZED,
+                        "the client certificate has no subject CN to use as the username",
+                    )
+                    .await;
+                }
+            }
+        } else {
+            None
+        };
         let client = ClientInfo {
             client_id: client_id.clone(),
-            username: connect.username.as_deref().map(ByteString::from),
+            username: identity
+                .clone()
+                .or_else(|| connect.username.as_deref().map(ByteString::from)),
             peer_addr: peer,
             protocol,
-            listener: "tcp",
+            listener: endpoint.name,
             prepared: OnceLock::new(),
         };
         let superuser = match &broker.hooks {
             None => false,
+            Some(_) if identity.is_some() => false,
             Some(hooks) => match hooks.authenticate(&client, connect.password.as_ref()).await {
                 AuthDecision::Allow { superuser } => superuser,
                 AuthDecision::Deny(code) => return refuse(code, "authentication failed").await,
@@ -482,8 +486,8 @@ impl Connection {
 
     async fn serve(
         &mut self,
-        reader: &mut tokio::net::tcp::OwnedReadHalf,
-        writer: &mut OwnedWriteHalf,
+        reader: &mut Reader,
+        writer: &mut Writer,
         mut rbuf: BytesMut,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Close {
@@ -516,22 +520,18 @@ impl Connection {
                     let reason = reason.unwrap_or(ReasonCode::SESSION_TAKEN_OVER);
                     return Close::Reason(reason, "session taken over".into());
                 }
-                written = self.outbox.write_to(writer), if !self.outbox.is_empty() => match written {
+                written = self.outbox.write_to(writer), if self.outbox.wants_write(writer) => match written {
                     Ok(Some(0)) => return Close::Lost("socket closed for writing".into()),
                     Ok(Some(n)) => Metrics::add(&self.broker.metrics.bytes_sent, n as u64),
                     Ok(None) => {}
                     Err(error) => return error.into(),
                 },
-                // Waiting for readiness rather than in `read_buf` holds no buffer while the
-                // connection is quiet; the buffer is sized when there is data to read.
-                ready = reader.readable(), if self.hold.is_none() => {
-                    if let Err(error) = ready {
-                        return error.into();
-                    }
-                    let n = match read_chunk(reader, &mut rbuf) {
-                        Ok(Some(0)) => return Close::Lost("closed by peer".into()),
-                        Ok(Some(n)) => n,
-                        Ok(None) => continue,
+                // No buffer is held while the connection is quiet; it is sized when there
+                // is data to read (`Reader::read_chunk`).
+                read = reader.read_chunk(&mut rbuf), if self.hold.is_none() => {
+                    let n = match read {
+                        Ok(0) => return Close::Lost("closed by peer".into()),
+                        Ok(n) => n,
                         Err(error) => return error.into(),
                     };
                     Metrics::add(&self.broker.metrics.bytes_received, n as u64);
@@ -618,7 +618,9 @@ impl Connection {
     }
 
     /// Sends what is due before closing, detaches the session and publishes the will.
-    async fn finish(mut self, close: Close, writer: &mut OwnedWriteHalf) {
+    /// A connection the broker closes with a reason then lingers (`transport::linger`),
+    /// so a client still sending reads the DISCONNECT rather than a reset.
+    async fn finish(mut self, close: Close, reader: &mut Reader, writer: &mut Writer) {
         let (reason, publish_will) = match &close {
             Close::Disconnect { with_will } => (None, *with_will),
             Close::Lost(why) => {
@@ -650,10 +652,10 @@ impl Connection {
                 },
             }));
         }
-        if !self.outbox.is_empty() && !matches!(close, Close::Lost(_)) {
+        if self.outbox.wants_write(writer) && !matches!(close, Close::Lost(_)) {
             let _ = tokio::time::timeout(FAREWELL_TIMEOUT, self.outbox.flush_to(writer)).await;
         }
-        let _ = writer.shutdown().await;
+        let _ = tokio::time::timeout(FAREWELL_TIMEOUT, writer.shutdown()).await;
         Metrics::sub(&self.broker.metrics.clients_connected, 1);
         let will = self
             .will
@@ -664,6 +666,9 @@ impl Connection {
                 client_id: self.client.client_id.clone(),
             });
         self.broker.detach(&self.session, self.connection_id, will);
+        if matches!(close, Close::Reason(..)) {
+            transport::drain(reader).await;
+        }
     }
 
     fn send(&mut self, packet: Packet) {

@@ -2,8 +2,9 @@
 //!
 //! How a message moves through the crate:
 //!
-//! - [`server`] accepts TCP connections (bounded by `max_connections`) and gives each
-//!   one a task running [`connection`].
+//! - [`server`] accepts connections on the [`listener`]s (bounded by `max_connections`)
+//!   and gives each one a task running [`connection`], over plain TCP, TLS, WebSocket
+//!   or WebSocket over TLS (`transport`, one reader and one writer for all).
 //! - [`connection`] decodes packets with the shared codec (`wasmq-codec`), handles the
 //!   CONNECT handshake, keep-alive and QoS flows, and writes batched output.
 //! - On CONNECT, [`broker::Broker::attach`] resumes or creates the client's [`session`]
@@ -28,6 +29,7 @@ pub mod broker;
 pub mod config;
 mod connection;
 pub mod hooks;
+pub mod listener;
 pub mod manage;
 pub mod message;
 pub mod metrics;
@@ -39,6 +41,7 @@ pub mod session;
 pub mod storage;
 pub mod sys;
 pub mod topic;
+mod transport;
 
 pub use broker::Broker;
 pub use config::Config;

@@ -25,7 +25,8 @@ struct Cli {
     /// Configuration file (TOML); built-in defaults when absent.
     #[arg(long, global = true)]
     config: Option<PathBuf>,
-    /// Listener address, overriding the configuration (e.g. 0.0.0.0:1883).
+    /// Plain TCP listener address, overriding the configuration (e.g. 0.0.0.0:1883):
+    /// `listen`, or with `[[listener]]` tables the first tcp one (added if none).
     #[arg(long, global = true)]
     listen: Option<SocketAddr>,
     #[command(subcommand)]
@@ -174,7 +175,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .init();
     let mut config = load_config(&cli)?;
     if let Some(listen) = cli.listen {
-        config.listen = listen;
+        wasmq::listener::set_tcp_address(&mut config, listen);
     }
     raise_file_limit();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;

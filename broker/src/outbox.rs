@@ -7,10 +7,16 @@
 //! the broker's CPU time in the 64 KiB benchmark.
 
 use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncWrite, WriteHalf};
 use tokio::net::tcp::OwnedWriteHalf;
+
+use crate::transport::{Stream, Writer};
 
 /// Payloads from this size on are written from their own `Bytes`, not copied: below it a
 /// copy costs less than a segment of its own (a slice per write, a sealed buffer). At
@@ -57,18 +63,31 @@ impl Outbox {
         self.len() == 0
     }
 
-    /// Waits until the socket takes data, then writes what is waiting in one vectored
-    /// write: the bytes written, `None` when the readiness was spurious. Nothing is held
-    /// across the wait (the slices live on the stack of the write alone, not in every
-    /// connection's task), and it is cancel safe.
-    pub(crate) async fn write_to(&mut self, writer: &OwnedWriteHalf) -> io::Result<Option<usize>> {
-        writer.writable().await?;
-        self.try_write(writer)
+    /// Whether a write is due: bytes wait here, or in the stream for a flush.
+    pub(crate) fn wants_write(&self, writer: &Writer) -> bool {
+        !self.is_empty() || writer.unflushed()
     }
 
-    /// Writes everything waiting.
-    pub(crate) async fn flush_to(&mut self, writer: &OwnedWriteHalf) -> io::Result<()> {
-        while !self.is_empty() {
+    /// Waits until the socket takes data, then writes what is waiting in one vectored
+    /// write: the bytes written, `None` when the readiness was spurious (or, on a TLS or
+    /// WebSocket stream, when it was a flush). Nothing is held across the wait (the
+    /// slices live on the stack of the write alone, not in every connection's task), and
+    /// it is cancel safe.
+    pub(crate) async fn write_to(&mut self, writer: &mut Writer) -> io::Result<Option<usize>> {
+        match writer {
+            Writer::Tcp(tcp) => {
+                tcp.writable().await?;
+                self.try_write(tcp)
+            }
+            Writer::Stream { half, unflushed } => {
+                poll_fn(|cx| self.poll_write_stream(cx, half, unflushed)).await
+            }
+        }
+    }
+
+    /// Writes everything waiting (and flushes the stream).
+    pub(crate) async fn flush_to(&mut self, writer: &mut Writer) -> io::Result<()> {
+        while self.wants_write(writer) {
             if self.write_to(writer).await? == Some(0) {
                 return Err(io::ErrorKind::WriteZero.into());
             }
@@ -76,8 +95,8 @@ impl Outbox {
         Ok(())
     }
 
-    fn try_write(&mut self, writer: &OwnedWriteHalf) -> io::Result<Option<usize>> {
-        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+    /// The segments to write, in order, at most MAX_SLICES.
+    fn slices<'a>(&'a self, slices: &mut [IoSlice<'a>; MAX_SLICES]) -> usize {
         let mut n = 0;
         for segment in self.sealed.iter().take(MAX_SLICES - 1) {
             slices[n] = IoSlice::new(segment);
@@ -87,6 +106,12 @@ impl Outbox {
             slices[n] = IoSlice::new(&self.open);
             n += 1;
         }
+        n
+    }
+
+    fn try_write(&mut self, writer: &OwnedWriteHalf) -> io::Result<Option<usize>> {
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let n = self.slices(&mut slices);
         match writer.try_write_vectored(&slices[..n]) {
             Ok(written) => {
                 self.consume(written);
@@ -95,6 +120,26 @@ impl Outbox {
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(None),
             Err(error) => Err(error),
         }
+    }
+
+    /// One write to a TLS or WebSocket stream, or its flush once nothing waits here.
+    fn poll_write_stream(
+        &mut self,
+        cx: &mut Context<'_>,
+        half: &mut WriteHalf<Stream>,
+        unflushed: &mut bool,
+    ) -> Poll<io::Result<Option<usize>>> {
+        if self.is_empty() {
+            ready!(Pin::new(half).poll_flush(cx))?;
+            *unflushed = false;
+            return Poll::Ready(Ok(None));
+        }
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let n = self.slices(&mut slices);
+        let written = ready!(Pin::new(half).poll_write_vectored(cx, &slices[..n]))?;
+        self.consume(written);
+        *unflushed = true;
+        Poll::Ready(Ok(Some(written)))
     }
 
     /// Drops the first `n` bytes, which were written.

@@ -23,6 +23,8 @@ use wasmq_codec::{
 
 pub use wasmq_codec as codec;
 
+pub mod transport;
+
 /// A loopback address with a port free right now (bound on port 0, then released), for a
 /// broker started as a separate process, which binds it itself.
 pub fn free_loopback_addr() -> SocketAddr {
@@ -85,8 +87,10 @@ pub const QUIET: Duration = Duration::from_millis(300);
 
 /// A broker running in this process on 127.0.0.1 with a free port.
 pub struct TestBroker {
-    /// Where it listens.
+    /// Where it listens (its first listener).
     pub addr: SocketAddr,
+    /// Every listener's name and address.
+    pub listeners: Vec<(String, SocketAddr)>,
     /// Its shared state.
     pub broker: Arc<Broker>,
     stop: Option<oneshot::Sender<()>>,
@@ -122,6 +126,7 @@ impl TestBroker {
     /// Runs an already bound server.
     pub fn run(server: Server) -> TestBroker {
         let addr = server.local_addr();
+        let listeners = server.listener_addrs();
         let broker = server.broker().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async {
@@ -129,10 +134,20 @@ impl TestBroker {
         }));
         TestBroker {
             addr,
+            listeners,
             broker,
             stop: Some(stop),
             task: Some(task),
         }
+    }
+
+    /// The address of the listener named `name`.
+    pub fn listener(&self, name: &str) -> SocketAddr {
+        self.listeners
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, addr)| *addr)
+            .unwrap_or_else(|| panic!("no listener {name:?} in {:?}", self.listeners))
     }
 
     /// Asks the broker to shut down (as SIGTERM does) and waits until it has.

@@ -8,9 +8,13 @@
 //! them. A broker-wide generation number, bumped on plugin reload and by the operator's
 //! "purge" command, invalidates every connection's cache at once: an entry made under an
 //! older generation is never used.
+//!
+//! Lookups are counted ([`lookups`]) for the metrics: per process, in relaxed atomics
+//! on cache lines of their own, as the broker's other per-message counters are.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
@@ -24,6 +28,71 @@ struct Key {
     qos: QoS,
     retain: bool,
     topic: ByteString,
+}
+
+/// Lookups of one kind of cache that found a fresh answer, and that did not (read
+/// through [`lookups`]).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct Lookups {
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+static AUTHZ_LOOKUPS: Lookups = Lookups {
+    hits: AtomicU64::new(0),
+    misses: AtomicU64::new(0),
+};
+static TRANSFORM_LOOKUPS: Lookups = Lookups {
+    hits: AtomicU64::new(0),
+    misses: AtomicU64::new(0),
+};
+
+/// What a cache holds, and where its lookups are counted.
+pub trait Cached: Clone {
+    /// The counters of this kind of cache.
+    #[doc(hidden)]
+    fn lookups() -> &'static Lookups;
+}
+
+impl Cached for bool {
+    fn lookups() -> &'static Lookups {
+        &AUTHZ_LOOKUPS
+    }
+}
+
+impl Cached for Arc<TransformEdit> {
+    fn lookups() -> &'static Lookups {
+        &TRANSFORM_LOOKUPS
+    }
+}
+
+/// Hits and misses of every connection's caches since the process started (a process
+/// runs one broker; tests that start several in one process see their sum). A miss is
+/// a lookup that found nothing fresh (none cached, expired, purged, or the cache off).
+pub fn lookups() -> CacheLookups {
+    let read = |l: &Lookups| (l.hits.load(Relaxed), l.misses.load(Relaxed));
+    let (authz_hits, authz_misses) = read(&AUTHZ_LOOKUPS);
+    let (transform_hits, transform_misses) = read(&TRANSFORM_LOOKUPS);
+    CacheLookups {
+        authz_hits,
+        authz_misses,
+        transform_hits,
+        transform_misses,
+    }
+}
+
+/// Lookups of the per-connection caches, counted since the process started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CacheLookups {
+    /// Authorization questions answered from a cache.
+    pub authz_hits: u64,
+    /// Authorization questions that went to the plugins.
+    pub authz_misses: u64,
+    /// PUBLISHes whose per-topic transform was repeated from a cache.
+    pub transform_hits: u64,
+    /// PUBLISHes of a per-topic transform chain that went to the plugins.
+    pub transform_misses: u64,
 }
 
 /// Cached answers of one connection: `V` is `bool` for authorization decisions.
@@ -43,7 +112,7 @@ pub type AuthzCache = DecisionCache<bool>;
 /// hit on every PUBLISH does not copy the edit's properties.
 pub type TransformCache = DecisionCache<Arc<TransformEdit>>;
 
-impl<V: Clone> DecisionCache<V> {
+impl<V: Cached> DecisionCache<V> {
     /// A cache holding at most `capacity` decisions for `ttl` each; `capacity` 0 turns
     /// caching off.
     pub fn new(ttl: Duration, capacity: usize) -> DecisionCache<V> {
@@ -57,6 +126,23 @@ impl<V: Clone> DecisionCache<V> {
 
     /// The cached decision, if there is a fresh one from the current `generation`.
     pub fn get(
+        &mut self,
+        generation: u64,
+        action: Action,
+        topic: &ByteString,
+        qos: QoS,
+        retain: bool,
+    ) -> Option<V> {
+        let found = self.lookup(generation, action, topic, qos, retain);
+        let lookups = V::lookups();
+        match found {
+            Some(_) => lookups.hits.fetch_add(1, Relaxed),
+            None => lookups.misses.fetch_add(1, Relaxed),
+        };
+        found
+    }
+
+    fn lookup(
         &mut self,
         generation: u64,
         action: Action,

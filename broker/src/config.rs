@@ -38,6 +38,10 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// The local administration socket.
     pub admin: AdminConfig,
+    /// The Prometheus endpoint (`crate::http`).
+    pub metrics: crate::http::MetricsConfig,
+    /// The HTTP admin API (`crate::http`).
+    pub admin_api: crate::http::AdminApiConfig,
 }
 
 impl Default for Config {
@@ -51,6 +55,8 @@ impl Default for Config {
             plugins: PluginsConfig::default(),
             database: DatabaseConfig::default(),
             admin: AdminConfig::default(),
+            metrics: crate::http::MetricsConfig::default(),
+            admin_api: crate::http::AdminApiConfig::default(),
         }
     }
 }
@@ -378,6 +384,8 @@ impl Config {
             d.statement_timeout_ms > 0,
             "database.statement_timeout_ms must be at least 1"
         );
+        self.metrics.validate()?;
+        self.admin_api.validate()?;
         Ok(())
     }
 }

@@ -21,6 +21,8 @@
 //!   built-in default auth/ACL plugin. [`manage`] edits that plugin's tables
 //!   (`wasmq user|acl`), and [`admin`] is the local socket through which those commands
 //!   tell a running broker to drop its cached decisions.
+//! - [`http`] serves Prometheus metrics (read from [`metrics`], the sessions and the
+//!   plugins at scrape time) and the HTTP admin API (clients, plugins, users, rules).
 
 pub mod admin;
 pub mod authz_cache;
@@ -30,6 +32,7 @@ pub mod config;
 mod connection;
 pub mod hooks;
 pub mod listener;
+pub mod http;
 pub mod manage;
 pub mod message;
 pub mod metrics;

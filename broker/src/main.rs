@@ -14,6 +14,7 @@ use tracing_subscriber::EnvFilter;
 use wasmq::Server;
 use wasmq::admin::{self, AdminSocket, Reply};
 use wasmq::config::{Config, DEFAULT_CONFIG};
+use wasmq::http;
 use wasmq::manage::{self, Access, Rule};
 use wasmq::plugins::Plugins;
 use wasmq_plugin_host::Database;
@@ -181,9 +182,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
     runtime.block_on(async {
         let database = wasmq::plugins::open_database(&config.database).await?;
-        let plugins = Plugins::start_with_database(&config.plugins, database).await?;
+        let plugins = Plugins::start_with_database(&config.plugins, database.clone()).await?;
         let admin_path = config.admin.socket.clone();
         let server = Server::bind(config, Some(plugins.hooks())).await?;
+        let ready = http::Readiness::default();
+        let services = http::Services {
+            broker: server.broker().clone(),
+            plugins: Some(plugins.folder.clone()),
+            database,
+            plugins_dir: server.broker().config.plugins.dir.clone(),
+            ready: ready.clone(),
+        };
+        let config = &server.broker().config;
+        let _http = http::HttpServer::start(&config.metrics, &config.admin_api, services).await?;
         let _admin = if admin_path.as_os_str().is_empty() {
             None
         } else {
@@ -195,7 +206,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         };
-        server.run(shutdown_signal()).await;
+        ready.set(true);
+        server
+            .run(async {
+                shutdown_signal().await;
+                ready.set(false);
+            })
+            .await;
         drop(plugins);
         anyhow::Ok(ExitCode::SUCCESS)
     })

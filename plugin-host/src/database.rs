@@ -26,7 +26,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::mysql::{MySql, MySqlColumn, MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlRow};
 use sqlx::postgres::{
@@ -37,6 +37,8 @@ use sqlx::sqlite::{
     SqliteRow, SqliteSynchronous,
 };
 use sqlx::{AssertSqlSafe, Column, Executor, Row, TypeInfo, ValueRef};
+
+use crate::histogram::{HistogramSnapshot, LatencyHistogram};
 
 /// The tables for each backend, EMQX 4.x's columns and types (`mqtt.sql` of
 /// `emqx_auth_mysql` / `emqx_auth_pgsql`), with `IF NOT EXISTS`.
@@ -297,6 +299,8 @@ pub struct Database {
     /// Queries that failed since the pool opened: a decision
     /// made while this moved was made blind, and the broker does not cache it.
     failures: AtomicU64,
+    /// How long queries took, failed ones included.
+    latency: LatencyHistogram,
 }
 
 impl fmt::Debug for Database {
@@ -400,6 +404,7 @@ impl Database {
             statement_timeout,
             name,
             failures: AtomicU64::new(0),
+            latency: LatencyHistogram::default(),
         })
     }
 
@@ -474,10 +479,12 @@ impl Database {
                 }
             }
         };
+        let started = Instant::now();
         let result = match tokio::time::timeout(self.statement_timeout, run).await {
             Ok(result) => result,
             Err(_) => Err(QueryError::Timeout),
         };
+        self.latency.observe(started.elapsed());
         if result.is_err() {
             self.failures.fetch_add(1, Ordering::Relaxed);
         }
@@ -487,6 +494,11 @@ impl Database {
     /// Queries that failed so far (any error: unreachable, timeout, refused statement).
     pub fn failures(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)
+    }
+
+    /// How long queries took since the pool opened (failed ones included).
+    pub fn latency(&self) -> HistogramSnapshot {
+        self.latency.snapshot()
     }
 
     /// Runs `sql` (with `?` placeholders) once with `params`; for the broker's own

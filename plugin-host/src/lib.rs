@@ -21,6 +21,8 @@
 //!   holds [`PreparedClient`], a client converted once for many calls.
 //! - `state` (private): the per-instance `HostState`, the host side of the
 //!   capabilities, and plugin stdout/stderr into `tracing`.
+//! - [`histogram`]: [`LatencyHistogram`], lock-free call and query latencies,
+//!   read by the broker's metrics at scrape time.
 //! - [`database`]: [`Database`], the pool behind the `sql` capability (SQLite,
 //!   MySQL/MariaDB, PostgreSQL): statements declared by the operator in the
 //!   plugin's config ([`PluginConfig::sql_statements`]), bound parameters, a
@@ -46,6 +48,7 @@ pub mod chain;
 pub mod check;
 pub mod database;
 mod error;
+pub mod histogram;
 pub mod host;
 pub mod plugin;
 mod pool;
@@ -58,6 +61,7 @@ pub use chain::{AuthzOutcome, Chain, ChainStats, PluginSet};
 pub use check::{CONTRACT_VERSION, Report};
 pub use database::{Backend, Database, DatabaseConfig, QueryError, SchemaReport};
 pub use error::{Fault, HostError, LoadError};
+pub use histogram::{HistogramSnapshot, LatencyHistogram};
 pub use host::{HostConfig, PluginHost, check};
 pub use plugin::{Limits, OnTransformFault, Plugin, PluginConfig, PluginStats};
 pub use types::{

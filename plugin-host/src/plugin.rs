@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, InstancePre};
 use wasmtime::{Store, Trap, UpdateDeadline};
@@ -19,6 +19,7 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 use crate::bindings::{authn, authz, transform, wit};
 use crate::check::Inspection;
 use crate::error::{Fault, LoadError};
+use crate::histogram::{HistogramSnapshot, LatencyHistogram};
 use crate::host::HostInner;
 use crate::pool::Pool;
 use crate::state::{HostState, PluginIdentity, SqlAccess};
@@ -186,6 +187,8 @@ struct PluginInner {
     deadline_ticks: u64,
     warm: Pool<Warm>,
     counters: Counters,
+    /// How long calls take, faulted ones included.
+    latency: LatencyHistogram,
     consecutive_faults: AtomicU32,
     disabled: AtomicBool,
 }
@@ -287,6 +290,7 @@ impl Plugin {
                 deadline_ticks,
                 warm: Pool::new(config.limits.warm_instances_max),
                 counters: Counters::default(),
+                latency: LatencyHistogram::default(),
                 consecutive_faults: AtomicU32::new(0),
                 disabled: AtomicBool::new(false),
                 config,
@@ -339,6 +343,12 @@ impl Plugin {
             consecutive_faults: self.inner.consecutive_faults.load(Ordering::Relaxed),
             disabled: self.is_disabled(),
         }
+    }
+
+    /// How long its calls took (since it was loaded), faulted ones included and
+    /// refused ones (disabled) not.
+    pub fn latency(&self) -> HistogramSnapshot {
+        self.inner.latency.snapshot()
     }
 
     /// Creates one instance and keeps it warm: proves the plugin starts.
@@ -455,6 +465,23 @@ impl Plugin {
             inner.counters.refused.fetch_add(1, Ordering::Relaxed);
             return Err(Fault::Disabled);
         }
+        let started = Instant::now();
+        let result = self.call_timed(hook, f).await;
+        inner.latency.observe(started.elapsed());
+        result
+    }
+
+    /// The part of [`Plugin::call`] whose time is recorded: from taking an instance
+    /// (or making one) to sorting out what the call left.
+    async fn call_timed<R, Fut>(
+        &self,
+        hook: &'static str,
+        f: impl FnOnce(Warm) -> Fut,
+    ) -> Result<R, Fault>
+    where
+        Fut: Future<Output = (Warm, wasmtime::Result<R>)>,
+    {
+        let inner = &*self.inner;
         let mut warm = match inner.warm.take() {
             Some(warm) => warm,
             None => match self.instantiate().await {

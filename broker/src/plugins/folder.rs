@@ -38,6 +38,23 @@ pub struct FolderStats {
     pub unloads: AtomicU64,
 }
 
+/// What [`PluginFolder::sync`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Synced {
+    /// Loaded for the first time.
+    Loaded,
+    /// Loaded again: the new version serves now.
+    Reloaded,
+    /// Its files did not change: nothing to do.
+    Unchanged,
+    /// Its file was removed: unloaded.
+    Unloaded,
+    /// No such plugin: no file, no built-in, nothing loaded.
+    Missing,
+    /// It could not be loaded (why, with the file); a previous version keeps serving.
+    Failed(String),
+}
+
 /// The watched plugin folder.
 pub struct PluginFolder {
     dir: PathBuf,
@@ -48,6 +65,9 @@ pub struct PluginFolder {
     /// Built-in plugins to load when the folder has no file of their name.
     builtins: Vec<&'static Builtin>,
     debounce: Duration,
+    /// One sync at a time: the watcher's and the admin API's reloads of one plugin
+    /// would otherwise race to swap the set.
+    syncing: tokio::sync::Mutex<()>,
     /// Counters.
     pub stats: FolderStats,
 }
@@ -98,6 +118,7 @@ impl PluginFolder {
             loaded: Mutex::new(HashMap::new()),
             builtins,
             debounce: Duration::from_millis(config.debounce_ms),
+            syncing: tokio::sync::Mutex::new(()),
             stats: FolderStats::default(),
         }))
     }
@@ -133,7 +154,27 @@ impl PluginFolder {
     /// Brings plugin `name` in step with its files: load, reload or unload. A built-in
     /// plugin stands in for a missing `NAME.wasm` (and its settings for a missing
     /// `NAME.toml`), so removing a folder file that replaced a built-in brings it back.
-    pub async fn sync(&self, name: &str) {
+    pub async fn sync(&self, name: &str) -> Synced {
+        self.sync_with(name, false).await
+    }
+
+    /// Loads plugin `name` again from its files even if they did not change (the
+    /// admin API's reload: a plugin disabled after repeated faults serves again, with
+    /// fresh instances and counters). A file that fails to load leaves the previous
+    /// version serving, as in [`PluginFolder::sync`].
+    pub async fn reload(&self, name: &str) -> Synced {
+        self.sync_with(name, true).await
+    }
+
+    /// Names of the plugins loaded now, sorted.
+    pub fn loaded(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.loaded.lock().keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    async fn sync_with(&self, name: &str, force: bool) -> Synced {
+        let _one_at_a_time = self.syncing.lock().await;
         let wasm_path = self.dir.join(format!("{name}.wasm"));
         let toml_path = self.dir.join(format!("{name}.toml"));
         let builtin = self.builtins.iter().find(|b| b.name == name);
@@ -151,32 +192,30 @@ impl PluginFolder {
                         "plugin unloaded: {} was removed",
                         wasm_path.display()
                     );
+                    return Synced::Unloaded;
                 }
-                return;
+                return Synced::Missing;
             }
             (Err(e), _) => {
-                self.failed(&wasm_path, &format!("cannot read it: {e}"));
-                return;
+                return self.failed(&wasm_path, &format!("cannot read it: {e}"));
             }
         };
         let settings = match std::fs::read_to_string(&toml_path) {
             Ok(text) => Some(text),
             Err(e) if e.kind() == ErrorKind::NotFound => builtin.map(|b| b.settings.to_string()),
             Err(e) => {
-                self.failed(&toml_path, &format!("cannot read it: {e}"));
-                return;
+                return self.failed(&toml_path, &format!("cannot read it: {e}"));
             }
         };
         let hash = content_hash(&wasm, settings.as_deref());
         let previous = self.loaded.lock().get(name).copied();
-        if previous == Some(hash) {
-            return;
+        if previous == Some(hash) && !force {
+            return Synced::Unchanged;
         }
         let config = match settings.as_deref().map(PluginToml::parse).transpose() {
             Ok(toml) => toml.unwrap_or_default().into_config(name),
             Err(e) => {
-                self.failed(&toml_path, &e.to_string());
-                return;
+                return self.failed(&toml_path, &e.to_string());
             }
         };
         let started = Instant::now();
@@ -195,6 +234,11 @@ impl PluginFolder {
                     "plugin {}",
                     if previous.is_some() { "reloaded" } else { "loaded" }
                 );
+                if previous.is_some() {
+                    Synced::Reloaded
+                } else {
+                    Synced::Loaded
+                }
             }
             Err(e) => {
                 let keeping = if previous.is_some() {
@@ -202,14 +246,15 @@ impl PluginFolder {
                 } else {
                     ""
                 };
-                self.failed(&wasm_path, &format!("{e}{keeping}"));
+                self.failed(&wasm_path, &format!("{e}{keeping}"))
             }
         }
     }
 
-    fn failed(&self, path: &Path, why: &str) {
+    fn failed(&self, path: &Path, why: &str) -> Synced {
         self.stats.failures.fetch_add(1, Relaxed);
         error!(file = %path.display(), "plugin not loaded: {why}");
+        Synced::Failed(format!("{}: {why}", path.display()))
     }
 
     /// Watches the folder until the guard is dropped.

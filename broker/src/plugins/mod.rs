@@ -24,7 +24,7 @@ use wasmq_plugin_host::{Chain, Database, PluginSet};
 
 use crate::config::{DatabaseConfig, PluginsConfig};
 
-pub use folder::{PluginFolder, WatchGuard};
+pub use folder::{PluginFolder, Synced, WatchGuard};
 pub use policy::PluginPolicy;
 
 /// The chain the broker calls, and a generation number bumped at every swap so the

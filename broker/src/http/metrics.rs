@@ -1,0 +1,336 @@
+//! `GET /metrics`: the broker's counters in the OpenMetrics text format (which
+//! Prometheus scrapes), encoded by `prometheus-client`.
+//!
+//! Nothing is added to the MQTT path for this: a [`Collector`] reads, at scrape time,
+//! the relaxed atomics the broker already keeps ([`crate::metrics::Metrics`]), walks
+//! the sessions for the queue depths, and reads each plugin's counters and latency
+//! histogram and the database's. Histograms exist only where a call is already
+//! expensive (plugin calls, database queries, `wasmq_plugin_host::LatencyHistogram`).
+
+use std::fmt;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use wasmq_plugin_host::HistogramSnapshot;
+
+use super::Services;
+use crate::metrics::Metrics;
+
+/// The content type of the OpenMetrics text format.
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The `/metrics` route.
+pub fn router(services: &Services) -> Router {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(BrokerCollector {
+        services: services.clone(),
+    }));
+    Router::new()
+        .route("/metrics", get(scrape))
+        .with_state(Arc::new(registry))
+}
+
+async fn scrape(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, &registry) {
+        Ok(()) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response(),
+        Err(_) => (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot encode the metrics",
+        )
+            .into_response(),
+    }
+}
+
+/// Reads the broker's state at every scrape.
+pub struct BrokerCollector {
+    services: Services,
+}
+
+impl fmt::Debug for BrokerCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BrokerCollector").finish_non_exhaustive()
+    }
+}
+
+fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
+    let m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+    ConstCounter::new(value).encode(m)
+}
+
+fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
+    let m = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)).encode(m)
+}
+
+/// A counter with one sample per `(label values, value)`.
+fn counters<const N: usize>(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    labels: [&str; N],
+    samples: &[([&str; N], u64)],
+) -> fmt::Result {
+    let mut m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (values, value) in samples {
+        let set: [(&str, &str); N] = std::array::from_fn(|i| (labels[i], values[i]));
+        ConstCounter::new(*value).encode(m.encode_family(&set)?)?;
+    }
+    Ok(())
+}
+
+fn histograms(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    label: &str,
+    samples: &[(&str, HistogramSnapshot)],
+) -> fmt::Result {
+    let mut m = e.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    for (value, h) in samples {
+        let set = [(label, *value)];
+        m.encode_family(&set)?
+            .encode_histogram::<NoLabelSet>(h.sum_secs, h.count, &h.buckets, None)?;
+    }
+    Ok(())
+}
+
+impl Collector for BrokerCollector {
+    fn encode(&self, mut e: DescriptorEncoder) -> fmt::Result {
+        let broker = &self.services.broker;
+        let m = &broker.metrics;
+        let get = Metrics::get;
+        gauge(
+            &mut e,
+            "wasmq_uptime_seconds",
+            "Seconds since the broker started.",
+            broker.started.elapsed().as_secs(),
+        )?;
+        gauge(
+            &mut e,
+            "wasmq_clients_connected",
+            "Clients connected now.",
+            get(&m.clients_connected),
+        )?;
+        gauge(
+            &mut e,
+            "wasmq_sessions",
+            "Sessions, connected or not.",
+            broker.session_count() as u64,
+        )?;
+        gauge(
+            &mut e,
+            "wasmq_subscriptions",
+            "Subscriptions of every session.",
+            broker.subscription_count() as u64,
+        )?;
+        gauge(
+            &mut e,
+            "wasmq_retained_messages",
+            "Retained messages stored.",
+            broker.retained_count() as u64,
+        )?;
+        let depths = broker.queue_depths();
+        gauge(
+            &mut e,
+            "wasmq_queued_messages",
+            "Messages waiting in the sessions' queues, all sessions together.",
+            depths.queued,
+        )?;
+        gauge(
+            &mut e,
+            "wasmq_inflight_messages",
+            "QoS 1/2 messages sent to clients and not yet acknowledged.",
+            depths.inflight,
+        )?;
+        gauge(
+            &mut e,
+            "wasmq_longest_queue_messages",
+            "Messages in the longest session queue.",
+            depths.longest_queue,
+        )?;
+        counter(
+            &mut e,
+            "wasmq_messages_received",
+            "PUBLISH packets received from clients.",
+            get(&m.messages_received),
+        )?;
+        counter(
+            &mut e,
+            "wasmq_messages_sent",
+            "PUBLISH packets sent to clients.",
+            get(&m.messages_sent),
+        )?;
+        counters(
+            &mut e,
+            "wasmq_messages_dropped",
+            "Messages not delivered, by reason: a full session queue (or retained store, \
+             or a share group with no member left), QoS 0 for an offline session, larger \
+             than the client's Maximum Packet Size, expired before it could be sent.",
+            ["reason"],
+            &[
+                (["queue_full"], get(&m.messages_dropped_queue_full)),
+                (["offline_qos0"], get(&m.messages_dropped_offline_qos0)),
+                (["too_large"], get(&m.messages_dropped_too_large)),
+                (["expired"], get(&m.messages_expired)),
+            ],
+        )?;
+        counter(
+            &mut e,
+            "wasmq_bytes_received",
+            "Bytes read from client sockets.",
+            get(&m.bytes_received),
+        )?;
+        counter(
+            &mut e,
+            "wasmq_bytes_sent",
+            "Bytes written to client sockets.",
+            get(&m.bytes_sent),
+        )?;
+        counter(
+            &mut e,
+            "wasmq_protocol_errors",
+            "Connections closed for a protocol violation or a malformed packet.",
+            get(&m.protocol_errors),
+        )?;
+        counter(
+            &mut e,
+            "wasmq_publishers_held",
+            "Times a publisher was held back (its socket not read) by a congested queue.",
+            get(&m.publishers_held),
+        )?;
+        counter(
+            &mut e,
+            "wasmq_subscribers_slow",
+            "Times a subscriber did not drain in time while a publisher waited for it.",
+            get(&m.subscribers_slow),
+        )?;
+        let coalesced = broker.hooks.as_ref().map_or(0, |h| h.authz_coalesced());
+        counter(
+            &mut e,
+            "wasmq_authz_coalesced",
+            "Authorization requests that waited for the same one in flight instead of \
+             asking the plugins again.",
+            coalesced,
+        )?;
+        let lookups = crate::authz_cache::lookups();
+        counters(
+            &mut e,
+            "wasmq_cache_lookups",
+            "Lookups in the per-connection caches of authorization decisions (authz) and \
+             per-topic transforms (transform); a miss asks the plugins.",
+            ["cache", "result"],
+            &[
+                (["authz", "hit"], lookups.authz_hits),
+                (["authz", "miss"], lookups.authz_misses),
+                (["transform", "hit"], lookups.transform_hits),
+                (["transform", "miss"], lookups.transform_misses),
+            ],
+        )?;
+        if let Some(folder) = &self.services.plugins {
+            self.encode_plugins(&mut e, folder)?;
+        }
+        if let Some(db) = &self.services.database {
+            counter(
+                &mut e,
+                "wasmq_database_query_failures",
+                "Database queries that failed (unreachable, timed out, refused).",
+                db.failures(),
+            )?;
+            let backend = db.backend().to_string();
+            histograms(
+                &mut e,
+                "wasmq_database_query_duration_seconds",
+                "Time database queries took, failed ones included.",
+                "backend",
+                &[(backend.as_str(), db.latency())],
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl BrokerCollector {
+    fn encode_plugins(
+        &self,
+        e: &mut DescriptorEncoder,
+        folder: &crate::plugins::PluginFolder,
+    ) -> fmt::Result {
+        let stats = &folder.stats;
+        let read = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        counter(
+            e,
+            "wasmq_plugin_loads",
+            "Plugins loaded or reloaded.",
+            read(&stats.loads),
+        )?;
+        counter(
+            e,
+            "wasmq_plugin_load_failures",
+            "Plugin files that failed to load (a previous version kept serving).",
+            read(&stats.failures),
+        )?;
+        let set = folder.live().chain.current();
+        let plugins = set.plugins();
+        let all: Vec<(&str, wasmq_plugin_host::PluginStats)> =
+            plugins.iter().map(|p| (p.name(), p.stats())).collect();
+        let calls: Vec<([&str; 1], u64)> = all.iter().map(|(n, s)| ([*n], s.calls)).collect();
+        counters(
+            e,
+            "wasmq_plugin_calls",
+            "Hook calls of each loaded plugin since it was loaded.",
+            ["plugin"],
+            &calls,
+        )?;
+        let faults: Vec<([&str; 2], u64)> = all
+            .iter()
+            .flat_map(|(n, s)| {
+                [
+                    ([*n, "timeout"], s.timeouts),
+                    ([*n, "trap"], s.traps),
+                    ([*n, "memory"], s.memory_limits),
+                    ([*n, "refused"], s.refused),
+                ]
+            })
+            .collect();
+        counters(
+            e,
+            "wasmq_plugin_faults",
+            "Failed hook calls of each plugin, by kind: past its deadline, trapped, past \
+             its memory cap, refused (disabled, or no instance could be made).",
+            ["plugin", "kind"],
+            &faults,
+        )?;
+        {
+            let mut disabled = e.encode_descriptor(
+                "wasmq_plugin_disabled",
+                "1 when the plugin was disabled after repeated faults (until it is reloaded).",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (name, s) in &all {
+                let set = [("plugin", *name)];
+                ConstGauge::new(i64::from(s.disabled)).encode(disabled.encode_family(&set)?)?;
+            }
+        }
+        let latencies: Vec<(&str, HistogramSnapshot)> =
+            plugins.iter().map(|p| (p.name(), p.latency())).collect();
+        histograms(
+            e,
+            "wasmq_plugin_call_duration_seconds",
+            "Time hook calls took, per plugin, faulted ones included.",
+            "plugin",
+            &latencies,
+        )
+    }
+}

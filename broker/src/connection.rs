@@ -67,7 +67,7 @@ pub(crate) async fn serve(
     _permits: Permits,
 ) {
     let _ = stream.set_nodelay(true);
-    let span = info_span!("connection", %peer, listener = endpoint.name, client_id = field::Empty);
+    let span = info_span!("connection", %peer, listener = %endpoint.name, client_id = field::Empty);
     async move {
         match run(broker, stream, peer, &endpoint, shutdown).await {
             Ok(()) => debug!("connection closed"),

@@ -125,8 +125,8 @@ impl Server {
             // `listening address=...` is what scripts and tests look for.
             info!(
                 address = %l.tcp.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-                listener = l.endpoint.name,
-                kind = l.endpoint.kind.as_str(),
+                listener = %l.endpoint.name,
+                kind = %l.endpoint.kind.as_str(),
                 "listening"
             );
         }

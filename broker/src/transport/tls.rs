@@ -95,11 +95,11 @@ impl TlsState {
                 if *loaded != hash {
                     *loaded = hash;
                     self.config.store(Arc::new(config));
-                    info!(listener = self.listener, cert = %self.files.cert.display(), "TLS certificate reloaded");
+                    info!(listener = %self.listener, cert = %self.files.cert.display(), "TLS certificate reloaded");
                 }
             }
             Err(e) => error!(
-                listener = self.listener,
+                listener = %self.listener,
                 "cannot reload the TLS certificate: {e:#}; the previous one keeps serving"
             ),
         }
@@ -126,7 +126,7 @@ impl TlsState {
                         wake.notify_one();
                     }
                 }
-                Err(e) => warn!(listener, error = %e, "TLS certificate watch error"),
+                Err(e) => warn!(listener = %listener, error = %e, "TLS certificate watch error"),
             })?
         };
         for folder in &folders {

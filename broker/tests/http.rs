@@ -245,6 +245,32 @@ async fn metrics_move_with_real_traffic() {
     );
     assert_eq!(after.value("wasmq_database_query_failures_total", &[]), 0.0);
     assert_eq!(after.value("wasmq_plugin_loads_total", &[]), 1.0);
+    assert_eq!(
+        after.value(
+            "wasmq_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        1.0
+    );
+}
+
+/// An admin API on a network address without a token: the broker does not start, and
+/// says why.
+#[test]
+fn an_admin_api_without_a_token_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wasmq.toml");
+    std::fs::write(&config, "[admin_api]\nbind = \"0.0.0.0:0\"\n").unwrap();
+    let output = std::process::Command::new(WASMQ)
+        .current_dir(dir.path())
+        .args(["--config", "wasmq.toml"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not a loopback address"), "{stderr}");
+    assert!(stderr.contains("admin_api.token_file"), "{stderr}");
 }
 
 /// A real v5 client (rumqttc) connected to the broker, and its event loop.
@@ -400,6 +426,26 @@ async fn the_admin_api_kicks_reloads_and_edits_users_and_rules() {
         .await
         .unwrap();
     assert_eq!(connack.reason_code, ReasonCode::BAD_USERNAME_OR_PASSWORD);
+    let password = r#"{"password":"new-pw-of-bob"}"#;
+    let changed = api(
+        "PUT",
+        "/api/v1/users/bob/password".into(),
+        Some(password.into()),
+    )
+    .await;
+    assert_eq!(changed.status, 204, "{}", changed.body);
+    let (_, connack) = RawClient::connect(broker.addr, login("pw-of-bob"))
+        .await
+        .unwrap();
+    assert_eq!(
+        connack.reason_code,
+        ReasonCode::BAD_USERNAME_OR_PASSWORD,
+        "the old one"
+    );
+    let (_bob, connack) = RawClient::connect(broker.addr, login("new-pw-of-bob"))
+        .await
+        .unwrap();
+    assert_eq!(connack.reason_code, ReasonCode::SUCCESS);
     let removed = api("DELETE", "/api/v1/users/bob".into(), None).await;
     assert_eq!(removed.status, 204, "{}", removed.body);
     let removed = api("DELETE", "/api/v1/users/bob".into(), None).await;

@@ -110,6 +110,13 @@ impl Collector for BrokerCollector {
         let broker = &self.services.broker;
         let m = &broker.metrics;
         let get = Metrics::get;
+        e.encode_descriptor(
+            "wasmq_build",
+            "The broker's version.",
+            None,
+            MetricType::Info,
+        )?
+        .encode_info(&[("version", env!("CARGO_PKG_VERSION"))])?;
         gauge(
             &mut e,
             "wasmq_uptime_seconds",

@@ -482,6 +482,9 @@ async fn the_admin_api_kicks_reloads_and_edits_users_and_rules() {
     let bad = r#"{"allow":true,"access":"pub","topic":"x"}"#;
     let refused = api("POST", "/api/v1/acl".into(), Some(bad.into())).await;
     assert_eq!(refused.status, 400, "nobody named: {}", refused.body);
+    let garbled = api("POST", "/api/v1/acl".into(), Some("{\"allow\":".into())).await;
+    assert_eq!(garbled.status, 400, "{}", garbled.body);
+    assert!(garbled.body.starts_with(r#"{"error":"#), "{}", garbled.body);
     let removed = api("DELETE", format!("/api/v1/acl/{id}"), None).await;
     assert_eq!(removed.status, 204, "{}", removed.body);
     assert_eq!(

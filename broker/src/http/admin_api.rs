@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -100,6 +101,16 @@ impl IntoResponse for ApiError {
 impl ApiError {
     fn not_found(what: String) -> ApiError {
         ApiError(StatusCode::NOT_FOUND, what)
+    }
+
+    /// A body that is not the JSON asked for: 400 (415 without the JSON content type),
+    /// with the parser's reason, in the API's error form.
+    fn from_rejection(rejection: JsonRejection) -> ApiError {
+        let status = match rejection.status() {
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError(status, rejection.body_text())
     }
 
     /// A `manage` error: the database's (503), a missing user or rule (404), or a
@@ -363,8 +374,9 @@ struct NewUser {
 
 async fn add_user(
     State(api): State<Api>,
-    Json(user): Json<NewUser>,
+    user: Result<Json<NewUser>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<UserJson>)> {
+    let Json(user) = user.map_err(ApiError::from_rejection)?;
     let db = database(&api)?;
     let scheme = manage::password_scheme(&api.services.plugins_dir)
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
@@ -390,8 +402,9 @@ struct NewPassword {
 async fn set_password(
     State(api): State<Api>,
     Path(username): Path<String>,
-    Json(body): Json<NewPassword>,
+    body: Result<Json<NewPassword>, JsonRejection>,
 ) -> ApiResult<StatusCode> {
+    let Json(body) = body.map_err(ApiError::from_rejection)?;
     let db = database(&api)?;
     let scheme = manage::password_scheme(&api.services.plugins_dir)
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
@@ -468,8 +481,9 @@ struct RuleId {
 
 async fn add_rule(
     State(api): State<Api>,
-    Json(rule): Json<RuleJson>,
+    rule: Result<Json<RuleJson>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<RuleId>)> {
+    let Json(rule) = rule.map_err(ApiError::from_rejection)?;
     let access: Access = rule
         .access
         .parse()

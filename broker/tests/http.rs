@@ -500,3 +500,94 @@ async fn the_admin_api_kicks_reloads_and_edits_users_and_rules() {
     let purged = api("POST", "/api/v1/authz-cache/purge".into(), None).await;
     assert_eq!(purged.status, 204);
 }
+
+/// A plugin that faults is shown faulting, then disabled, in the metrics and the API; a
+/// reload through the API makes it serve again, with fresh counters.
+#[tokio::test]
+async fn a_disabled_plugin_shows_in_the_metrics_and_a_reload_brings_it_back() {
+    let http = wasmq_tests::free_loopback_addr();
+    let config = format!(
+        "[sys]\ninterval_secs = 0\n\n[metrics]\nbind = \"{http}\"\n\n\
+         [admin_api]\nbind = \"{http}\"\ntoken = \"{TOKEN}\"\n"
+    );
+    let broker = BrokerProcess::start(WASMQ, &config).await.unwrap();
+    // Asked before acl-sql (priority -1), traps on every call, disabled after 2 faults.
+    let folder = broker.dir.path().join("plugins");
+    let settings = "priority = -1\nhooks = [\"authz\"]\nfaults_to_disable = 2\n";
+    for (name, bytes) in [
+        ("panic.toml", settings.as_bytes().to_vec()),
+        (
+            "panic.wasm",
+            std::fs::read(wasmq_plugin_artifacts::PANIC).unwrap(),
+        ),
+    ] {
+        let tmp = folder.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, bytes).unwrap();
+        std::fs::rename(&tmp, folder.join(name)).unwrap();
+    }
+    let plugins = || async {
+        request(http, "GET", "/api/v1/plugins", Some(TOKEN), None)
+            .await
+            .body
+    };
+    tokio::time::timeout(WAIT, async {
+        while !plugins().await.contains(r#""name":"panic""#) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the plugin loads from the folder");
+    let panic = [("plugin", "panic")];
+    let trap = [("plugin", "panic"), ("kind", "trap")];
+    let scrape = Scrape::of(http).await;
+    assert_eq!(scrape.value("wasmq_plugin_disabled", &panic), 0.0);
+    assert_eq!(scrape.value("wasmq_plugin_faults_total", &trap), 0.0);
+
+    let mut client = RawClient::connected(broker.addr, Protocol::V5, "c").await;
+    for id in 1..=3 {
+        // Fails closed: denied while it traps, and once it is disabled.
+        let topic = format!("t/{id}");
+        assert_eq!(
+            publish_qos1(&mut client, &topic, id).await,
+            ReasonCode::NOT_AUTHORIZED
+        );
+    }
+    let scrape = Scrape::of(http).await;
+    assert_eq!(scrape.value("wasmq_plugin_disabled", &panic), 1.0);
+    assert_eq!(scrape.value("wasmq_plugin_faults_total", &trap), 2.0);
+    assert_eq!(
+        scrape.value(
+            "wasmq_plugin_faults_total",
+            &[("plugin", "panic"), ("kind", "refused")]
+        ),
+        1.0,
+        "the third call, refused while disabled"
+    );
+    assert_eq!(scrape.value("wasmq_plugin_calls_total", &panic), 3.0);
+    assert_eq!(
+        scrape.value("wasmq_plugin_call_duration_seconds_count", &panic),
+        2.0,
+        "a refused call is not timed"
+    );
+    let listed = plugins().await;
+    assert!(
+        listed.contains(r#""name":"panic","priority":-1,"hooks":"authz","#)
+            && listed.contains(r#""disabled":true"#),
+        "{listed}"
+    );
+
+    let reloaded = request(
+        http,
+        "POST",
+        "/api/v1/plugins/panic/reload",
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(reloaded.status, 200, "{}", reloaded.body);
+    let scrape = Scrape::of(http).await;
+    assert_eq!(scrape.value("wasmq_plugin_disabled", &panic), 0.0);
+    assert_eq!(scrape.value("wasmq_plugin_faults_total", &trap), 0.0);
+    assert_eq!(scrape.value("wasmq_plugin_calls_total", &panic), 0.0);
+    assert_eq!(scrape.value("wasmq_plugin_loads_total", &[]), 3.0);
+}

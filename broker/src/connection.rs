@@ -171,8 +171,15 @@ async fn run(
             Ok(Err(error)) => return Err(error.into()),
         }
     };
-    let Some(mut connection) =
-        Connection::accept(broker.clone(), *connect, peer, endpoint, peer_cn, &mut writer).await?
+    let Some(mut connection) = Connection::accept(
+        broker.clone(),
+        *connect,
+        peer,
+        endpoint,
+        peer_cn,
+        &mut writer,
+    )
+    .await?
     else {
         // Refused: the CONNACK saying why was sent.
         transport::linger(&mut reader, &mut writer).await;

@@ -70,9 +70,9 @@ impl Server {
                 (None, None)
             };
             let address = config.bind;
-            let tcp = TcpListener::bind(address)
-                .await
-                .map_err(|e| anyhow::anyhow!("listener {name:?}: cannot listen on {address}: {e}"))?;
+            let tcp = TcpListener::bind(address).await.map_err(|e| {
+                anyhow::anyhow!("listener {name:?}: cannot listen on {address}: {e}")
+            })?;
             let endpoint = Endpoint {
                 name,
                 kind: config.kind,

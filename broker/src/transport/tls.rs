@@ -121,8 +121,13 @@ impl TlsState {
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
                 // Reads are not changes (the reload's own read would wake it again).
                 Ok(event) if event.kind.is_access() => {}
+                // One of the files, or a Kubernetes secret volume's `..data` link, which
+                // is swapped to replace every file of the volume at once.
                 Ok(event) => {
-                    if event.paths.iter().any(|p| names.contains(&absolute(p))) {
+                    if event.paths.iter().any(|p| {
+                        names.contains(&absolute(p))
+                            || p.file_name().is_some_and(|name| name == "..data")
+                    }) {
                         wake.notify_one();
                     }
                 }

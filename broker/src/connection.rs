@@ -8,7 +8,7 @@
 //! reader pushes back. A publisher whose messages congest a subscriber's queue is held
 //! back: its socket is not read until that queue drains (`backpressure.rs`).
 //!
-//! Every read, and every 16 packets handled, spend a unit of tokio's cooperative budget
+//! Every read, and every 4 packets handled, spend a unit of tokio's cooperative budget
 //! (128 a turn). Waiting for readiness and `try_read` spend none, so a connection whose
 //! socket always had input never gave its worker back: publishers at full speed starved
 //! every subscriber.
@@ -44,10 +44,11 @@ use crate::topic::{TopicFilter, TopicName};
 use crate::transport::{self, READ_CHUNK, Reader, Writer};
 
 /// Packets handled per unit of tokio's cooperative budget (128 units a turn, so a turn
-/// is at most 2,048 packets or 128 reads). One unit per packet cost 8% of the CPU time
-/// per message in pairs QoS 0 16 B (A/B: 1.15 M vs 1.27 M msg/s per CPU-s), for no
-/// fairness the overload runs could see.
-const PACKETS_PER_BUDGET_UNIT: u32 = 16;
+/// is at most 512 packets or 128 reads). A unit per packet cost 8% of the CPU time per
+/// message in pairs QoS 0 16 B (A/B in one run: 1.15 M vs 1.27 M msg/s per CPU-s, the
+/// same as without the budget at 16 packets a unit); at 16, turns of 2,048 packets kept
+/// an idle client's PINGREQ waiting over a second in a debug build under overload.
+const PACKETS_PER_BUDGET_UNIT: u32 = 4;
 /// Deliveries taken from the session per lock: bounds the time the lock is held.
 const PULL_BATCH: usize = 64;
 /// Time given to a last DISCONNECT or CONNACK to leave before the socket is dropped.
@@ -542,7 +543,7 @@ impl Connection {
                         Err(error) => return error.into(),
                     };
                     Metrics::add(&self.broker.metrics.bytes_received, n as u64);
-                    // A unit per read as well as per 16 packets: a flood of large
+                    // A unit per read as well as per 4 packets: a flood of large
                     // packets (a few per read) must yield too.
                     tokio::task::consume_budget().await;
                     match self.handle_buffered(&mut rbuf, limits.max_packet_size).await {

@@ -40,7 +40,7 @@ pub struct LatencyHistogram {
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistogramSnapshot {
     /// `(upper bound in seconds, observations in that bucket alone)`, in order; the
-    /// last bound is `f64::MAX` (`+Inf`).
+    /// last bound is `f64::INFINITY` (`+Inf`).
     pub buckets: Vec<(f64, u64)>,
     /// Observations.
     pub count: u64,
@@ -69,7 +69,7 @@ impl LatencyHistogram {
             .iter()
             .enumerate()
             .map(|(i, n)| {
-                let bound = BOUNDS_NS.get(i).map_or(f64::MAX, |&ns| ns as f64 / 1e9);
+                let bound = BOUNDS_NS.get(i).map_or(f64::INFINITY, |&ns| ns as f64 / 1e9);
                 (bound, n.load(Relaxed))
             })
             .collect();
@@ -98,7 +98,7 @@ mod tests {
         assert_eq!(s.buckets[0], (1e-6, 2), "<= 1 us, bound included");
         let at = |secs: f64| s.buckets.iter().find(|(b, _)| *b == secs).unwrap().1;
         assert_eq!(at(0.01), 1, "3 ms is in the 10 ms bucket");
-        assert_eq!(s.buckets.last().unwrap(), &(f64::MAX, 1));
+        assert_eq!(s.buckets.last().unwrap(), &(f64::INFINITY, 1));
         assert!((s.sum_secs - 60.003_001_3).abs() < 1e-9, "{}", s.sum_secs);
     }
 }

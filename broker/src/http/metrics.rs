@@ -341,3 +341,95 @@ impl BrokerCollector {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Broker, Config};
+
+    async fn scrape(services: &Services) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(BrokerCollector {
+            services: services.clone(),
+        }));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        text
+    }
+
+    fn sample<'a>(text: &'a str, prefix: &str) -> &'a str {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix}... in\n{text}"))
+            .trim()
+    }
+
+    #[tokio::test]
+    async fn counters_gauges_and_histograms_in_the_openmetrics_text_format() {
+        let broker = Broker::new(Config::default(), None);
+        Metrics::add(&broker.metrics.messages_received, 3);
+        Metrics::add(&broker.metrics.messages_dropped_too_large, 2);
+        let database = wasmq_plugin_host::Database::open(&wasmq_plugin_host::DatabaseConfig {
+            url: "sqlite::memory:".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        for _ in 0..3 {
+            database.execute("SELECT 1", &[]).await.unwrap();
+        }
+        let services = Services {
+            broker,
+            plugins: None,
+            database: Some(Arc::new(database)),
+            plugins_dir: "./plugins".into(),
+            ready: Default::default(),
+        };
+        let text = scrape(&services).await;
+        assert!(
+            text.contains("# TYPE wasmq_messages_received counter\n"),
+            "{text}"
+        );
+        assert_eq!(sample(&text, "wasmq_messages_received_total "), "3");
+        assert_eq!(
+            sample(
+                &text,
+                r#"wasmq_messages_dropped_total{reason="too_large"} "#
+            ),
+            "2"
+        );
+        assert_eq!(sample(&text, "wasmq_clients_connected "), "0");
+        assert!(text.contains("# TYPE wasmq_clients_connected gauge\n"));
+        assert_eq!(
+            sample(&text, r#"wasmq_build_info{version=""#)
+                .split_once(' ')
+                .unwrap()
+                .1,
+            "1"
+        );
+        // The histogram: cumulative buckets, +Inf equal to the count.
+        let h = "wasmq_database_query_duration_seconds";
+        assert!(text.contains(&format!("# TYPE {h} histogram\n")), "{text}");
+        assert_eq!(
+            sample(&text, &format!(r#"{h}_count{{backend="sqlite"}} "#)),
+            "3"
+        );
+        assert_eq!(
+            sample(
+                &text,
+                &format!(r#"{h}_bucket{{le="+Inf",backend="sqlite"}} "#)
+            ),
+            "3"
+        );
+        let buckets: Vec<u64> = text
+            .lines()
+            .filter(|l| l.starts_with(&format!("{h}_bucket")))
+            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(buckets.len(), 15);
+        assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
+        assert!(text.ends_with("# EOF\n"));
+        // No plugin system: no plugin metrics.
+        assert!(!text.contains("wasmq_plugin_"));
+    }
+}

@@ -69,7 +69,9 @@ impl LatencyHistogram {
             .iter()
             .enumerate()
             .map(|(i, n)| {
-                let bound = BOUNDS_NS.get(i).map_or(f64::INFINITY, |&ns| ns as f64 / 1e9);
+                let bound = BOUNDS_NS
+                    .get(i)
+                    .map_or(f64::INFINITY, |&ns| ns as f64 / 1e9);
                 (bound, n.load(Relaxed))
             })
             .collect();

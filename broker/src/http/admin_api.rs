@@ -11,10 +11,11 @@ use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, Request, State};
+use axum::handler::Handler;
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, delete, get, post, put};
+use axum::routing::{MethodFilter, MethodRouter, on};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tracing::info;
@@ -36,29 +37,44 @@ struct Api {
     token: Arc<str>,
 }
 
-/// Every route: method, path (axum's syntax, which is OpenAPI's), handler. The router
-/// is built from this list and a test compares it with `docs/admin-api.yaml`.
-fn routes() -> Vec<(&'static str, &'static str, MethodRouter<Api>)> {
+/// A route: method (as OpenAPI spells it), path (axum's syntax, which is OpenAPI's),
+/// and the handler, registered for that method and no other.
+type Route = (&'static str, &'static str, MethodRouter<Api>);
+
+fn op<H, T>(method: &'static str, path: &'static str, handler: H) -> Route
+where
+    H: Handler<T, Api>,
+    T: 'static,
+{
+    let filter = match method {
+        "get" => MethodFilter::GET,
+        "post" => MethodFilter::POST,
+        "put" => MethodFilter::PUT,
+        "delete" => MethodFilter::DELETE,
+        other => unreachable!("no route uses {other}"),
+    };
+    (method, path, on(filter, handler))
+}
+
+/// Every route. The router is built from this list, and a test compares it with
+/// `docs/admin-api.yaml`.
+fn routes() -> Vec<Route> {
     vec![
-        ("get", "/healthz", get(healthz)),
-        ("get", "/readyz", get(readyz)),
-        ("get", "/api/v1/clients", get(clients)),
-        ("post", "/api/v1/clients/{client_id}/kick", post(kick)),
-        ("get", "/api/v1/sessions", get(sessions)),
-        ("get", "/api/v1/plugins", get(plugins)),
-        ("post", "/api/v1/plugins/{name}/reload", post(reload_plugin)),
-        ("get", "/api/v1/users", get(users)),
-        ("post", "/api/v1/users", post(add_user)),
-        ("delete", "/api/v1/users/{username}", delete(remove_user)),
-        (
-            "put",
-            "/api/v1/users/{username}/password",
-            put(set_password),
-        ),
-        ("get", "/api/v1/acl", get(rules)),
-        ("post", "/api/v1/acl", post(add_rule)),
-        ("delete", "/api/v1/acl/{id}", delete(remove_rule)),
-        ("post", "/api/v1/authz-cache/purge", post(purge)),
+        op("get", "/healthz", healthz),
+        op("get", "/readyz", readyz),
+        op("get", "/api/v1/clients", clients),
+        op("post", "/api/v1/clients/{client_id}/kick", kick),
+        op("get", "/api/v1/sessions", sessions),
+        op("get", "/api/v1/plugins", plugins),
+        op("post", "/api/v1/plugins/{name}/reload", reload_plugin),
+        op("get", "/api/v1/users", users),
+        op("post", "/api/v1/users", add_user),
+        op("delete", "/api/v1/users/{username}", remove_user),
+        op("put", "/api/v1/users/{username}/password", set_password),
+        op("get", "/api/v1/acl", rules),
+        op("post", "/api/v1/acl", add_rule),
+        op("delete", "/api/v1/acl/{id}", remove_rule),
+        op("post", "/api/v1/authz-cache/purge", purge),
     ]
 }
 

@@ -591,7 +591,7 @@ impl Connection {
                     self.handle(packet).await?;
                     // Gives the worker to other connections every so many packets (see
                     // the module doc).
-                    if handled % PACKETS_PER_BUDGET_UNIT == 0 {
+                    if handled.is_multiple_of(PACKETS_PER_BUDGET_UNIT) {
                         tokio::task::consume_budget().await;
                     }
                 }

@@ -13,9 +13,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytestring::ByteString;
 use parking_lot::{Mutex, RwLock};
-use tokio::sync::oneshot;
 use tracing::{debug, warn};
-use wasmq_codec::{LastWill, Publish, PublishProperties, QoS, ReasonCode};
+use wasmq_codec::{LastWill, Publish, PublishProperties, QoS};
 
 use crate::backpressure::QueueMarks;
 use crate::config::Config;
@@ -23,7 +22,9 @@ use crate::hooks::Hooks;
 use crate::message::{Delivery, Message};
 use crate::metrics::Metrics;
 use crate::router::{Match, Router, SubscriptionData};
-use crate::session::{Enqueued, Owner, PendingWill, Session, SessionRef, Stage};
+use crate::session::{
+    ConnectedPeer, Enqueued, Kick, Owner, PendingWill, Session, SessionRef, Stage,
+};
 use crate::storage::{RetainStore, SessionSnapshot, SessionStore, Storage};
 use crate::topic::TopicFilter;
 
@@ -51,6 +52,8 @@ pub struct SessionSummary {
     pub queued: usize,
     /// QoS 1/2 messages sent and not yet acknowledged.
     pub inflight: usize,
+    /// Who is connected, when a connection owns it.
+    pub peer: Option<ConnectedPeer>,
 }
 
 /// Messages held in sessions, all sessions together.
@@ -236,6 +239,7 @@ impl Broker {
                     subscriptions: state.subscriptions.len(),
                     queued: state.queue.len(),
                     inflight: state.inflight.len(),
+                    peer: state.owner.as_ref().map(|o| o.peer.clone()),
                 }
             })
             .collect();
@@ -257,39 +261,34 @@ impl Broker {
         depths
     }
 
-    /// Tells the connection that owns `client_id`'s session to close with `reason`
-    /// (v5 clients get it in a DISCONNECT, e.g. 0x98 Administrative action). The session
+    /// Tells the connection that owns `client_id`'s session to close (v5 clients get the
+    /// kick's reason in a DISCONNECT, e.g. 0x98 Administrative action). The session
     /// stays as its expiry says. False when no connection owns it (no such session,
     /// offline, or already told to go).
-    pub fn kick(&self, client_id: &str, reason: ReasonCode) -> bool {
+    pub fn kick(&self, client_id: &str, kick: Kick) -> bool {
         let Some(session) = self.sessions.lock().get(client_id).cloned() else {
             return false;
         };
-        let kick = session.lock().owner.as_mut().and_then(|o| o.kick.take());
-        match kick {
-            Some(kick) => {
-                debug!(client_id, reason = ?reason, "client told to disconnect");
-                kick.send(reason).is_ok()
+        let sender = session.lock().owner.as_mut().and_then(|o| o.kick.take());
+        match sender {
+            Some(sender) => {
+                debug!(client_id, reason = ?kick.reason, why = kick.why, "client told to disconnect");
+                sender.send(kick).is_ok()
             }
             None => false,
         }
     }
 
-    /// Attaches connection `connection_id` to the session of `client_id`: resumes it
-    /// (unless `clean_start`) or starts a new one. A connection already attached is told
-    /// to go with 0x8E. Returns the session and Session Present.
+    /// Attaches the connection `owner` describes to the session of `client_id`: resumes
+    /// it (unless `clean_start`) or starts a new one. A connection already attached is
+    /// told to go with 0x8E. Returns the session and Session Present.
     pub fn attach(
         self: &Arc<Self>,
         client_id: &ByteString,
         clean_start: bool,
         expiry_interval: u32,
-        connection_id: u64,
-        kick: oneshot::Sender<ReasonCode>,
+        owner: Owner,
     ) -> (Arc<Session>, bool) {
-        let owner = Owner {
-            connection_id,
-            kick: Some(kick),
-        };
         let mut sessions = self.sessions.lock();
         let mut discarded = None;
         if let Some(existing) = sessions.get(client_id).cloned() {
@@ -297,7 +296,7 @@ impl Broker {
             if let Some(mut old) = state.owner.take() {
                 debug!(client_id = %client_id, "session taken over");
                 if let Some(kick) = old.kick.take() {
-                    let _ = kick.send(ReasonCode::SESSION_TAKEN_OVER);
+                    let _ = kick.send(Kick::TAKEN_OVER);
                 }
             }
             if !clean_start && !state.ended {
@@ -721,7 +720,6 @@ fn take_shared(state: &mut crate::session::SessionState) -> Vec<Delivery> {
 mod tests {
     use bytes::Bytes;
     use bytestring::ByteString;
-    use tokio::sync::oneshot;
     use wasmq_codec::{Publish, QoS, SubscriptionOptions};
 
     use super::*;
@@ -751,13 +749,17 @@ mod tests {
         let broker = Broker::new(Config::default(), None);
         let frame = Bytes::from(format!("keptpayload{}", " ".repeat(8 * 1024)));
         let subscribe = |client_id: &'static str, connection_id: u64| {
-            let (session, _) = broker.attach(
-                &ByteString::from_static(client_id),
-                false,
-                60,
+            let owner = Owner {
                 connection_id,
-                oneshot::channel().0,
-            );
+                peer: ConnectedPeer {
+                    username: None,
+                    addr: "127.0.0.1:1".parse().unwrap(),
+                    protocol: wasmq_codec::Protocol::V5,
+                    listener: "test",
+                },
+                kick: None,
+            };
+            let (session, _) = broker.attach(&ByteString::from_static(client_id), false, 60, owner);
             let filter = TopicFilter::new(ByteString::from_static("kept"), 8).unwrap();
             let data = SubscriptionData {
                 options: SubscriptionOptions::qos(QoS::AtLeastOnce),

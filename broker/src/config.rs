@@ -336,7 +336,26 @@ impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
-        Config::parse(&text).with_context(|| format!("invalid config file {}", path.display()))
+        let config = Config::parse(&text)
+            .with_context(|| format!("invalid config file {}", path.display()))?;
+        if let Some(unused) = config.unused_listen(&text) {
+            tracing::warn!(file = %path.display(), "{unused}");
+        }
+        Ok(config)
+    }
+
+    /// Why `listen` in `text` is not used, when it is there beside `[[listener]]` tables:
+    /// the tables replace it, and an operator who added them to the default config (which
+    /// sets `listen`) would otherwise look for a listener that was never opened.
+    pub fn unused_listen(&self, text: &str) -> Option<String> {
+        let table: toml::Table = toml::from_str(text).ok()?;
+        (table.contains_key("listen") && !self.listeners.is_empty()).then(|| {
+            format!(
+                "listen = \"{}\" is not used: the [[listener]] tables are the listeners \
+                 (add one with kind = \"tcp\" for this address)",
+                self.listen
+            )
+        })
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -414,6 +433,19 @@ mod tests {
         let err = Config::parse("[limits]\nmax_conections = 3\n").unwrap_err();
         assert!(format!("{err:#}").contains("unknown field"), "{err:#}");
         assert!(Config::parse("lissen = \"127.0.0.1:1\"").is_err());
+    }
+
+    #[test]
+    fn listen_beside_listener_tables_is_reported_as_unused() {
+        let tables = "[[listener]]\nname = \"t\"\nkind = \"tcp\"\nbind = \"127.0.0.1:0\"\n";
+        let both = format!("listen = \"127.0.0.1:1884\"\n{tables}");
+        let config = Config::parse(&both).unwrap();
+        let unused = config.unused_listen(&both).expect("reported");
+        assert!(unused.contains("127.0.0.1:1884"), "{unused}");
+        // Alone, each is what the config means.
+        assert_eq!(Config::parse(tables).unwrap().unused_listen(tables), None);
+        let listen = "listen = \"127.0.0.1:1884\"\n";
+        assert_eq!(Config::parse(listen).unwrap().unused_listen(listen), None);
     }
 
     #[test]

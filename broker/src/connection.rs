@@ -39,7 +39,7 @@ use crate::message::{Delivery, Message, own_bytes, own_str, own_user_properties}
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, SHARED_PAYLOAD_MIN};
 use crate::router::SubscriptionData;
-use crate::session::{Outgoing, PendingWill, Session, Stage};
+use crate::session::{ConnectedPeer, Kick, Outgoing, Owner, PendingWill, Session, Stage};
 use crate::topic::{TopicFilter, TopicName};
 use crate::transport::{self, READ_CHUNK, Reader, Writer};
 
@@ -204,7 +204,7 @@ struct Connection {
     session: Arc<Session>,
     client: ClientInfo,
     connection_id: u64,
-    kick: oneshot::Receiver<ReasonCode>,
+    kick: oneshot::Receiver<Kick>,
     superuser: bool,
     /// 1.5 x Keep Alive; `None` when keep-alive is off.
     keep_alive_timeout: Option<Duration>,
@@ -380,13 +380,18 @@ impl Connection {
         let expiry = requested_expiry.min(limits.session_expiry_max_secs);
         let connection_id = broker.connection_id();
         let (kick_tx, kick) = oneshot::channel();
-        let (session, session_present) = broker.attach(
-            &client_id,
-            connect.clean_start,
-            expiry,
+        let owner = Owner {
             connection_id,
-            kick_tx,
-        );
+            peer: ConnectedPeer {
+                username: client.username.clone(),
+                addr: client.peer_addr,
+                protocol,
+                listener: client.listener,
+            },
+            kick: Some(kick_tx),
+        };
+        let (session, session_present) =
+            broker.attach(&client_id, connect.clean_start, expiry, owner);
         tracing::Span::current().record("client_id", &*client_id);
         debug!(
             ?protocol,
@@ -524,9 +529,9 @@ impl Connection {
                 .map(|t| last_packet + t);
             tokio::select! {
                 _ = shutdown.changed() => return Close::Shutdown,
-                reason = &mut self.kick => {
-                    let reason = reason.unwrap_or(ReasonCode::SESSION_TAKEN_OVER);
-                    return Close::Reason(reason, "session taken over".into());
+                kick = &mut self.kick => {
+                    let kick = kick.unwrap_or(Kick::TAKEN_OVER);
+                    return Close::Reason(kick.reason, kick.why.into());
                 }
                 written = self.outbox.write_to(writer), if self.outbox.wants_write(writer) => match written {
                     Ok(Some(0)) => return Close::Lost("socket closed for writing".into()),

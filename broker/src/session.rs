@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
@@ -15,7 +16,7 @@ use std::time::Instant;
 use bytestring::ByteString;
 use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::{Notify, oneshot};
-use wasmq_codec::{LastWill, QoS, ReasonCode};
+use wasmq_codec::{LastWill, Protocol, QoS, ReasonCode};
 
 use crate::backpressure::QueueMarks;
 use crate::message::Delivery;
@@ -49,8 +50,42 @@ pub struct Outgoing {
 pub struct Owner {
     /// The connection's id.
     pub connection_id: u64,
-    /// Fired with the reason (e.g. 0x8E on takeover) to close the connection.
-    pub kick: Option<oneshot::Sender<ReasonCode>>,
+    /// Who is connected, as the admin API lists it.
+    pub peer: ConnectedPeer,
+    /// Fired to close the connection (0x8E on takeover, 0x98 from the admin API).
+    pub kick: Option<oneshot::Sender<Kick>>,
+}
+
+/// Who owns a session now: what an operator looking for a client wants to see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectedPeer {
+    /// The username the plugins see (the certificate's CN with
+    /// `use_identity_as_username`).
+    pub username: Option<ByteString>,
+    /// The client's address.
+    pub addr: SocketAddr,
+    /// MQTT 3.1.1 or 5.0.
+    pub protocol: Protocol,
+    /// The listener it came through.
+    pub listener: &'static str,
+}
+
+/// Why a connection is told to close from outside its own task: the reason code a v5
+/// client gets in DISCONNECT, and what the log says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kick {
+    /// Sent in DISCONNECT to a v5 client.
+    pub reason: ReasonCode,
+    /// For the log.
+    pub why: &'static str,
+}
+
+impl Kick {
+    /// Another connection took the session over [MQTT-3.1.4-3].
+    pub const TAKEN_OVER: Kick = Kick {
+        reason: ReasonCode::SESSION_TAKEN_OVER,
+        why: "session taken over",
+    };
 }
 
 /// A Will Message waiting for its Will Delay Interval.

@@ -354,6 +354,14 @@ async fn the_admin_api_kicks_reloads_and_edits_users_and_rules() {
         listed.body
     );
     assert!(listed.body.contains(r#""total":1"#), "{}", listed.body);
+    // Who it is: what an operator looking for a client wants to see.
+    for field in [
+        r#""protocol":"5.0""#.to_string(),
+        r#""listener":"tcp""#.to_string(),
+        r#""peer":"127.0.0.1:"#.to_string(),
+    ] {
+        assert!(listed.body.contains(&field), "{field} in {}", listed.body);
+    }
     let kicked = api("POST", "/api/v1/clients/victim/kick".into(), None).await;
     assert_eq!(kicked.status, 204, "{}", kicked.body);
     let reason = loop {

@@ -19,13 +19,14 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tracing::info;
-use wasmq_codec::ReasonCode;
+use wasmq_codec::{Protocol, ReasonCode};
 use wasmq_plugin_host::{Database, QueryError};
 
 use super::Services;
 use crate::broker::SessionSummary;
 use crate::manage::{self, Access, Rule};
 use crate::plugins::Synced;
+use crate::session::Kick;
 
 /// Entries a listing returns when the request does not say (`?limit=`), and at most.
 const LIST_DEFAULT: usize = 1000;
@@ -202,10 +203,21 @@ struct SessionJson {
     subscriptions: usize,
     queued: usize,
     inflight: usize,
+    /// The rest is about the connection that owns the session: absent when offline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer: Option<String>,
+    /// "3.1.1" or "5.0".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    protocol: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listener: Option<&'static str>,
 }
 
 impl From<SessionSummary> for SessionJson {
     fn from(s: SessionSummary) -> SessionJson {
+        let peer = s.peer.as_ref();
         SessionJson {
             client_id: s.client_id,
             connected: s.connected,
@@ -213,6 +225,15 @@ impl From<SessionSummary> for SessionJson {
             subscriptions: s.subscriptions,
             queued: s.queued,
             inflight: s.inflight,
+            username: peer
+                .and_then(|p| p.username.as_ref())
+                .map(|u| u.to_string()),
+            peer: peer.map(|p| p.addr.to_string()),
+            protocol: peer.map(|p| match p.protocol {
+                Protocol::V311 => "3.1.1",
+                Protocol::V5 => "5.0",
+            }),
+            listener: peer.map(|p| p.listener),
         }
     }
 }
@@ -247,12 +268,14 @@ async fn sessions(State(api): State<Api>, Query(listing): Query<Listing>) -> Jso
     list_sessions(&api, &listing, false)
 }
 
+/// A client disconnected through the API: 0x98 Administrative action, logged as such.
+const KICKED: Kick = Kick {
+    reason: ReasonCode::ADMINISTRATIVE_ACTION,
+    why: "disconnected through the admin API",
+};
+
 async fn kick(State(api): State<Api>, Path(client_id): Path<String>) -> ApiResult<StatusCode> {
-    if api
-        .services
-        .broker
-        .kick(&client_id, ReasonCode::ADMINISTRATIVE_ACTION)
-    {
+    if api.services.broker.kick(&client_id, KICKED) {
         info!(%client_id, "admin API: client disconnected");
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -346,6 +346,9 @@ fn bench_client(k: usize) -> ClientInfo {
         peer_addr: SocketAddr::from(([127, 0, 0, 1], 40_000 + k as u16)),
         protocol: Protocol::V311,
         listener: "tcp",
+        listener_kind: wasmq::listener::ListenerKind::Tcp,
+        certificate: None,
+        connect_user_properties: Vec::new(),
         prepared: Default::default(),
     }
 }

@@ -33,7 +33,9 @@ use crate::authz_cache::{AuthzCache, TransformCache};
 use crate::backpressure::Hold;
 use crate::broker::Broker;
 use crate::config::DenyAction;
-use crate::hooks::{Action, AuthDecision, ClientInfo, TransformEdit, Transformed};
+use crate::hooks::{
+    Action, AuthDecision, CertificateIdentity, ClientInfo, TransformEdit, Transformed,
+};
 use crate::listener::Endpoint;
 use crate::message::{Delivery, Message, own_bytes, own_str, own_user_properties};
 use crate::metrics::Metrics;
@@ -121,7 +123,7 @@ async fn run(
     let transport::Established {
         mut reader,
         mut writer,
-        peer_cn,
+        peer_certificate,
     } = match established {
         Ok(established) => established,
         Err(error) => {
@@ -177,7 +179,7 @@ async fn run(
         *connect,
         peer,
         endpoint,
-        peer_cn,
+        peer_certificate,
         &mut writer,
     )
     .await?
@@ -241,7 +243,7 @@ impl Connection {
         connect: Connect,
         peer: SocketAddr,
         endpoint: &Endpoint,
-        peer_cn: Option<String>,
+        peer_certificate: Option<CertificateIdentity>,
         writer: &mut Writer,
     ) -> anyhow::Result<Option<Connection>> {
         let limits = &broker.config.limits;
@@ -340,7 +342,10 @@ impl Connection {
         // (the CONNECT's username and password are not used, as in Mosquitto), and its
         // CN the username the authorization plugins see.
         let identity = if endpoint.use_identity_as_username {
-            match peer_cn {
+            match peer_certificate
+                .as_ref()
+                .and_then(|c| c.common_name.as_deref())
+            {
                 Some(cn) => Some(ByteString::from(cn)),
                 None => {
                     return refuse(
@@ -361,6 +366,16 @@ impl Connection {
             peer_addr: peer,
             protocol,
             listener: endpoint.name,
+            listener_kind: endpoint.kind,
+            certificate: peer_certificate.map(Box::new),
+            // Copied: the strings of the CONNECT are slices of the read buffer, which
+            // the connection must not keep alive for its whole life.
+            connect_user_properties: connect
+                .properties
+                .user_properties
+                .iter()
+                .map(|(k, v)| (ByteString::from(&**k), ByteString::from(&**v)))
+                .collect(),
             prepared: OnceLock::new(),
         };
         let superuser = match &broker.hooks {

@@ -9,8 +9,15 @@ use std::sync::OnceLock;
 
 use bytes::Bytes;
 use bytestring::ByteString;
-use wasmq_codec::{Protocol, Publish, QoS, ReasonCode};
+use wasmq_codec::{Protocol, Publish, QoS, ReasonCode, UserProperties};
 use wasmq_plugin_host::PreparedClient;
+
+use crate::listener::ListenerKind;
+
+/// What a client's verified TLS certificate names (subject CN, DNS, email and URI
+/// alternative names). The plugin host's plain type, as the broker reads it from the
+/// handshake: the plugins are handed it as it is.
+pub use wasmq_plugin_host::CertificateIdentity;
 
 /// A boxed future, so [`Hooks`] can be used as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -28,6 +35,14 @@ pub struct ClientInfo {
     pub protocol: Protocol,
     /// The listener's name.
     pub listener: &'static str,
+    /// What the listener speaks: plugins key policy on it (a client on plain TCP).
+    pub listener_kind: ListenerKind,
+    /// What the client's TLS certificate names, when the listener verified one (boxed:
+    /// most connections have none, and this struct lives as long as the connection).
+    pub certificate: Option<Box<CertificateIdentity>>,
+    /// The MQTT 5 user properties of CONNECT, copied out of the read buffer (empty for
+    /// 3.1.1). Bounded by the maximum packet size the CONNECT was read within.
+    pub connect_user_properties: UserProperties,
     /// This client as the plugin host passes it to plugins, made on the first hook
     /// call and kept for the connection's life: converting it on every PUBLISH (four
     /// strings, the address formatted) was a measurable part of a transform's cost.

@@ -14,6 +14,8 @@ const PLUGINS: &[(&str, &str)] = &[
     ("READONLY_ACL", "wasmq-example-readonly-acl"),
     ("STAMP", "wasmq-example-stamp"),
     ("ALLOC_UNBOUNDED", "wasmq-fixture-alloc-unbounded"),
+    ("CLIENT_RECORD", "wasmq-fixture-client-record"),
+    ("CONTRACT_V0_1", "wasmq-fixture-contract-v0-1"),
     ("LOOP_FOREVER", "wasmq-fixture-loop-forever"),
     ("PANIC", "wasmq-fixture-panic"),
     ("SCRIPTED", "wasmq-fixture-scripted"),

@@ -46,6 +46,7 @@ fn main() {
         peer_addr: "127.0.0.1:50000".into(),
         protocol_version: 5,
         listener: "tcp".into(),
+        ..ClientInfo::default()
     };
     let message = Message {
         topic: "sensors/42/temp".into(),

@@ -162,12 +162,12 @@ impl PluginSet {
         if !self.hooks.authn {
             return AuthOutcome::ignore();
         }
-        let wit_client = wit::Client::from(client);
+        let prepared = PreparedClient::from(client);
         for plugin in &self.plugins {
             if !plugin.hooks().authn {
                 continue;
             }
-            match plugin.authenticate_wit(&wit_client, password).await {
+            match plugin.authenticate_wit(&prepared, password).await {
                 Ok(outcome) if outcome.decision == Decision::Ignore => continue,
                 Ok(outcome) => {
                     tracing::debug!(plugin = plugin.name(), client_id = client.client_id, decision = ?outcome.decision, "authn decided");
@@ -207,7 +207,7 @@ impl PluginSet {
                 continue;
             }
             match plugin
-                .authorize_wit(&client.0, action.into(), topic, qos, retain)
+                .authorize_wit(client, action, topic, qos, retain)
                 .await
             {
                 Ok(Decision::Ignore) => continue,
@@ -246,7 +246,7 @@ impl PluginSet {
             if !plugin.hooks().transform {
                 continue;
             }
-            match plugin.on_publish_wit(&client.0, &current).await {
+            match plugin.on_publish_wit(client, &mut current).await {
                 Ok(wit::Transformed::Keep) => {}
                 Ok(wit::Transformed::Replace(next)) => {
                     current = next;

@@ -10,13 +10,57 @@ use wasmtime::component::Component;
 
 use crate::types::{Capabilities, Hooks};
 
-/// The contract version this host speaks.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+/// The newest contract version this host speaks (what plugins are built against today).
+pub const CONTRACT_VERSION: &str = Contract::V0_2.version();
 const PACKAGE: &str = "wasmq:plugin/";
+
+/// A version of the plugin contract (`wasmq:plugin@VERSION`) that this host loads.
+/// A component is built against one: all its `wasmq:plugin` imports and exports
+/// carry the same version.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Contract {
+    /// `0.1.0`, frozen in `wit/deps/plugin-0.1.0/`: its client has no listener
+    /// kind, certificate or CONNECT user properties.
+    V0_1,
+    /// `0.2.0`, `wit/plugin.wit`.
+    #[default]
+    V0_2,
+}
+
+impl Contract {
+    /// Every version the host loads, newest first.
+    pub const ALL: [Contract; 2] = [Contract::V0_2, Contract::V0_1];
+
+    /// The package version, `0.2.0`.
+    pub const fn version(self) -> &'static str {
+        match self {
+            Contract::V0_1 => "0.1.0",
+            Contract::V0_2 => "0.2.0",
+        }
+    }
+
+    fn from_version(version: &str) -> Option<Contract> {
+        Contract::ALL.into_iter().find(|c| c.version() == version)
+    }
+}
+
+impl fmt::Display for Contract {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "wasmq:plugin@{}", self.version())
+    }
+}
+
+/// The versions the host loads, for messages: `0.2.0 or 0.1.0`.
+fn versions() -> String {
+    Contract::ALL.map(Contract::version).join(" or ")
+}
 
 /// What a component exports and imports, or what is wrong with it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Report {
+    /// The contract version it was built against (`None` when that is not known:
+    /// it did not compile, or it names no version this host loads).
+    pub contract: Option<Contract>,
     /// The hook interfaces it exports.
     pub hooks: Hooks,
     /// The Wasmq capabilities it imports.
@@ -59,6 +103,9 @@ impl fmt::Display for Report {
             }
             return write!(f, "not loadable");
         }
+        if let Some(contract) = self.contract {
+            writeln!(f, "contract: {contract}")?;
+        }
         writeln!(f, "hooks: {}", self.hooks)?;
         writeln!(f, "capabilities: {}", self.capabilities)?;
         writeln!(
@@ -82,6 +129,9 @@ impl fmt::Display for Report {
 }
 
 pub(crate) struct Inspection {
+    /// The version of every `wasmq:plugin` item it names (when it names one, and
+    /// only one).
+    pub contract: Option<Contract>,
     pub hooks: Hooks,
     pub capabilities: Capabilities,
     pub wasi_imports: Vec<String>,
@@ -100,15 +150,35 @@ pub(crate) fn inspect(engine: &Engine, component: &Component) -> Inspection {
     let mut capabilities = Capabilities::default();
     let mut wasi_imports = Vec::new();
     let mut problems = Vec::new();
+    // The version of the first `wasmq:plugin` item; every other one must agree: the
+    // host calls a component through the bindings of one version.
+    let mut contract: Option<Contract> = None;
+    let mut version_of = |what: &str, name: &str, version: &str, problems: &mut Vec<String>| {
+        let Some(this) = Contract::from_version(version) else {
+            problems.push(format!(
+                "{what} `{name}`, but this host speaks wasmq:plugin@{}",
+                versions()
+            ));
+            return false;
+        };
+        match contract {
+            None => contract = Some(this),
+            Some(first) if first != this => {
+                problems.push(format!(
+                    "{what} `{name}`, but also items of {first}: a plugin is built against one contract version"
+                ));
+                return false;
+            }
+            Some(_) => {}
+        }
+        true
+    };
 
     for (name, _) in ty.exports(engine) {
         let Some((item, version)) = wasmq_item(name) else {
             continue;
         };
-        if version != CONTRACT_VERSION {
-            problems.push(format!(
-                "exports `{name}`, but this host speaks wasmq:plugin@{CONTRACT_VERSION}"
-            ));
+        if !version_of("exports", name, version, &mut problems) {
             continue;
         }
         match item {
@@ -120,16 +190,14 @@ pub(crate) fn inspect(engine: &Engine, component: &Component) -> Inspection {
     }
     if hooks.is_empty() && problems.is_empty() {
         problems.push(format!(
-            "exports no hook: a plugin exports at least one of {PACKAGE}authn, authz or transform @{CONTRACT_VERSION}"
+            "exports no hook: a plugin exports at least one of {PACKAGE}authn, authz or transform @{}",
+            versions()
         ));
     }
 
     for (name, _) in ty.imports(engine) {
         if let Some((item, version)) = wasmq_item(name) {
-            if version != CONTRACT_VERSION {
-                problems.push(format!(
-                    "imports `{name}`, but this host speaks wasmq:plugin@{CONTRACT_VERSION}"
-                ));
+            if !version_of("imports", name, version, &mut problems) {
                 continue;
             }
             match item {
@@ -153,6 +221,7 @@ pub(crate) fn inspect(engine: &Engine, component: &Component) -> Inspection {
     }
 
     Inspection {
+        contract,
         hooks,
         capabilities,
         wasi_imports,

@@ -13,7 +13,7 @@ use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::bindings::FullPlugin;
+use crate::bindings::{v0_1, v0_2};
 use crate::cache::{Cache, CacheStats};
 use crate::check::{Inspection, Report, inspect};
 use crate::database::Database;
@@ -76,7 +76,12 @@ impl PluginHost {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| HostError::Engine(e.to_string()))?;
-        FullPlugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+        // Every contract version the host loads: their interfaces have names of their
+        // own (`wasmq:plugin/log@0.1.0`, `...@0.2.0`), and a component links to the
+        // version it was built against.
+        v0_2::FullPlugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(|e| HostError::Engine(e.to_string()))?;
+        v0_1::FullPlugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| HostError::Engine(e.to_string()))?;
         let cache = match &config.cache_dir {
             Some(dir) => {
@@ -175,6 +180,7 @@ pub fn check(path: &Path) -> Result<Report, LoadError> {
 impl Inspection {
     fn into_report(self, linker: &Linker<HostState>, component: &Component) -> Report {
         let mut report = Report {
+            contract: self.contract,
             hooks: self.hooks,
             capabilities: self.capabilities,
             wasi_imports: self.wasi_imports,

@@ -1,6 +1,7 @@
 //! The Wasmq plugin host: loads WebAssembly components that implement the
-//! `wasmq:plugin@0.1.0` contract (`wit/` at the repository root), keeps them
-//! sandboxed and warm, and runs them as chains at the broker's hook points.
+//! `wasmq:plugin@0.2.0` contract (`wit/` at the repository root) or the frozen
+//! `0.1.0` one (`wit/deps/plugin-0.1.0/`), keeps them sandboxed and warm, and
+//! runs them as chains at the broker's hook points.
 //!
 //! # Map
 //!
@@ -17,8 +18,10 @@
 //!   [`Chain`] (the current set, swapped atomically on reload).
 //! - [`types`]: the plain Rust types of the calls ([`ClientInfo`],
 //!   [`Action`], [`Decision`], [`AuthOutcome`], [`Message`], [`Transformed`]);
-//!   `bindings` (private) converts them to and from the generated ones, and
-//!   holds [`PreparedClient`], a client converted once for many calls.
+//!   `bindings` (private) holds the generated bindings of each contract
+//!   version ([`Contract`]), converts to and from them (0.1.0 in one place: the
+//!   client without what 0.2.0 added), and holds [`PreparedClient`], a client
+//!   converted once for many calls.
 //! - `state` (private): the per-instance `HostState`, the host side of the
 //!   capabilities, and plugin stdout/stderr into `tracing`.
 //! - [`histogram`]: [`LatencyHistogram`], lock-free call and query latencies,
@@ -58,12 +61,13 @@ pub mod types;
 pub use bindings::PreparedClient;
 pub use cache::CacheStats;
 pub use chain::{AuthzOutcome, Chain, ChainStats, PluginSet};
-pub use check::{CONTRACT_VERSION, Report};
+pub use check::{CONTRACT_VERSION, Contract, Report};
 pub use database::{Backend, Database, DatabaseConfig, QueryError, SchemaReport};
 pub use error::{Fault, HostError, LoadError};
 pub use histogram::{HistogramSnapshot, LatencyHistogram};
 pub use host::{HostConfig, PluginHost, check};
 pub use plugin::{Limits, OnTransformFault, Plugin, PluginConfig, PluginStats};
 pub use types::{
-    Action, AuthOutcome, Capabilities, ClientInfo, Decision, Hooks, Message, Transformed,
+    Action, AuthOutcome, Capabilities, CertificateIdentity, ClientInfo, Decision, Hooks,
+    ListenerKind, Message, Transformed,
 };

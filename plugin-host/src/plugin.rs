@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Component, InstancePre};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use crate::bindings::{authn, authz, transform, wit};
-use crate::check::Inspection;
+use crate::bindings::{PreparedClient, placeholder_message, v0_1, v0_2, wit};
+use crate::check::{Contract, Inspection};
 use crate::error::{Fault, LoadError};
 use crate::histogram::{HistogramSnapshot, LatencyHistogram};
 use crate::host::HostInner;
@@ -180,9 +180,7 @@ struct PluginInner {
     enabled: Hooks,
     capabilities: Capabilities,
     pre: InstancePre<HostState>,
-    authn: Option<authn::GuestIndices>,
-    authz: Option<authz::GuestIndices>,
-    transform: Option<transform::GuestIndices>,
+    indices: Indices,
     memory_bytes_max: usize,
     deadline_ticks: u64,
     warm: Pool<Warm>,
@@ -193,12 +191,88 @@ struct PluginInner {
     disabled: AtomicBool,
 }
 
+/// The enabled hooks of one contract version: where they are in the component
+/// (`GuestIndices`, found once) or in one instance (`Guest`).
+struct HookSet<N, Z, T> {
+    authn: Option<N>,
+    authz: Option<Z>,
+    transform: Option<T>,
+}
+
+/// A plugin's hooks, located once in its `InstancePre`, in the bindings of the
+/// contract version it was built against.
+enum Indices {
+    V0_1(
+        HookSet<
+            v0_1::authn::GuestIndices,
+            v0_1::authz::GuestIndices,
+            v0_1::transform::GuestIndices,
+        >,
+    ),
+    V0_2(
+        HookSet<
+            v0_2::authn::GuestIndices,
+            v0_2::authz::GuestIndices,
+            v0_2::transform::GuestIndices,
+        >,
+    ),
+}
+
+/// One instance's hooks.
+enum Guests {
+    V0_1(HookSet<v0_1::authn::Guest, v0_1::authz::Guest, v0_1::transform::Guest>),
+    V0_2(HookSet<v0_2::authn::Guest, v0_2::authz::Guest, v0_2::transform::Guest>),
+}
+
+/// Locates the enabled hooks with `$v`'s bindings (the same code for every version).
+macro_rules! locate {
+    ($v:ident, $enabled:expr, $pre:expr) => {{
+        let index_err = |e: wasmtime::Error| LoadError::Invalid(format!("{e}"));
+        HookSet {
+            authn: $enabled
+                .authn
+                .then(|| $v::authn::GuestIndices::new($pre))
+                .transpose()
+                .map_err(index_err)?,
+            authz: $enabled
+                .authz
+                .then(|| $v::authz::GuestIndices::new($pre))
+                .transpose()
+                .map_err(index_err)?,
+            transform: $enabled
+                .transform
+                .then(|| $v::transform::GuestIndices::new($pre))
+                .transpose()
+                .map_err(index_err)?,
+        }
+    }};
+}
+
+/// Loads the located hooks from a new instance.
+macro_rules! load_hooks {
+    ($set:expr, $store:expr, $instance:expr) => {{
+        let load_err = |e: wasmtime::Error| Fault::Unavailable(format!("{e}"));
+        HookSet {
+            authn: match &$set.authn {
+                Some(ix) => Some(ix.load(&mut *$store, $instance).map_err(load_err)?),
+                None => None,
+            },
+            authz: match &$set.authz {
+                Some(ix) => Some(ix.load(&mut *$store, $instance).map_err(load_err)?),
+                None => None,
+            },
+            transform: match &$set.transform {
+                Some(ix) => Some(ix.load(&mut *$store, $instance).map_err(load_err)?),
+                None => None,
+            },
+        }
+    }};
+}
+
 /// One live instance and its store.
 struct Warm {
     store: Store<HostState>,
-    authn: Option<authn::Guest>,
-    authz: Option<authz::Guest>,
-    transform: Option<transform::Guest>,
+    guests: Guests,
     calls: u64,
 }
 
@@ -223,22 +297,10 @@ impl Plugin {
                 "none of the hooks it exports ({exported}) is enabled in its configuration"
             )));
         }
-        let index_err = |e: wasmtime::Error| LoadError::Invalid(format!("{e}"));
-        let authn = enabled
-            .authn
-            .then(|| authn::GuestIndices::new(&pre))
-            .transpose()
-            .map_err(index_err)?;
-        let authz = enabled
-            .authz
-            .then(|| authz::GuestIndices::new(&pre))
-            .transpose()
-            .map_err(index_err)?;
-        let transform = enabled
-            .transform
-            .then(|| transform::GuestIndices::new(&pre))
-            .transpose()
-            .map_err(index_err)?;
+        let indices = match inspection.contract.unwrap_or_default() {
+            Contract::V0_1 => Indices::V0_1(locate!(v0_1, enabled, &pre)),
+            Contract::V0_2 => Indices::V0_2(locate!(v0_2, enabled, &pre)),
+        };
         let tick_ms = host.config.epoch_tick_ms.max(1);
         let deadline_ticks = config.limits.call_timeout_ms.div_ceil(tick_ms) + 1;
         let memory_bytes_max = config
@@ -271,6 +333,7 @@ impl Plugin {
         });
         tracing::info!(
             plugin = config.name,
+            contract = %inspection.contract.unwrap_or_default(),
             hooks = %enabled,
             capabilities = %inspection.capabilities,
             "plugin loaded"
@@ -283,9 +346,7 @@ impl Plugin {
                 enabled,
                 capabilities: inspection.capabilities,
                 pre,
-                authn,
-                authz,
-                transform,
+                indices,
                 memory_bytes_max,
                 deadline_ticks,
                 warm: Pool::new(config.limits.warm_instances_max),
@@ -364,7 +425,16 @@ impl Plugin {
         client: &ClientInfo,
         password: Option<&[u8]>,
     ) -> Result<AuthOutcome, Fault> {
-        self.authenticate_wit(&client.into(), password).await
+        self.authenticate_wit(&PreparedClient::from(client), password)
+            .await
+    }
+
+    /// The contract version the plugin was built against.
+    pub fn contract(&self) -> Contract {
+        match self.inner.indices {
+            Indices::V0_1(_) => Contract::V0_1,
+            Indices::V0_2(_) => Contract::V0_2,
+        }
     }
 
     /// Calls the `authz` hook. `Ok(Ignore)` when the hook is not enabled.
@@ -376,7 +446,7 @@ impl Plugin {
         qos: u8,
         retain: bool,
     ) -> Result<Decision, Fault> {
-        self.authorize_wit(&client.into(), action.into(), topic, qos, retain)
+        self.authorize_wit(&PreparedClient::from(client), action, topic, qos, retain)
             .await
     }
 
@@ -386,35 +456,46 @@ impl Plugin {
         client: &ClientInfo,
         message: &Message,
     ) -> Result<Transformed, Fault> {
-        let message = wit::Message::from(message.clone());
-        self.on_publish_wit(&client.into(), &message)
+        let mut message = wit::Message::from(message.clone());
+        self.on_publish_wit(&PreparedClient::from(client), &mut message)
             .await
             .map(Transformed::from)
     }
 
     pub(crate) async fn authenticate_wit(
         &self,
-        client: &wit::Client,
+        client: &PreparedClient,
         password: Option<&[u8]>,
     ) -> Result<AuthOutcome, Fault> {
         if !self.inner.enabled.authn {
             return Ok(AuthOutcome::ignore());
         }
         self.call("authn", |mut w| async move {
-            let guest = w.authn.clone().expect("authn loaded when enabled");
-            let r = guest
-                .call_authenticate(&mut w.store, client, password)
-                .await;
+            let r = match &w.guests {
+                Guests::V0_1(g) => {
+                    let guest = g.authn.clone().expect("authn loaded when enabled");
+                    guest
+                        .call_authenticate(&mut w.store, client.v0_1(), password)
+                        .await
+                        .map(AuthOutcome::from)
+                }
+                Guests::V0_2(g) => {
+                    let guest = g.authn.clone().expect("authn loaded when enabled");
+                    guest
+                        .call_authenticate(&mut w.store, client.v0_2(), password)
+                        .await
+                        .map(AuthOutcome::from)
+                }
+            };
             (w, r)
         })
         .await
-        .map(AuthOutcome::from)
     }
 
     pub(crate) async fn authorize_wit(
         &self,
-        client: &wit::Client,
-        action: wit::Action,
+        client: &PreparedClient,
+        action: Action,
         topic: &str,
         qos: u8,
         retain: bool,
@@ -423,27 +504,72 @@ impl Plugin {
             return Ok(Decision::Ignore);
         }
         self.call("authz", |mut w| async move {
-            let guest = w.authz.clone().expect("authz loaded when enabled");
-            let r = guest
-                .call_authorize(&mut w.store, client, action, topic, qos, retain)
-                .await;
+            let r = match &w.guests {
+                Guests::V0_1(g) => {
+                    let guest = g.authz.clone().expect("authz loaded when enabled");
+                    guest
+                        .call_authorize(
+                            &mut w.store,
+                            client.v0_1(),
+                            action.into(),
+                            topic,
+                            qos,
+                            retain,
+                        )
+                        .await
+                        .map(Decision::from)
+                }
+                Guests::V0_2(g) => {
+                    let guest = g.authz.clone().expect("authz loaded when enabled");
+                    guest
+                        .call_authorize(
+                            &mut w.store,
+                            client.v0_2(),
+                            action.into(),
+                            topic,
+                            qos,
+                            retain,
+                        )
+                        .await
+                        .map(Decision::from)
+                }
+            };
             (w, r)
         })
         .await
-        .map(Decision::from)
     }
 
+    /// Calls the transform hook on `message`, which the chain carries in the
+    /// current contract's type. A 0.1.0 plugin gets it moved into its own type
+    /// and back (no copy); `message` is left as it was whatever the answer.
     pub(crate) async fn on_publish_wit(
         &self,
-        client: &wit::Client,
-        message: &wit::Message,
+        client: &PreparedClient,
+        message: &mut wit::Message,
     ) -> Result<wit::Transformed, Fault> {
         if !self.inner.enabled.transform {
             return Ok(wit::Transformed::Keep);
         }
         self.call("transform", |mut w| async move {
-            let guest = w.transform.clone().expect("transform loaded when enabled");
-            let r = guest.call_on_publish(&mut w.store, client, message).await;
+            let r = match &w.guests {
+                Guests::V0_1(g) => {
+                    let guest = g.transform.clone().expect("transform loaded when enabled");
+                    let old =
+                        v0_1::wit::Message::from(std::mem::replace(message, placeholder_message()));
+                    let r = guest
+                        .call_on_publish(&mut w.store, client.v0_1(), &old)
+                        .await
+                        .map(wit::Transformed::from);
+                    *message = old.into();
+                    r
+                }
+                Guests::V0_2(g) => {
+                    let guest = g.transform.clone().expect("transform loaded when enabled");
+                    guest
+                        .call_on_publish(&mut w.store, client.v0_2(), message)
+                        .await
+                }
+            };
             (w, r)
         })
         .await
@@ -553,18 +679,9 @@ impl Plugin {
                 return Err(self.classify(&e, &store));
             }
         };
-        let load_err = |e: wasmtime::Error| Fault::Unavailable(format!("{e}"));
-        let authn = match &inner.authn {
-            Some(ix) => Some(ix.load(&mut store, &instance).map_err(load_err)?),
-            None => None,
-        };
-        let authz = match &inner.authz {
-            Some(ix) => Some(ix.load(&mut store, &instance).map_err(load_err)?),
-            None => None,
-        };
-        let transform = match &inner.transform {
-            Some(ix) => Some(ix.load(&mut store, &instance).map_err(load_err)?),
-            None => None,
+        let guests = match &inner.indices {
+            Indices::V0_1(set) => Guests::V0_1(load_hooks!(set, &mut store, &instance)),
+            Indices::V0_2(set) => Guests::V0_2(load_hooks!(set, &mut store, &instance)),
         };
         inner
             .counters
@@ -572,9 +689,7 @@ impl Plugin {
             .fetch_add(1, Ordering::Relaxed);
         Ok(Warm {
             store,
-            authn,
-            authz,
-            transform,
+            guests,
             calls: 0,
         })
     }

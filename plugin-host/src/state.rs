@@ -15,7 +15,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::bindings::wasmq::plugin::{config, log, sql, types};
+use crate::bindings::{v0_1, v0_2};
 use crate::database::{Database, QueryError, Statement, Value};
 
 /// The longest log line or stdout line a plugin can write; the rest is cut.
@@ -202,108 +202,123 @@ fn truncate(s: &str) -> &str {
     &s[..end]
 }
 
-impl types::Host for HostState {}
+/// The host side of the capabilities, for each contract version: `log`,
+/// `config` and `sql` are the same in 0.1.0 and 0.2.0 (only their names carry
+/// the version), so one definition is stamped per version.
+macro_rules! capabilities {
+    ($v:ident) => {
+        // A block of its own per version, so each has its own `use`.
+        const _: () = {
+            use $v::wasmq::plugin::{config, log, sql, types};
 
-impl log::Host for HostState {
-    fn log(&mut self, level: log::Level, message: String) {
-        if !self.log_budget.admit() {
-            return;
-        }
-        let plugin = &*self.identity.name;
-        let message = truncate(&message);
-        match level {
-            log::Level::Trace => tracing::trace!(target: "wasmq::plugin", plugin, "{message}"),
-            log::Level::Debug => tracing::debug!(target: "wasmq::plugin", plugin, "{message}"),
-            log::Level::Info => tracing::info!(target: "wasmq::plugin", plugin, "{message}"),
-            log::Level::Warn => tracing::warn!(target: "wasmq::plugin", plugin, "{message}"),
-            log::Level::Error => tracing::error!(target: "wasmq::plugin", plugin, "{message}"),
-        }
-    }
-}
+            impl types::Host for HostState {}
 
-impl config::Host for HostState {
-    fn get(&mut self, key: String) -> Option<String> {
-        self.identity.settings.get(&key).cloned()
-    }
-}
-
-impl sql::Host for HostState {
-    async fn query(
-        &mut self,
-        statement: String,
-        params: Vec<sql::SqlValue>,
-    ) -> Result<Vec<sql::Row>, sql::SqlError> {
-        // Loading refuses a plugin that imports `sql` without the grant, so
-        // only granted plugins get here.
-        let plugin = &*self.identity.name;
-        if !self.identity.sql_granted {
-            return Err(sql::SqlError::NotGranted);
-        }
-        let Some(access) = &self.identity.sql else {
-            tracing::warn!(
-                plugin,
-                statement,
-                "sql query refused: no database is configured ([database] url)"
-            );
-            return Err(sql::SqlError::NotGranted);
-        };
-        let Some(prepared) = access.statements.get(&statement) else {
-            tracing::warn!(
-                plugin,
-                statement,
-                "sql query refused: statement not declared"
-            );
-            return Err(sql::SqlError::InvalidStatement(format!(
-                "no statement named {statement:?} is declared in the plugin's [sql.statements]"
-            )));
-        };
-        let params: Vec<Value> = params.into_iter().map(Value::from).collect();
-        let started = Instant::now();
-        let result = access.database.query(prepared, &params).await;
-        self.sql_waited += started.elapsed();
-        match result {
-            Ok(rows) => Ok(rows
-                .into_iter()
-                .map(|columns| sql::Row {
-                    columns: columns.into_iter().map(sql::SqlValue::from).collect(),
-                })
-                .collect()),
-            Err(e) => {
-                tracing::warn!(plugin, statement, error = %e, "sql query failed");
-                Err(match e {
-                    QueryError::InvalidStatement(s) => sql::SqlError::InvalidStatement(s),
-                    QueryError::InvalidParams(s) => sql::SqlError::InvalidParams(s),
-                    QueryError::Database(s) => sql::SqlError::Database(s),
-                    QueryError::Timeout => sql::SqlError::Timeout,
-                })
+            impl log::Host for HostState {
+                fn log(&mut self, level: log::Level, message: String) {
+                    if !self.log_budget.admit() {
+                        return;
+                    }
+                    let plugin = &*self.identity.name;
+                    let message = truncate(&message);
+                    match level {
+                        log::Level::Trace => tracing::trace!(target: "wasmq::plugin", plugin, "{message}"),
+                        log::Level::Debug => tracing::debug!(target: "wasmq::plugin", plugin, "{message}"),
+                        log::Level::Info => tracing::info!(target: "wasmq::plugin", plugin, "{message}"),
+                        log::Level::Warn => tracing::warn!(target: "wasmq::plugin", plugin, "{message}"),
+                        log::Level::Error => tracing::error!(target: "wasmq::plugin", plugin, "{message}"),
+                    }
+                }
             }
-        }
-    }
+
+            impl config::Host for HostState {
+                fn get(&mut self, key: String) -> Option<String> {
+                    self.identity.settings.get(&key).cloned()
+                }
+            }
+
+            impl sql::Host for HostState {
+                async fn query(
+                    &mut self,
+                    statement: String,
+                    params: Vec<sql::SqlValue>,
+                ) -> Result<Vec<sql::Row>, sql::SqlError> {
+                    // Loading refuses a plugin that imports `sql` without the grant, so
+                    // only granted plugins get here.
+                    let plugin = &*self.identity.name;
+                    if !self.identity.sql_granted {
+                        return Err(sql::SqlError::NotGranted);
+                    }
+                    let Some(access) = &self.identity.sql else {
+                        tracing::warn!(
+                            plugin,
+                            statement,
+                            "sql query refused: no database is configured ([database] url)"
+                        );
+                        return Err(sql::SqlError::NotGranted);
+                    };
+                    let Some(prepared) = access.statements.get(&statement) else {
+                        tracing::warn!(
+                            plugin,
+                            statement,
+                            "sql query refused: statement not declared"
+                        );
+                        return Err(sql::SqlError::InvalidStatement(format!(
+                            "no statement named {statement:?} is declared in the plugin's [sql.statements]"
+                        )));
+                    };
+                    let params: Vec<Value> = params.into_iter().map(Value::from).collect();
+                    let started = Instant::now();
+                    let result = access.database.query(prepared, &params).await;
+                    self.sql_waited += started.elapsed();
+                    match result {
+                        Ok(rows) => Ok(rows
+                            .into_iter()
+                            .map(|columns| sql::Row {
+                                columns: columns.into_iter().map(sql::SqlValue::from).collect(),
+                            })
+                            .collect()),
+                        Err(e) => {
+                            tracing::warn!(plugin, statement, error = %e, "sql query failed");
+                            Err(match e {
+                                QueryError::InvalidStatement(s) => sql::SqlError::InvalidStatement(s),
+                                QueryError::InvalidParams(s) => sql::SqlError::InvalidParams(s),
+                                QueryError::Database(s) => sql::SqlError::Database(s),
+                                QueryError::Timeout => sql::SqlError::Timeout,
+                            })
+                        }
+                    }
+                }
+            }
+
+            impl From<sql::SqlValue> for Value {
+                fn from(v: sql::SqlValue) -> Self {
+                    match v {
+                        sql::SqlValue::Null => Value::Null,
+                        sql::SqlValue::Integer(i) => Value::Integer(i),
+                        sql::SqlValue::Real(r) => Value::Real(r),
+                        sql::SqlValue::Text(s) => Value::Text(s),
+                        sql::SqlValue::Blob(b) => Value::Blob(b),
+                    }
+                }
+            }
+
+            impl From<Value> for sql::SqlValue {
+                fn from(v: Value) -> Self {
+                    match v {
+                        Value::Null => sql::SqlValue::Null,
+                        Value::Integer(i) => sql::SqlValue::Integer(i),
+                        Value::Real(r) => sql::SqlValue::Real(r),
+                        Value::Text(s) => sql::SqlValue::Text(s),
+                        Value::Blob(b) => sql::SqlValue::Blob(b),
+                    }
+                }
+            }
+        };
+    };
 }
 
-impl From<sql::SqlValue> for Value {
-    fn from(v: sql::SqlValue) -> Self {
-        match v {
-            sql::SqlValue::Null => Value::Null,
-            sql::SqlValue::Integer(i) => Value::Integer(i),
-            sql::SqlValue::Real(r) => Value::Real(r),
-            sql::SqlValue::Text(s) => Value::Text(s),
-            sql::SqlValue::Blob(b) => Value::Blob(b),
-        }
-    }
-}
-
-impl From<Value> for sql::SqlValue {
-    fn from(v: Value) -> Self {
-        match v {
-            Value::Null => sql::SqlValue::Null,
-            Value::Integer(i) => sql::SqlValue::Integer(i),
-            Value::Real(r) => sql::SqlValue::Real(r),
-            Value::Text(s) => sql::SqlValue::Text(s),
-            Value::Blob(b) => sql::SqlValue::Blob(b),
-        }
-    }
-}
+capabilities!(v0_2);
+capabilities!(v0_1);
 
 /// A plugin's stdout or stderr: each line becomes a `tracing` event at info
 /// (stdout) or warn (stderr) level, tagged with the plugin's name.

@@ -4,7 +4,7 @@
 use std::fmt;
 
 /// The client a hook is asked about (WIT `types.client`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClientInfo {
     /// The MQTT client identifier.
     pub client_id: String,
@@ -16,6 +16,41 @@ pub struct ClientInfo {
     pub protocol_version: u8,
     /// The name of the listener the client came through.
     pub listener: String,
+    /// What that listener speaks.
+    pub listener_kind: ListenerKind,
+    /// The identity of the client's verified TLS certificate, when it sent one.
+    pub certificate: Option<CertificateIdentity>,
+    /// The MQTT 5 user properties of the client's CONNECT, in order (empty for 3.1.1).
+    pub user_properties: Vec<(String, String)>,
+}
+
+/// The kind of listener a client came through (WIT `types.listener-kind`, since
+/// contract 0.2.0).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ListenerKind {
+    /// MQTT over plain TCP.
+    #[default]
+    Tcp,
+    /// MQTT over TLS.
+    Tls,
+    /// MQTT over WebSocket.
+    Ws,
+    /// MQTT over WebSocket over TLS.
+    Wss,
+}
+
+/// What a verified TLS client certificate names (WIT `types.certificate-identity`,
+/// since contract 0.2.0): the subject CN and the subject alternative names read as text.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CertificateIdentity {
+    /// The first common name of the subject.
+    pub common_name: Option<String>,
+    /// `dNSName` alternative names.
+    pub dns_names: Vec<String>,
+    /// `rfc822Name` (email) alternative names.
+    pub emails: Vec<String>,
+    /// `uniformResourceIdentifier` alternative names.
+    pub uris: Vec<String>,
 }
 
 /// What a client wants to do with a topic (WIT `types.action`).

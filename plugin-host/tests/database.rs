@@ -620,6 +620,7 @@ fn client(client_id: &str) -> ClientInfo {
         peer_addr: "127.0.0.1:5000".into(),
         protocol_version: 5,
         listener: "tcp".into(),
+        ..ClientInfo::default()
     }
 }
 

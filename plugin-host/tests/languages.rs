@@ -164,6 +164,7 @@ fn client(id: &str) -> ClientInfo {
         peer_addr: "127.0.0.1:50000".to_string(),
         protocol_version: 5,
         listener: "tcp".to_string(),
+        ..ClientInfo::default()
     }
 }
 

@@ -55,10 +55,19 @@
 //!
 //! - [`Plugin`]: the hooks, with defaults ([`Decision::Ignore`], [`Transformed::Keep`]).
 //! - [`export_plugin!`]: exports the chosen hooks (`authn`, `authz`, `transform`).
-//! - The contract's types, re-exported: [`Client`], [`Action`], [`Decision`],
-//!   [`AuthResult`], [`Message`], [`Transformed`].
+//! - The contract's types (`wasmq:plugin@0.2.0`), re-exported: [`Client`] (with
+//!   its [`ListenerKind`], [`CertificateIdentity`] and CONNECT user properties),
+//!   [`Action`], [`Decision`], [`AuthResult`], [`Message`], [`Transformed`].
 //! - Host capabilities: [`log`] (always granted), [`config`] (the plugin's own
 //!   settings, always granted), [`sql`] (only when the operator grants it).
+//!
+//! # Contract version
+//!
+//! This SDK builds plugins against `wasmq:plugin@0.2.0`, whose [`Client`] carries the
+//! listener's kind, the TLS client certificate's identity and the CONNECT's user
+//! properties ([`Client::user_property`], [`Client::certificate_cn`]). 0.2.0 is not
+//! released yet and may still gain fields and hooks, so a plugin built now may need a
+//! rebuild before then. The broker keeps loading plugins built against 0.1.0.
 //!
 //! # Rules of the sandbox
 //!
@@ -75,25 +84,29 @@ use std::marker::PhantomData;
 
 /// Raw bindings generated from the WIT contract. Not a stable API: use the
 /// re-exports at the crate root.
+///
+/// Generated from the file `wit/plugin.wit`, not the folder: the folder's `deps/`
+/// holds the frozen 0.1.0 package, which would make the generated module names
+/// carry their versions (`plugin0_2_0`).
 #[doc(hidden)]
 pub mod wit {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "../wit/plugin.wit",
         world: "host",
     });
 
     /// Bindings for a component that exports `authn`, sharing the types above.
     pub mod authn_world {
         wit_bindgen::generate!({
-            path: "../wit",
+            path: "../wit/plugin.wit",
             world: "authn-plugin",
             pub_export_macro: true,
             export_macro_name: "export_authn",
             with: {
-                "wasmq:plugin/types@0.1.0": crate::wit::wasmq::plugin::types,
-                "wasmq:plugin/log@0.1.0": crate::wit::wasmq::plugin::log,
-                "wasmq:plugin/config@0.1.0": crate::wit::wasmq::plugin::config,
-                "wasmq:plugin/sql@0.1.0": crate::wit::wasmq::plugin::sql,
+                "wasmq:plugin/types@0.2.0": crate::wit::wasmq::plugin::types,
+                "wasmq:plugin/log@0.2.0": crate::wit::wasmq::plugin::log,
+                "wasmq:plugin/config@0.2.0": crate::wit::wasmq::plugin::config,
+                "wasmq:plugin/sql@0.2.0": crate::wit::wasmq::plugin::sql,
             },
         });
     }
@@ -101,15 +114,15 @@ pub mod wit {
     /// Bindings for a component that exports `authz`, sharing the types above.
     pub mod authz_world {
         wit_bindgen::generate!({
-            path: "../wit",
+            path: "../wit/plugin.wit",
             world: "authz-plugin",
             pub_export_macro: true,
             export_macro_name: "export_authz",
             with: {
-                "wasmq:plugin/types@0.1.0": crate::wit::wasmq::plugin::types,
-                "wasmq:plugin/log@0.1.0": crate::wit::wasmq::plugin::log,
-                "wasmq:plugin/config@0.1.0": crate::wit::wasmq::plugin::config,
-                "wasmq:plugin/sql@0.1.0": crate::wit::wasmq::plugin::sql,
+                "wasmq:plugin/types@0.2.0": crate::wit::wasmq::plugin::types,
+                "wasmq:plugin/log@0.2.0": crate::wit::wasmq::plugin::log,
+                "wasmq:plugin/config@0.2.0": crate::wit::wasmq::plugin::config,
+                "wasmq:plugin/sql@0.2.0": crate::wit::wasmq::plugin::sql,
             },
         });
     }
@@ -117,21 +130,40 @@ pub mod wit {
     /// Bindings for a component that exports `transform`, sharing the types above.
     pub mod transform_world {
         wit_bindgen::generate!({
-            path: "../wit",
+            path: "../wit/plugin.wit",
             world: "transform-plugin",
             pub_export_macro: true,
             export_macro_name: "export_transform",
             with: {
-                "wasmq:plugin/types@0.1.0": crate::wit::wasmq::plugin::types,
-                "wasmq:plugin/log@0.1.0": crate::wit::wasmq::plugin::log,
-                "wasmq:plugin/config@0.1.0": crate::wit::wasmq::plugin::config,
-                "wasmq:plugin/sql@0.1.0": crate::wit::wasmq::plugin::sql,
+                "wasmq:plugin/types@0.2.0": crate::wit::wasmq::plugin::types,
+                "wasmq:plugin/log@0.2.0": crate::wit::wasmq::plugin::log,
+                "wasmq:plugin/config@0.2.0": crate::wit::wasmq::plugin::config,
+                "wasmq:plugin/sql@0.2.0": crate::wit::wasmq::plugin::sql,
             },
         });
     }
 }
 
-pub use wit::wasmq::plugin::types::{Action, AuthResult, Client, Decision, Message, Transformed};
+pub use wit::wasmq::plugin::types::{
+    Action, AuthResult, CertificateIdentity, Client, Decision, ListenerKind, Message, Transformed,
+};
+
+impl Client {
+    /// The value of the first CONNECT user property named `name` (MQTT 5; a 3.1.1
+    /// client has none).
+    pub fn user_property(&self, name: &str) -> Option<&str> {
+        self.user_properties
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The subject CN of the client's verified TLS certificate, when it sent one
+    /// and the certificate has a CN.
+    pub fn certificate_cn(&self) -> Option<&str> {
+        self.certificate.as_ref()?.common_name.as_deref()
+    }
+}
 
 impl AuthResult {
     /// Let the client in (not a superuser).

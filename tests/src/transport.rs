@@ -70,7 +70,14 @@ impl TestPki {
 
     /// A client certificate whose subject CN is `cn`.
     pub fn client(&self, cn: &str) -> CertPem {
+        self.client_with_names(cn, Vec::new())
+    }
+
+    /// A client certificate whose subject CN is `cn` and whose subject alternative
+    /// names are `names`.
+    pub fn client_with_names(&self, cn: &str, names: Vec<rcgen::SanType>) -> CertPem {
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.subject_alt_names = names;
         params.distinguished_name = rcgen::DistinguishedName::new();
         params
             .distinguished_name

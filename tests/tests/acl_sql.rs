@@ -2841,6 +2841,9 @@ fn client_info(client_id: &str, port: u16) -> ClientInfo {
         peer_addr: SocketAddr::from(([127, 0, 0, 1], port)),
         protocol: Protocol::V5,
         listener: "default",
+        listener_kind: wasmq::listener::ListenerKind::Tcp,
+        certificate: None,
+        connect_user_properties: Vec::new(),
         prepared: Default::default(),
     }
 }

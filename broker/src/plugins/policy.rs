@@ -20,6 +20,7 @@ use crate::config::{AclNomatch, AllowAnonymous, PluginsConfig};
 use crate::hooks::{
     Action, AuthDecision, Authorization, BoxFuture, ClientInfo, Hooks, Transformed,
 };
+use crate::listener::ListenerKind;
 
 /// Policy from the plugin folder's current chain.
 pub struct PluginPolicy {
@@ -132,6 +133,18 @@ fn client_info(client: &ClientInfo) -> host::ClientInfo {
             Protocol::V5 => 5,
         },
         listener: client.listener.to_string(),
+        listener_kind: match client.listener_kind {
+            ListenerKind::Tcp => host::ListenerKind::Tcp,
+            ListenerKind::Tls => host::ListenerKind::Tls,
+            ListenerKind::Ws => host::ListenerKind::Ws,
+            ListenerKind::Wss => host::ListenerKind::Wss,
+        },
+        certificate: client.certificate.as_deref().cloned(),
+        user_properties: client
+            .connect_user_properties
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
     }
 }
 

@@ -29,6 +29,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, Rea
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
+use crate::hooks::CertificateIdentity;
 use crate::listener::{Endpoint, ListenerKind};
 
 /// Bytes one read may take. An empty `BytesMut` offers `read_buf` only 64 bytes, a few
@@ -78,8 +79,9 @@ pub(crate) enum Writer {
 pub(crate) struct Established {
     pub reader: Reader,
     pub writer: Writer,
-    /// The subject CN of the client's verified certificate (tls, wss with `ca_file`).
-    pub peer_cn: Option<String>,
+    /// What the client's verified certificate names (tls, wss with `ca_file`, when the
+    /// client sent one).
+    pub peer_certificate: Option<CertificateIdentity>,
 }
 
 impl Established {
@@ -88,11 +90,11 @@ impl Established {
         Established {
             reader: Reader::Tcp(reader),
             writer: Writer::Tcp(writer),
-            peer_cn: None,
+            peer_certificate: None,
         }
     }
 
-    fn stream(stream: Stream, peer_cn: Option<String>) -> Established {
+    fn stream(stream: Stream, peer_certificate: Option<CertificateIdentity>) -> Established {
         let (reader, writer) = tokio::io::split(stream);
         Established {
             reader: Reader::Stream(reader),
@@ -100,7 +102,7 @@ impl Established {
                 half: writer,
                 unflushed: false,
             },
-            peer_cn,
+            peer_certificate,
         }
     }
 }
@@ -125,17 +127,17 @@ pub(crate) async fn establish(
         .map_err(|_| timeout("data"))??;
     anyhow::ensure!(n > 0, "closed before sending anything");
     wrong_protocol(endpoint.kind, &first[..n])?;
-    let (stream, peer_cn): (Stream, Option<String>) = match &endpoint.tls {
+    let (stream, peer_certificate): (Stream, Option<CertificateIdentity>) = match &endpoint.tls {
         Some(tls) => {
             let tls_stream = tokio::time::timeout_at(deadline, tls.acceptor().accept(stream))
                 .await
                 .map_err(|_| timeout("TLS handshake"))?
                 .map_err(|e| anyhow::anyhow!("TLS handshake failed: {e}"))?;
-            let peer_cn = tls::peer_common_name(tls_stream.get_ref().1);
+            let peer_certificate = tls::peer_identity(tls_stream.get_ref().1);
             if endpoint.kind == ListenerKind::Tls {
-                return Ok(Established::stream(Box::new(tls_stream), peer_cn));
+                return Ok(Established::stream(Box::new(tls_stream), peer_certificate));
             }
-            (Box::new(tls_stream) as Stream, peer_cn)
+            (Box::new(tls_stream) as Stream, peer_certificate)
         }
         None => (Box::new(stream) as Stream, None),
     };
@@ -145,7 +147,7 @@ pub(crate) async fn establish(
     )
     .await
     .map_err(|_| timeout("WebSocket upgrade"))??;
-    Ok(Established::stream(Box::new(ws), peer_cn))
+    Ok(Established::stream(Box::new(ws), peer_certificate))
 }
 
 /// Refuses a client whose first bytes are not what the listener speaks.

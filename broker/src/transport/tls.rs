@@ -24,6 +24,7 @@ use tokio_rustls::rustls::server::{ServerConnection, WebPkiClientVerifier};
 use tokio_rustls::rustls::{RootCertStore, ServerConfig, crypto, version};
 use tracing::{error, info, warn};
 
+use crate::hooks::CertificateIdentity;
 use crate::listener::ListenerConfig;
 
 /// Quiet time after a change to the files before they are read: a certificate and its
@@ -225,10 +226,10 @@ fn build(files: &TlsFiles) -> anyhow::Result<(ServerConfig, u64)> {
     Ok((config, hasher.finish()))
 }
 
-/// The subject CN of the client's certificate (verified in the handshake), if any.
-pub(crate) fn peer_common_name(connection: &ServerConnection) -> Option<String> {
+/// What the client's certificate names (verified in the handshake), if it sent one.
+pub(crate) fn peer_identity(connection: &ServerConnection) -> Option<CertificateIdentity> {
     let cert = connection.peer_certificates()?.first()?;
-    subject_common_name(cert)
+    certificate_identity(cert)
 }
 
 /// One DER element: its tag, its content, and what follows it.
@@ -250,15 +251,18 @@ fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
 }
 
-/// The first common name (2.5.4.3) of an X.509 certificate's subject. The certificate
-/// was verified by the handshake; this only walks it: Certificate ::= SEQUENCE {
-/// tbsCertificate SEQUENCE { [0] version OPTIONAL, serialNumber, signature, issuer,
-/// validity, subject, ... }, ... }.
-fn subject_common_name(cert: &[u8]) -> Option<String> {
-    const SEQUENCE: u8 = 0x30;
-    const SET: u8 = 0x31;
-    const OID: u8 = 0x06;
-    const COMMON_NAME: [u8; 3] = [0x55, 0x04, 0x03];
+const SEQUENCE: u8 = 0x30;
+const SET: u8 = 0x31;
+const OID: u8 = 0x06;
+
+/// The subject CN and the text subject alternative names of an X.509 certificate.
+/// The certificate was verified by the handshake; this only walks it:
+/// Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL,
+/// serialNumber, signature, issuer, validity, subject, subjectPublicKeyInfo,
+/// [1] issuerUniqueID OPTIONAL, [2] subjectUniqueID OPTIONAL, [3] extensions
+/// OPTIONAL }, ... }. `None` when even the subject cannot be found; a malformed
+/// extension only leaves its names out.
+fn certificate_identity(cert: &[u8]) -> Option<CertificateIdentity> {
     let (SEQUENCE, cert, _) = der(cert)? else {
         return None;
     };
@@ -272,9 +276,27 @@ fn subject_common_name(cert: &[u8]) -> Option<String> {
     for _ in 0..3 {
         (_, _, rest) = der(rest)?; // signature, issuer, validity
     }
-    let (SEQUENCE, mut subject, _) = der(rest)? else {
+    let (SEQUENCE, subject, rest) = der(rest)? else {
         return None;
     };
+    let mut identity = CertificateIdentity {
+        common_name: subject_common_name(subject),
+        ..CertificateIdentity::default()
+    };
+    // subjectPublicKeyInfo, then the optional unique ids, then [3] extensions.
+    let mut rest = der(rest).map_or(&[][..], |(_, _, rest)| rest);
+    while let Some((tag, content, next)) = der(rest) {
+        rest = next;
+        if tag == 0xa3 {
+            alternative_names(content, &mut identity);
+        }
+    }
+    Some(identity)
+}
+
+/// The first common name (2.5.4.3) of a subject's RDN sequence.
+fn subject_common_name(mut subject: &[u8]) -> Option<String> {
+    const COMMON_NAME: [u8; 3] = [0x55, 0x04, 0x03];
     while !subject.is_empty() {
         let (SET, mut set, next) = der(subject)? else {
             return None;
@@ -309,9 +331,64 @@ fn subject_common_name(cert: &[u8]) -> Option<String> {
     None
 }
 
+/// Adds the names of the subjectAltName extension (2.5.29.17) found in `extensions`
+/// (the content of [3]: SEQUENCE OF Extension ::= SEQUENCE { extnID, critical BOOLEAN
+/// DEFAULT FALSE, extnValue OCTET STRING }) to `identity`: dNSName [2], rfc822Name [1]
+/// and uniformResourceIdentifier [6], all IA5String. Other kinds (IP addresses,
+/// directory names, other names) are not text and are left out.
+fn alternative_names(extensions: &[u8], identity: &mut CertificateIdentity) -> Option<()> {
+    const SUBJECT_ALT_NAME: [u8; 3] = [0x55, 0x1d, 0x11];
+    const BOOLEAN: u8 = 0x01;
+    const OCTET_STRING: u8 = 0x04;
+    let (SEQUENCE, mut extensions, _) = der(extensions)? else {
+        return None;
+    };
+    while !extensions.is_empty() {
+        let (SEQUENCE, extension, next) = der(extensions)? else {
+            return None;
+        };
+        extensions = next;
+        let (OID, oid, mut value) = der(extension)? else {
+            return None;
+        };
+        if oid != SUBJECT_ALT_NAME {
+            continue;
+        }
+        let (mut tag, mut octets, rest) = der(value)?;
+        if tag == BOOLEAN {
+            value = rest;
+            (tag, octets, _) = der(value)?;
+        }
+        if tag != OCTET_STRING {
+            return None;
+        }
+        let (SEQUENCE, mut names, _) = der(octets)? else {
+            return None;
+        };
+        while !names.is_empty() {
+            let (tag, name, next) = der(names)?;
+            names = next;
+            let list = match tag {
+                0x81 => &mut identity.emails,
+                0x82 => &mut identity.dns_names,
+                0x86 => &mut identity.uris,
+                _ => continue,
+            };
+            if let Ok(text) = std::str::from_utf8(name) {
+                list.push(text.to_string());
+            }
+        }
+    }
+    Some(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn subject_common_name(cert: &[u8]) -> Option<String> {
+        certificate_identity(cert)?.common_name
+    }
 
     fn cert_with(subject: &[(rcgen::DnType, &str)]) -> Vec<u8> {
         let key = rcgen::KeyPair::generate().unwrap();
@@ -342,5 +419,44 @@ mod tests {
         for len in [0, 1, 2, 10, cert.len() / 2] {
             assert_eq!(subject_common_name(&cert[..len]), None);
         }
+    }
+
+    #[test]
+    fn the_text_alternative_names_are_found_in_order_and_the_others_left_out() {
+        use rcgen::SanType;
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "device-7");
+        params.subject_alt_names = vec![
+            SanType::DnsName("b.devices.example".try_into().unwrap()),
+            SanType::IpAddress("10.0.0.7".parse().unwrap()),
+            SanType::Rfc822Name("ops@example.com".try_into().unwrap()),
+            SanType::DnsName("a.devices.example".try_into().unwrap()),
+            SanType::URI("spiffe://example.com/device/7".try_into().unwrap()),
+        ];
+        let cert = params.self_signed(&key).unwrap().der().to_vec();
+        let identity = certificate_identity(&cert).unwrap();
+        assert_eq!(
+            identity,
+            CertificateIdentity {
+                common_name: Some("device-7".into()),
+                dns_names: vec!["b.devices.example".into(), "a.devices.example".into()],
+                emails: vec!["ops@example.com".into()],
+                uris: vec!["spiffe://example.com/device/7".into()],
+            }
+        );
+        // No extension at all: the CN alone.
+        let cert = cert_with(&[(rcgen::DnType::CommonName, "bare")]);
+        let identity = certificate_identity(&cert).unwrap();
+        assert_eq!(identity.common_name.as_deref(), Some("bare"));
+        assert_eq!(
+            identity.dns_names,
+            ["localhost"],
+            "cert_with names localhost"
+        );
+        assert!(identity.emails.is_empty() && identity.uris.is_empty());
     }
 }

@@ -4,7 +4,7 @@
 //
 // The same behaviour as plugins/examples/rust/readonly-acl.
 
-import { log } from "wasmq:plugin/log@0.1.0";
+import { log } from "wasmq:plugin/log@0.2.0";
 
 /** `readonly/#` matches `readonly` itself and everything below it. */
 function isReadonly(topic) {

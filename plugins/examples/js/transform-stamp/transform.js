@@ -5,7 +5,7 @@
 //
 // The same behaviour as plugins/examples/rust/stamp.
 
-import { get } from "wasmq:plugin/config@0.1.0";
+import { get } from "wasmq:plugin/config@0.2.0";
 
 export const transform = {
   onPublish(_client, message) {

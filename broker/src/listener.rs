@@ -33,7 +33,7 @@ pub enum ListenerKind {
     Tls,
     /// MQTT over WebSocket (subprotocol `mqtt`).
     Ws,
-    /// MQTT over WebSocket over TLS.
+    /// MQTT over WebSocket over TLS (ALPN `http/1.1`, as browsers offer, or `mqtt`).
     Wss,
 }
 

@@ -574,12 +574,18 @@ async fn a_secure_websocket_client_with_a_certificate_identity() {
     let hooks = Arc::new(IdentityHooks::default());
     let broker = broker_with_hooks(vec![listener], Some(hooks.clone()), |_| {}).await;
     let cert = pki.client("sensor-9");
-    let tls = tls_connect(
-        broker.listener("browsers"),
-        tls_client_config(&pki.ca_pem, Some(&cert)),
-    )
-    .await
-    .unwrap();
+    // ALPN as a browser offers it for wss: `http/1.1` alone (a wss listener answering
+    // only `mqtt` failed Chromium's handshake, tests/browser).
+    let mut browser_like = (*tls_client_config(&pki.ca_pem, Some(&cert))).clone();
+    browser_like.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tls = tls_connect(broker.listener("browsers"), Arc::new(browser_like))
+        .await
+        .unwrap();
+    assert_eq!(
+        tls.get_ref().1.alpn_protocol(),
+        Some(&b"http/1.1"[..]),
+        "ALPN http/1.1"
+    );
     let (ws, answered) = ws_connect(Box::new(tls), "/mqtt", Some("mqtt"))
         .await
         .unwrap();
@@ -603,6 +609,19 @@ async fn a_secure_websocket_client_with_a_certificate_identity() {
         !by_certificate.is_empty() && by_certificate.iter().all(|(_, l)| l == "browsers"),
         "{seen:?}"
     );
+
+    // A client offering `mqtt`, as on a tls listener, is answered that.
+    let tls = tls_connect(
+        broker.listener("browsers"),
+        tls_client_config(&pki.ca_pem, Some(&cert)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"mqtt"[..]));
+    let (ws, _) = ws_connect(Box::new(tls), "/mqtt", Some("mqtt"))
+        .await
+        .unwrap();
+    connected(StreamClient::over_ws(ws, Protocol::V5), "wss-mqtt-alpn").await;
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
-//! TLS listeners (tls, wss): rustls with ring, TLS 1.2 and 1.3, ALPN `mqtt`, client
-//! certificates checked against a CA bundle when one is configured.
+//! TLS listeners (tls, wss): rustls with ring, TLS 1.2 and 1.3, ALPN `mqtt` (wss:
+//! `http/1.1` first, see [`alpn_protocols`]), client certificates checked against a CA
+//! bundle when one is configured.
 //!
 //! The certificate, key and CA files are watched (notify, as the plugin folder): when
 //! one changes, the configuration is built again and swapped whole, and the next
@@ -25,7 +26,7 @@ use tokio_rustls::rustls::{RootCertStore, ServerConfig, crypto, version};
 use tracing::{error, info, warn};
 
 use crate::hooks::CertificateIdentity;
-use crate::listener::ListenerConfig;
+use crate::listener::{ListenerConfig, ListenerKind};
 
 /// Quiet time after a change to the files before they are read: a certificate and its
 /// key are usually replaced one after the other.
@@ -38,6 +39,21 @@ struct TlsFiles {
     key: PathBuf,
     ca: Option<PathBuf>,
     require_client_cert: bool,
+    /// What the handshake answers in ALPN: [`alpn_protocols`] of the listener's kind.
+    alpn: Vec<Vec<u8>>,
+}
+
+/// The ALPN protocols a listener of `kind` answers, the preferred first. A client that
+/// offers ALPN and none of these is refused in the handshake (rustls follows RFC 7301),
+/// so wss answers `http/1.1`: it is HTTP/1.1 upgraded to WebSocket, and that is what
+/// browsers offer for it (with `mqtt` alone, Chromium's wss handshake fails with
+/// no_application_protocol). `mqtt` stays for clients that offer it on any transport.
+fn alpn_protocols(kind: ListenerKind) -> Vec<Vec<u8>> {
+    if kind.is_ws() {
+        vec![b"http/1.1".to_vec(), b"mqtt".to_vec()]
+    } else {
+        vec![b"mqtt".to_vec()]
+    }
 }
 
 /// A TLS listener's current configuration, swapped whole when its files change.
@@ -72,6 +88,7 @@ impl TlsState {
             key: config.key_file.clone().context("key_file is required")?,
             ca: config.ca_file.clone(),
             require_client_cert: config.require_client_cert,
+            alpn: alpn_protocols(config.kind),
         };
         let (server_config, hash) = build(&files)?;
         Ok(Arc::new(TlsState {
@@ -222,7 +239,7 @@ fn build(files: &TlsFiles) -> anyhow::Result<(ServerConfig, u64)> {
             files.key.display()
         )
     })?;
-    config.alpn_protocols = vec![b"mqtt".to_vec()];
+    config.alpn_protocols = files.alpn.clone();
     Ok((config, hasher.finish()))
 }
 

@@ -426,8 +426,27 @@ pub async fn start_mosquitto(bin: &Path, dir: &Path) -> anyhow::Result<BrokerPro
     start_mosquitto_with(bin, dir, &Listeners::default()).await
 }
 
-/// [`start_mosquitto`] with `listeners` beside plain TCP.
+/// [`start_mosquitto`] with `listeners` beside plain TCP. Tried up to three times with
+/// other ports: a websockets listener binds every address, and a port free on 127.0.0.1
+/// may be taken on another.
 pub async fn start_mosquitto_with(
+    bin: &Path,
+    dir: &Path,
+    listeners: &Listeners,
+) -> anyhow::Result<BrokerProcess> {
+    let mut attempt = 1;
+    loop {
+        match start_mosquitto_once(bin, dir, listeners).await {
+            Err(e) if attempt < 3 => {
+                eprintln!("mosquitto did not start ({e:#}), trying other ports");
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+async fn start_mosquitto_once(
     bin: &Path,
     dir: &Path,
     listeners: &Listeners,

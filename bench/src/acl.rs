@@ -593,7 +593,7 @@ fn variants(dir: &Path) -> anyhow::Result<[(&'static str, String); 2]> {
 
 /// Publishes one QoS 1 message (MQTT 5) and returns the PUBACK's reason code.
 async fn puback(target: SocketAddr, topic: &'static str) -> anyhow::Result<ReasonCode> {
-    let mut client = Client::connect_with(target, 1, "acl-check", Protocol::V5).await?;
+    let mut client = Client::connect_with(&target.into(), 1, "acl-check", Protocol::V5).await?;
     client
         .send(&Packet::Publish(Publish {
             dup: false,

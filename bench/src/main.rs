@@ -1,8 +1,11 @@
 //! `wasmq-bench`: a load generator for MQTT brokers, built on Wasmq's own codec.
 //!
-//! - `client`: a minimal MQTT 3.1.1 client (connect, subscribe, raw stream).
+//! - `client`: a minimal MQTT 3.1.1 client (connect, subscribe, raw stream) over plain
+//!   TCP, TLS or WebSocket (`Target`, `Stream`).
+//! - `tls`: the run's CA and server certificate (rcgen), the clients' rustls config.
 //! - `scenario`: the scenarios (pairs, fan-in, fan-out, shared fan-in, connection storm,
-//!   idle connections) and their runners, which drive clients directly over tokio TCP.
+//!   idle connections) and their runners, which drive clients directly over tokio TCP,
+//!   or over TLS or WebSocket for the tls and ws variants.
 //! - `stats`: payload header, sequence tracking, latency histograms, `/proc` readings,
 //!   the per-run result.
 //! - `suite`: starts Wasmq and Mosquitto side by side, runs every scenario against both in
@@ -27,12 +30,15 @@ mod plugins;
 mod scenario;
 mod stats;
 mod suite;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use crate::client::{Target, Transport};
 use crate::stats::RunResult;
 
 #[derive(Parser)]
@@ -71,6 +77,11 @@ enum Cmd {
         /// Label for the broker in the output.
         #[arg(long, default_value = "broker")]
         name: String,
+        /// The CA that signed the broker's certificate: `--target` is then its TLS
+        /// listener, for the tls scenarios (`--scenario tls`). A ws scenario takes
+        /// `--target` as a WebSocket listener serving `/mqtt`.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
     },
     /// Starts Wasmq and Mosquitto, runs every scenario against both, writes the report.
     Suite {
@@ -243,17 +254,32 @@ fn main() -> anyhow::Result<()> {
                 quick,
                 duration_ms,
                 name,
+                ca_file,
             } => {
                 let chosen: Vec<_> = suite::scenarios(quick)
                     .into_iter()
                     .filter(|s| s.name.contains(&scenario))
                     .collect();
                 anyhow::ensure!(!chosen.is_empty(), "no scenario matches {scenario:?}");
+                let tls_config = ca_file
+                    .as_deref()
+                    .map(tls::client_config_from)
+                    .transpose()?;
                 for mut s in chosen {
                     if let Some(ms) = duration_ms {
                         s.duration_ms = ms;
                     }
-                    let result = scenario::run(&s, &name, target, pid).await?;
+                    let target = match s.transport {
+                        Transport::Tcp => target.into(),
+                        Transport::Tls => Target::tls(
+                            target,
+                            tls_config
+                                .clone()
+                                .context("a tls scenario needs --ca-file")?,
+                        ),
+                        Transport::Ws => Target::ws(target),
+                    };
+                    let result = scenario::run(&s, &name, &target, pid).await?;
                     eprintln!("{}", table_row(&result));
                     println!("{}", serde_json::to_string(&result)?);
                 }

@@ -539,12 +539,16 @@ async fn connect_pair(
     qos: QoS,
 ) -> anyhow::Result<(Client, Client)> {
     let topic = pair_topic(tag, i);
-    let mut sub = Client::connect(target, (2 * i % 254 + 1) as u8, &format!("ovl-{tag}-s{i}"))
-        .await
-        .with_context(|| format!("subscriber {i}"))?;
+    let mut sub = Client::connect(
+        &target.into(),
+        (2 * i % 254 + 1) as u8,
+        &format!("ovl-{tag}-s{i}"),
+    )
+    .await
+    .with_context(|| format!("subscriber {i}"))?;
     sub.subscribe(&topic, qos).await?;
     let mut publisher = Client::connect(
-        target,
+        &target.into(),
         ((2 * i + 1) % 254 + 1) as u8,
         &format!("ovl-{tag}-p{i}"),
     )
@@ -612,7 +616,7 @@ pub async fn run(
         let (i, pair) = joined?;
         clients[i as usize] = Some(pair.with_context(|| format!("pair {i}"))?);
     }
-    let idle = Client::connect(target, 254, &format!("ovl-{tag}-ping")).await?;
+    let idle = Client::connect(&target.into(), 254, &format!("ovl-{tag}-ping")).await?;
     let setup_ms = setup.elapsed().as_secs_f64() * 1000.0;
 
     let counters = Arc::new(Counters::new(n));
@@ -628,12 +632,14 @@ pub async fn run(
     let mut publishers = Vec::new();
     for (i, pair) in clients.into_iter().enumerate() {
         let (publisher, sub) = pair.expect("every pair connected");
+        let (sub_stream, sub_inbuf) = (sub.stream.into_tcp()?, sub.inbuf);
+        let (pub_stream, pub_inbuf) = (publisher.stream.into_tcp()?, publisher.inbuf);
         let counters_sub = counters.clone();
         subscribers.push(tokio::spawn(async move {
             let mut received = Received::default();
             let outcome = drain(
-                sub.stream,
-                sub.inbuf,
+                sub_stream,
+                sub_inbuf,
                 qos,
                 counters_sub,
                 i,
@@ -649,11 +655,13 @@ pub async fn run(
         publishers.push(tokio::spawn(async move {
             let mut acked = Acked::default();
             let outcome = if qos == QoS::AtMostOnce {
-                flood(publisher.stream, template, counters, i, stop_at).await
+                flood(pub_stream, template, counters, i, stop_at).await
             } else {
                 let until = (stop_at, stop_at + grace);
-                let (stream, inbuf) = (publisher.stream, publisher.inbuf);
-                publish_acked(stream, inbuf, template, counters, i, until, &mut acked).await
+                publish_acked(
+                    pub_stream, pub_inbuf, template, counters, i, until, &mut acked,
+                )
+                .await
             };
             (acked, outcome.err())
         }));

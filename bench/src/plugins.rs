@@ -336,7 +336,7 @@ async fn reload(
     suite::wait_ready(addr, &mut child).await?;
     let _broker = BrokerProcess::new(name, addr, child);
 
-    let mut client = Client::connect_with(addr, 1, "bench-user", Protocol::V5).await?;
+    let mut client = Client::connect_with(&addr.into(), 1, "bench-user", Protocol::V5).await?;
     let mut packet_id: u16 = 0;
     let mut next_id = || {
         packet_id = packet_id.wrapping_add(1).max(1);
@@ -465,7 +465,7 @@ async fn start_once(
     let mut child = command.spawn().context("cannot start wasmq")?;
     let connack = loop {
         // A refused TCP connect fails at once: poll every millisecond.
-        if let Ok(client) = Client::connect(addr, 1, "bench-start").await {
+        if let Ok(client) = Client::connect(&addr.into(), 1, "bench-start").await {
             let connack = spawned.elapsed();
             client.disconnect().await;
             break connack;

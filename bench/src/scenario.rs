@@ -14,8 +14,10 @@
 //! The *storm* scenario measures connections per second (TCP connect, CONNECT, CONNACK,
 //! DISCONNECT); the *idle* scenario holds many connections open and reads the broker's
 //! resident memory before and after.
+//!
+//! Every scenario has a [`Transport`]: its clients reach the broker over plain TCP, TLS
+//! or WebSocket ([`Target`]), with nothing else changed.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -25,11 +27,11 @@ use bytes::BytesMut;
 use bytestring::ByteString;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::sync::{Notify, Semaphore};
 use wasmq_codec::{Packet, PubAckBody, Publish, QoS};
 
-use crate::client::{Client, MAX_PACKET, PROTOCOL};
+use crate::client::{Client, MAX_PACKET, PROTOCOL, Target, Transport};
 use crate::stats::{
     HEADER_LEN, Latency, RunResult, SeqTrack, cpu_seconds, cpu_times, new_histogram, read_header,
     rss_bytes, write_header,
@@ -132,9 +134,29 @@ pub struct Scenario {
     pub max_messages: u64,
     /// How often the suite repeats it (the median is quoted).
     pub repeats: u32,
+    /// What its clients speak below MQTT.
+    #[serde(default, skip_serializing_if = "Transport::is_tcp")]
+    pub transport: Transport,
 }
 
 impl Scenario {
+    /// The same scenario over `transport`, named after it ("pairs q1 16B tls").
+    pub fn over(mut self, transport: Transport) -> Scenario {
+        self.name = format!("{} {}", self.name, transport.as_str());
+        self.transport = transport;
+        self
+    }
+
+    /// For a scenario made by [`Scenario::over`], the name of the plain TCP one.
+    pub fn plain_name(&self) -> Option<&str> {
+        if self.transport.is_tcp() {
+            return None;
+        }
+        self.name
+            .strip_suffix(self.transport.as_str())?
+            .strip_suffix(' ')
+    }
+
     /// Whether the table quotes its throughput (full speed) or its latency (fixed rate).
     pub fn is_latency(&self) -> bool {
         matches!(
@@ -147,14 +169,22 @@ impl Scenario {
     }
 }
 
-/// Runs one scenario against the broker at `target`; `broker_pid` (when known) lets the
-/// run read the broker's CPU time and memory.
+/// Runs one scenario against the broker at `target` (a listener of the scenario's
+/// transport); `broker_pid` (when known) lets the run read the broker's CPU time and
+/// memory.
 pub async fn run(
     scenario: &Scenario,
     broker: &str,
-    target: SocketAddr,
+    target: &Target,
     broker_pid: Option<u32>,
 ) -> anyhow::Result<RunResult> {
+    anyhow::ensure!(
+        target.transport() == scenario.transport,
+        "scenario {:?} runs over {}, not {}",
+        scenario.name,
+        scenario.transport.as_str(),
+        target.transport().as_str()
+    );
     let gen_cpu = cpu_times("self").unwrap_or_default();
     let broker_cpu = broker_pid.and_then(|pid| cpu_seconds(&pid.to_string()));
     let wall = Instant::now();
@@ -227,7 +257,7 @@ struct SubscriberOutcome {
 
 async fn run_flow(
     scenario: &Scenario,
-    target: SocketAddr,
+    target: &Target,
     topology: Topology,
     qos: QoS,
     payload: usize,
@@ -492,14 +522,14 @@ async fn publisher(spec: PublisherSpec) -> anyhow::Result<(u64, Client)> {
             sent += 1;
         }
         if !out.is_empty() {
-            client.stream.write_all(&out).await?;
+            client.write_all(&out).await?;
             out.clear();
         }
         // Acknowledgements waiting already are taken without blocking.
         let unacked_before = unacked;
         handle_acks(&mut client, &mut out, &mut unacked)?;
         if !out.is_empty() {
-            client.stream.write_all(&out).await?;
+            client.write_all(&out).await?;
             out.clear();
         }
         if allowed > 0 || unacked != unacked_before {
@@ -622,7 +652,7 @@ async fn subscriber(
             }
         }
         if !out.is_empty() {
-            client.stream.write_all(&out).await?;
+            client.write_all(&out).await?;
             out.clear();
         }
         if client.inbuf.capacity() - client.inbuf.len() < 16 * 1024 {
@@ -642,7 +672,7 @@ fn ack(packet_id: u16) -> PubAckBody {
 /// Connect/disconnect cycles, `concurrency` at a time, until `connections` or the deadline.
 async fn run_storm(
     scenario: &Scenario,
-    target: SocketAddr,
+    target: &Target,
     connections: u32,
     concurrency: u32,
 ) -> anyhow::Result<RunResult> {
@@ -654,36 +684,46 @@ async fn run_storm(
     for _ in 0..concurrency {
         let next = next.clone();
         let tag = tag.clone();
+        let target = target.clone();
         tasks.push(tokio::spawn(async move {
             let mut histogram = new_histogram();
             let (mut done, mut errors) = (0u64, 0u64);
+            let mut first_error = None;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= u64::from(connections) || Instant::now() > deadline {
                     break;
                 }
                 let began = Instant::now();
-                match Client::connect(target, source(i as u32), &format!("wqb-{tag}-c{i}")).await {
+                match Client::connect(&target, source(i as u32), &format!("wqb-{tag}-c{i}")).await {
                     Ok(client) => {
                         histogram.saturating_record(began.elapsed().as_nanos() as u64);
                         client.disconnect().await;
                         done += 1;
                     }
-                    Err(_) => errors += 1,
+                    Err(e) => {
+                        errors += 1;
+                        first_error.get_or_insert(e);
+                    }
                 }
             }
-            (histogram, done, errors)
+            (histogram, done, errors, first_error)
         }));
     }
     let mut histogram = new_histogram();
     let (mut done, mut errors) = (0, 0);
+    let mut first_error = None;
     for task in tasks {
-        let (h, d, e) = task.await?;
+        let (h, d, e, first) = task.await?;
         histogram.add(&h).ok();
         done += d;
         errors += e;
+        first_error = first_error.or(first);
     }
     let elapsed_s = start.elapsed().as_secs_f64();
+    if let Some(e) = &first_error {
+        eprintln!("storm: {errors} connections failed, first: {e:#}");
+    }
     Ok(RunResult {
         elapsed_s,
         throughput: done as f64 / elapsed_s,
@@ -698,7 +738,7 @@ async fn run_storm(
 /// memory per idle connection.
 async fn run_idle(
     scenario: &Scenario,
-    target: SocketAddr,
+    target: &Target,
     connections: u32,
     broker_pid: Option<u32>,
 ) -> anyhow::Result<RunResult> {
@@ -714,9 +754,10 @@ async fn run_idle(
             break;
         }
         let tag = tag.clone();
+        let target = target.clone();
         tasks.push(tokio::spawn(async move {
             let _permit = permit;
-            Client::connect(target, source(i), &format!("wqb-{tag}-i{i}")).await
+            Client::connect(&target, source(i), &format!("wqb-{tag}-i{i}")).await
         }));
     }
     let mut clients = Vec::new();
@@ -760,7 +801,7 @@ async fn run_idle(
 /// memory before and after: memory per retained message. Clears them afterwards so the
 /// broker is left as it was.
 async fn run_retained(
-    target: SocketAddr,
+    target: &Target,
     messages: u32,
     payload: usize,
     broker_pid: Option<u32>,

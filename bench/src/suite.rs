@@ -1,6 +1,10 @@
 //! The side-by-side suite: starts a Wasmq and a Mosquitto of its own on free loopback
 //! ports with equivalent limits, runs every scenario against both in alternation,
 //! quotes medians, and writes `results.json` and the generated part of `BENCHMARKS.md`.
+//!
+//! The tls and ws scenarios run on the same two brokers, which then also open a TLS
+//! listener (one certificate for both, made for the run: [`crate::tls`]) and a WebSocket
+//! listener beside the plain TCP one ([`Listeners`]).
 
 use std::fmt::Write as _;
 use std::net::{SocketAddr, TcpListener};
@@ -11,8 +15,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::Serialize;
 
+use crate::client::{Client, Target, Transport};
 use crate::scenario::{self, Kind, Pace, Scenario, Topology};
 use crate::stats::RunResult;
+use crate::tls::{self, TlsFiles};
 
 /// Queue and window limits given to both brokers.
 pub const MAX_INFLIGHT: u32 = 128;
@@ -44,6 +50,7 @@ pub fn scenarios(quick: bool) -> Vec<Scenario> {
         duration_ms: secs,
         max_messages: 10_000_000,
         repeats,
+        transport: Transport::Tcp,
     };
     let full = |window| Pace::FullSpeed { window };
     let rate = |rate| Pace::FixedRate { rate };
@@ -58,9 +65,25 @@ pub fn scenarios(quick: bool) -> Vec<Scenario> {
         publishers: scale(16, 4),
         subscribers: scale(4, 2),
     };
+    let storm = Scenario {
+        name: "connection storm".to_string(),
+        kind: Kind::Storm {
+            connections: scale(10_000, 100),
+            concurrency: 32,
+        },
+        duration_ms: 10_000,
+        max_messages: 0,
+        repeats,
+        transport: Transport::Tcp,
+    };
     vec![
         flow("pairs q0 16B", pairs, 0, 16, full(500)),
         flow("pairs q1 16B", pairs, 1, 16, full(500)),
+        // The same runs over TLS and WebSocket, next to the plain ones they are compared
+        // with: what the transport costs each broker.
+        flow("pairs q0 16B", pairs, 0, 16, full(500)).over(Transport::Tls),
+        flow("pairs q1 16B", pairs, 1, 16, full(500)).over(Transport::Tls),
+        flow("pairs q0 16B", pairs, 0, 16, full(500)).over(Transport::Ws),
         flow("pairs q2 16B", pairs, 2, 16, full(500)),
         flow("pairs q0 256B", pairs, 0, 256, full(500)),
         flow("pairs q0 4KiB", pairs, 0, 4096, full(200)),
@@ -76,16 +99,8 @@ pub fn scenarios(quick: bool) -> Vec<Scenario> {
         flow("latency pairs q2", pairs, 2, 64, rate(1000.0)),
         flow("latency fan-out q0", fan_out, 0, 64, rate(200.0)),
         flow("latency fan-in q1", fan_in, 1, 64, rate(200.0)),
-        Scenario {
-            name: "connection storm".to_string(),
-            kind: Kind::Storm {
-                connections: scale(10_000, 100),
-                concurrency: 32,
-            },
-            duration_ms: 10_000,
-            max_messages: 0,
-            repeats,
-        },
+        storm.clone(),
+        storm.over(Transport::Tls),
         Scenario {
             name: "retained messages".to_string(),
             kind: Kind::Retained {
@@ -95,6 +110,7 @@ pub fn scenarios(quick: bool) -> Vec<Scenario> {
             duration_ms: 0,
             max_messages: 0,
             repeats: 1,
+            transport: Transport::Tcp,
         },
         Scenario {
             name: "idle connections".to_string(),
@@ -104,6 +120,7 @@ pub fn scenarios(quick: bool) -> Vec<Scenario> {
             duration_ms: 60_000,
             max_messages: 0,
             repeats: 1,
+            transport: Transport::Tcp,
         },
     ]
 }
@@ -111,18 +128,152 @@ pub fn scenarios(quick: bool) -> Vec<Scenario> {
 /// A broker started by the suite; killed when dropped.
 pub struct BrokerProcess {
     pub name: &'static str,
+    /// Its plain TCP listener.
     pub addr: SocketAddr,
+    /// Its other listeners (TLS, WebSocket), if it was started with them.
+    targets: Vec<Target>,
     child: Child,
 }
 
 impl BrokerProcess {
     /// Takes charge of a broker started elsewhere (killed when dropped).
     pub fn new(name: &'static str, addr: SocketAddr, child: Child) -> BrokerProcess {
-        BrokerProcess { name, addr, child }
+        BrokerProcess {
+            name,
+            addr,
+            targets: Vec::new(),
+            child,
+        }
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Its listener for `transport`.
+    pub fn target(&self, transport: Transport) -> anyhow::Result<Target> {
+        if transport == Transport::Tcp {
+            return Ok(self.addr.into());
+        }
+        self.targets
+            .iter()
+            .find(|t| t.transport() == transport)
+            .cloned()
+            .with_context(|| format!("{} has no {} listener", self.name, transport.as_str()))
+    }
+
+    /// Waits until its other listeners accept connections too.
+    async fn wait_listeners(&mut self) -> anyhow::Result<()> {
+        for addr in self.targets.iter().map(|t| t.addr).collect::<Vec<_>>() {
+            wait_ready(addr, &mut self.child)
+                .await
+                .with_context(|| format!("{}'s listener on {addr}", self.name))?;
+        }
+        Ok(())
+    }
+
+    /// Where it listens, for the log.
+    pub fn describe(&self) -> String {
+        let mut line = format!("{} on {}", self.name, self.addr);
+        for t in &self.targets {
+            line += &format!(", {} on {}", t.transport().as_str(), t.addr);
+        }
+        line + &format!(" (pid {})", self.pid())
+    }
+}
+
+/// The listeners a suite broker opens beside plain TCP, each on a free loopback port.
+#[derive(Clone, Default)]
+pub struct Listeners {
+    /// A TLS listener with these files.
+    pub tls: Option<TlsFiles>,
+    /// A WebSocket listener on [`crate::client::WS_PATH`].
+    pub ws: bool,
+}
+
+/// The ports picked for the listeners of a [`Listeners`].
+struct Ports {
+    tls: Option<u16>,
+    ws: Option<u16>,
+}
+
+impl Listeners {
+    /// What `scenarios` need.
+    pub fn for_scenarios(scenarios: &[Scenario], dir: &Path) -> anyhow::Result<Listeners> {
+        let needs = |t| scenarios.iter().any(|s| s.transport == t);
+        Ok(Listeners {
+            tls: needs(Transport::Tls)
+                .then(|| tls::make(&dir.join("tls")))
+                .transpose()?,
+            ws: needs(Transport::Ws),
+        })
+    }
+
+    fn ports(&self) -> anyhow::Result<Ports> {
+        Ok(Ports {
+            tls: self.tls.as_ref().map(|_| free_port()).transpose()?,
+            ws: self.ws.then(free_port).transpose()?,
+        })
+    }
+
+    fn targets(&self, ports: &Ports) -> Vec<Target> {
+        let at = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        let mut targets = Vec::new();
+        if let (Some(files), Some(port)) = (&self.tls, ports.tls) {
+            targets.push(Target::tls(at(port), files.client.clone()));
+        }
+        if let Some(port) = ports.ws {
+            targets.push(Target::ws(at(port)));
+        }
+        targets
+    }
+
+    /// Wasmq's `[[listener]]` tables for them (`--listen` adds the plain TCP one).
+    fn wasmq_section(&self, ports: &Ports) -> String {
+        let mut section = String::new();
+        if let (Some(files), Some(port)) = (&self.tls, ports.tls) {
+            let _ = write!(
+                section,
+                "[[listener]]\nname = \"tls\"\nkind = \"tls\"\nbind = \"127.0.0.1:{port}\"\n\
+                 cert_file = {:?}\nkey_file = {:?}\n",
+                files.cert.display().to_string(),
+                files.key.display().to_string(),
+            );
+        }
+        if let Some(port) = ports.ws {
+            let _ = write!(
+                section,
+                "[[listener]]\nname = \"ws\"\nkind = \"ws\"\nbind = \"127.0.0.1:{port}\"\n\
+                 path = {:?}\n",
+                crate::client::WS_PATH
+            );
+        }
+        section
+    }
+
+    /// Mosquitto's `listener` blocks for them, each with the connection limit that a
+    /// Mosquitto listener has on its own.
+    fn mosquitto_section(&self, ports: &Ports) -> String {
+        let mut section = String::new();
+        if let (Some(files), Some(port)) = (&self.tls, ports.tls) {
+            let _ = write!(
+                section,
+                "listener {port} 127.0.0.1\nmax_connections {MAX_CONNECTIONS}\n\
+                 certfile {}\nkeyfile {}\n",
+                files.cert.display(),
+                files.key.display(),
+            );
+        }
+        if let Some(port) = ports.ws {
+            // Mosquitto 2.0.11 binds a websockets listener to every address whatever the
+            // line names (libwebsockets); the clients still connect to 127.0.0.1.
+            let _ = write!(
+                section,
+                "listener {port}\nsocket_domain ipv4\nprotocol websockets\n\
+                 max_connections {MAX_CONNECTIONS}\n"
+            );
+        }
+        section
     }
 }
 
@@ -218,28 +369,46 @@ pub async fn start_wasmq_with(
     plugins: &str,
     rust_log: &str,
 ) -> anyhow::Result<BrokerProcess> {
-    let config = wasmq_config(dir, name, plugins)?;
+    start_wasmq_listening(bin, dir, name, plugins, rust_log, &Listeners::default()).await
+}
+
+/// [`start_wasmq_with`] with `listeners` beside plain TCP.
+async fn start_wasmq_listening(
+    bin: &Path,
+    dir: &Path,
+    name: &'static str,
+    plugins: &str,
+    rust_log: &str,
+    listeners: &Listeners,
+) -> anyhow::Result<BrokerProcess> {
+    let ports = listeners.ports()?;
+    let config = wasmq_config(
+        dir,
+        name,
+        &format!("{plugins}{}", listeners.wasmq_section(&ports)),
+    )?;
     let addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
-    let mut child = wasmq_command(bin, dir, name, &config, addr, rust_log)?
+    let child = wasmq_command(bin, dir, name, &config, addr, rust_log)?
         .spawn()
         .with_context(|| format!("cannot start {}", bin.display()))?;
-    wait_ready(addr, &mut child).await?;
-    Ok(BrokerProcess::new(name, addr, child))
+    let mut broker = BrokerProcess::new(name, addr, child_ready(addr, child).await?);
+    broker.targets = listeners.targets(&ports);
+    broker.wait_listeners().await?;
+    Ok(broker)
 }
 
 /// Starts `target/release/wasmq` as shipped: the built-in auth/ACL plugin (`acl-sql`,
 /// SQLite in `.wasmq/` of its working directory, the default rules), and an empty plugin
-/// folder of its own (not the default `./plugins`, the repository's source folder here).
-pub async fn start_wasmq(bin: &Path, dir: &Path) -> anyhow::Result<BrokerProcess> {
+/// folder of its own (not the default `./plugins`, the repository's source folder here);
+/// `listeners` beside plain TCP.
+pub async fn start_wasmq(
+    bin: &Path,
+    dir: &Path,
+    listeners: &Listeners,
+) -> anyhow::Result<BrokerProcess> {
     let folder = empty_dir(&dir.join("wasmq-plugins"))?;
-    start_wasmq_with(
-        bin,
-        dir,
-        "wasmq",
-        &plugins_section(&folder, None, ""),
-        "warn",
-    )
-    .await
+    let plugins = plugins_section(&folder, None, "");
+    start_wasmq_listening(bin, dir, "wasmq", &plugins, "warn", listeners).await
 }
 
 /// Creates `path` as an empty folder (removing what was there) and returns it absolute.
@@ -254,7 +423,36 @@ pub fn empty_dir(path: &Path) -> anyhow::Result<PathBuf> {
 
 /// Starts a Mosquitto of its own (never the system one on 1883) with equivalent settings.
 pub async fn start_mosquitto(bin: &Path, dir: &Path) -> anyhow::Result<BrokerProcess> {
+    start_mosquitto_with(bin, dir, &Listeners::default()).await
+}
+
+/// [`start_mosquitto`] with `listeners` beside plain TCP. Tried up to three times with
+/// other ports: a websockets listener binds every address, and a port free on 127.0.0.1
+/// may be taken on another.
+pub async fn start_mosquitto_with(
+    bin: &Path,
+    dir: &Path,
+    listeners: &Listeners,
+) -> anyhow::Result<BrokerProcess> {
+    let mut attempt = 1;
+    loop {
+        match start_mosquitto_once(bin, dir, listeners).await {
+            Err(e) if attempt < 3 => {
+                eprintln!("mosquitto did not start ({e:#}), trying other ports");
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+async fn start_mosquitto_once(
+    bin: &Path,
+    dir: &Path,
+    listeners: &Listeners,
+) -> anyhow::Result<BrokerProcess> {
     let port = free_port()?;
+    let ports = listeners.ports()?;
     let config = dir.join("mosquitto.conf");
     std::fs::write(
         &config,
@@ -272,23 +470,35 @@ pub async fn start_mosquitto(bin: &Path, dir: &Path) -> anyhow::Result<BrokerPro
              connection_messages false\n\
              log_type error\n\
              log_type warning\n\
-             log_dest stderr\n"
+             log_dest stderr\n\
+             {}",
+            listeners.mosquitto_section(&ports)
         ),
     )?;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let mut child = Command::new(bin)
+    let child = Command::new(bin)
         .arg("-c")
         .arg(&config)
         .stdout(log_file(dir, "mosquitto.log")?)
         .stderr(log_file(dir, "mosquitto.err.log")?)
         .spawn()
         .with_context(|| format!("cannot start {}", bin.display()))?;
-    wait_ready(addr, &mut child).await?;
-    Ok(BrokerProcess {
-        name: "mosquitto",
-        addr,
-        child,
-    })
+    let mut broker = BrokerProcess::new("mosquitto", addr, child_ready(addr, child).await?);
+    broker.targets = listeners.targets(&ports);
+    broker.wait_listeners().await?;
+    Ok(broker)
+}
+
+/// `child` once it listens on `addr`; killed if it never does.
+async fn child_ready(addr: SocketAddr, mut child: Child) -> anyhow::Result<Child> {
+    match wait_ready(addr, &mut child).await {
+        Ok(()) => Ok(child),
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(e)
+        }
+    }
 }
 
 /// Medians of one scenario against one broker.
@@ -374,6 +584,9 @@ pub struct Meta {
     pub quick: bool,
     pub generator_threads: usize,
     pub wall_s: f64,
+    /// What the TLS clients negotiated with each broker (runs with tls scenarios).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tls: Vec<String>,
 }
 
 fn run_cmd(cmd: &str, args: &[&str]) -> String {
@@ -426,6 +639,7 @@ pub fn meta(mosquitto: &Path, command: &str, quick: bool, threads: usize) -> Met
         quick,
         generator_threads: threads,
         wall_s: 0.0,
+        tls: Vec::new(),
     }
 }
 
@@ -480,15 +694,18 @@ pub async fn run_suite(options: SuiteOptions) -> anyhow::Result<Vec<Summary>> {
         if part.is_empty() {
             continue;
         }
-        let wasmq = start_wasmq(&options.wasmq, &options.out_dir).await?;
-        let mosquitto = start_mosquitto(&options.mosquitto, &options.out_dir).await?;
-        eprintln!(
-            "wasmq on {} (pid {}), mosquitto on {} (pid {})",
-            wasmq.addr,
-            wasmq.pid(),
-            mosquitto.addr,
-            mosquitto.pid()
-        );
+        let listeners = Listeners::for_scenarios(&part, &options.out_dir)?;
+        let wasmq = start_wasmq(&options.wasmq, &options.out_dir, &listeners).await?;
+        let mosquitto =
+            start_mosquitto_with(&options.mosquitto, &options.out_dir, &listeners).await?;
+        eprintln!("{}; {}", wasmq.describe(), mosquitto.describe());
+        if listeners.tls.is_some() {
+            for broker in [&wasmq, &mosquitto] {
+                let negotiated = tls_parameters(broker).await?;
+                eprintln!("{} TLS: {negotiated}", broker.name);
+                meta.tls.push(format!("{}: {negotiated}", broker.name));
+            }
+        }
         runs.extend(run_in_turns(&part, &[wasmq, mosquitto]).await?);
     }
     meta.wall_s = started.elapsed().as_secs_f64();
@@ -516,6 +733,16 @@ pub async fn run_suite(options: SuiteOptions) -> anyhow::Result<Vec<Summary>> {
     Ok(summaries)
 }
 
+/// The TLS version, cipher suite and key exchange a client of the suite gets from
+/// `broker`'s TLS listener.
+async fn tls_parameters(broker: &BrokerProcess) -> anyhow::Result<String> {
+    let target = broker.target(Transport::Tls)?;
+    let client = Client::connect(&target, 1, "wqb-tls-probe").await?;
+    let negotiated = client.stream.tls_parameters().unwrap_or_default();
+    client.disconnect().await;
+    Ok(negotiated)
+}
+
 /// Runs every scenario against every broker, `repeats` rounds each, rotating who goes
 /// first each round so no broker always runs on a warmer machine.
 pub async fn run_in_turns(
@@ -527,7 +754,8 @@ pub async fn run_in_turns(
         for rep in 0..scenario.repeats as usize {
             for turn in 0..brokers.len() {
                 let broker = &brokers[(turn + rep) % brokers.len()];
-                let result = scenario::run(scenario, broker.name, broker.addr, Some(broker.pid()))
+                let target = broker.target(scenario.transport)?;
+                let result = scenario::run(scenario, broker.name, &target, Some(broker.pid()))
                     .await
                     .with_context(|| {
                         format!("scenario {:?} against {}", scenario.name, broker.name)
@@ -589,7 +817,12 @@ pub fn us(v: f64) -> String {
 }
 
 pub fn describe(s: &Scenario) -> String {
-    match &s.kind {
+    let over = match s.transport {
+        Transport::Tcp => "",
+        Transport::Tls => ", over TLS",
+        Transport::Ws => ", over WebSocket",
+    };
+    let what = match &s.kind {
         Kind::Flow {
             topology,
             qos,
@@ -619,6 +852,79 @@ pub fn describe(s: &Scenario) -> String {
         Kind::Retained { messages, payload } => {
             format!("{messages} retained messages of {payload} B, one QoS 1 publish per PUBACK")
         }
+    };
+    what + over
+}
+
+/// The tls and ws scenarios beside the plain TCP ones they are variants of: what the
+/// transport costs each broker, in throughput and in broker CPU per message (or per
+/// connection, for the storm).
+fn transports_table(
+    md: &mut String,
+    meta: &Meta,
+    scenarios: &[Scenario],
+    find: &dyn Fn(&str, &str) -> Option<Summary>,
+) {
+    let rows: Vec<&Scenario> = scenarios.iter().filter(|s| !s.transport.is_tcp()).collect();
+    if rows.is_empty() {
+        return;
+    }
+    let negotiated = if meta.tls.is_empty() {
+        String::new()
+    } else {
+        format!(" Negotiated: {}.", meta.tls.join("; "))
+    };
+    let _ = write!(
+        md,
+        "\n### TLS and WebSocket\n\n\
+         The same runs over a TLS listener (both brokers serve one ECDSA P-256 certificate \
+         made for the run; the clients verify it, offer ALPN `mqtt` and never resume a \
+         session, so each connection of the storm is a full handshake) and over a \
+         WebSocket listener (`/mqtt`, one binary message per write).{negotiated} \
+         Storm rows: connections per second, and *per CPU-s* connections per second of \
+         broker CPU time. *vs plain*: throughput over this transport / over plain TCP in \
+         the same run; *CPU cost*: broker CPU per message (per connection) over this \
+         transport minus over plain TCP.\n\n\
+         | scenario | setup | runs | wasmq | mosquitto | ratio | wasmq per CPU-s | mosquitto per CPU-s | vs plain w/m | CPU cost w/m | gen cores w/m |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n"
+    );
+    for s in rows {
+        let (Some(w), Some(m)) = (find(&s.name, "wasmq"), find(&s.name, "mosquitto")) else {
+            continue;
+        };
+        let value = |x: &Summary| match s.kind {
+            Kind::Storm { .. } => format!("{}/s (p99 {})", rate(x.throughput), us(x.p99_us)),
+            _ => format!("{}/s", rate(x.throughput)),
+        };
+        let plain = |x: &Summary| s.plain_name().and_then(|name| find(name, &x.broker));
+        let versus =
+            |x: &Summary| plain(x).map_or("-".into(), |p| ratio(x.throughput, p.throughput));
+        // Broker CPU microseconds per item over this transport, less over plain TCP.
+        let cost = |x: &Summary| {
+            let per_item_us = |s: &Summary| s.per_broker_cpu_s.map(|v| 1e6 / v);
+            match (per_item_us(x), plain(x).as_ref().and_then(per_item_us)) {
+                (Some(a), Some(b)) => format!("{:+.2} µs", a - b),
+                _ => "-".into(),
+            }
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | **{}** | {} | {} | {} / {} | {} / {} | {:.2} / {:.2} |",
+            s.name,
+            describe(s),
+            w.runs,
+            value(&w),
+            value(&m),
+            ratio(w.throughput, m.throughput),
+            w.per_broker_cpu_s.map_or("-".into(), rate),
+            m.per_broker_cpu_s.map_or("-".into(), rate),
+            versus(&w),
+            versus(&m),
+            cost(&w),
+            cost(&m),
+            w.generator_cores,
+            m.generator_cores,
+        );
     }
 }
 
@@ -670,7 +976,7 @@ fn markdown(meta: &Meta, scenarios: &[Scenario], summaries: &[Summary]) -> Strin
     );
     for s in scenarios
         .iter()
-        .filter(|s| matches!(s.kind, Kind::Flow { .. }) && !s.is_latency())
+        .filter(|s| matches!(s.kind, Kind::Flow { .. }) && !s.is_latency() && s.transport.is_tcp())
     {
         let (Some(w), Some(m)) = (find(&s.name, "wasmq"), find(&s.name, "mosquitto")) else {
             continue;
@@ -703,7 +1009,10 @@ fn markdown(meta: &Meta, scenarios: &[Scenario], summaries: &[Summary]) -> Strin
          | scenario | setup | runs | wasmq p50 | wasmq p99 | mosquitto p50 | mosquitto p99 | p99 ratio | lost w/m | dup w/m | reordered w/m |\n\
          |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
-    for s in scenarios.iter().filter(|s| s.is_latency()) {
+    for s in scenarios
+        .iter()
+        .filter(|s| s.is_latency() && s.transport.is_tcp())
+    {
         let (Some(w), Some(m)) = (find(&s.name, "wasmq"), find(&s.name, "mosquitto")) else {
             continue;
         };
@@ -733,7 +1042,7 @@ fn markdown(meta: &Meta, scenarios: &[Scenario], summaries: &[Summary]) -> Strin
     );
     for s in scenarios
         .iter()
-        .filter(|s| !matches!(s.kind, Kind::Flow { .. }))
+        .filter(|s| !matches!(s.kind, Kind::Flow { .. }) && s.transport.is_tcp())
     {
         let (Some(w), Some(m)) = (find(&s.name, "wasmq"), find(&s.name, "mosquitto")) else {
             continue;
@@ -769,6 +1078,7 @@ fn markdown(meta: &Meta, scenarios: &[Scenario], summaries: &[Summary]) -> Strin
             m.errors
         );
     }
+    transports_table(&mut md, meta, scenarios, &find);
     md.push_str("\n![throughput and p99 latency per scenario](bench/results/benchmarks.png)\n");
     md
 }

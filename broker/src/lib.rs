@@ -49,3 +49,4 @@ mod transport;
 pub use broker::Broker;
 pub use config::Config;
 pub use server::Server;
+pub use transport::ws::WsStream;

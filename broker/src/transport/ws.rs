@@ -3,7 +3,9 @@
 //! MQTT over WebSocket (MQTT 5.0 §6) carries the packets as a byte stream in binary
 //! frames: a frame may hold part of a packet or several. [`WsStream`] is that byte
 //! stream, an `AsyncRead + AsyncWrite`, so the connection task reads and writes it as it
-//! does TLS: each write leaves as one binary message.
+//! does TLS: each write leaves as one binary message. The crate exports it
+//! ([`crate::WsStream`]) for the client side too: the load generator (`wasmq-bench`)
+//! runs its clients on it over a `tokio_tungstenite::client_async` socket.
 
 use std::io;
 use std::pin::Pin;
@@ -82,10 +84,7 @@ pub(crate) async fn accept(
     let accepted =
         tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config)).await;
     match accepted {
-        Ok(ws) => Ok(WsStream {
-            ws,
-            pending: Bytes::new(),
-        }),
+        Ok(ws) => Ok(WsStream::new(ws)),
         Err(error) => match refused {
             Some(why) => Err(anyhow::anyhow!("{why}: refused")),
             None => Err(anyhow::anyhow!(
@@ -108,11 +107,23 @@ fn io_error(error: tungstenite::Error) -> io::Error {
     }
 }
 
-/// The byte stream of an MQTT WebSocket connection.
-pub(crate) struct WsStream<S> {
+/// The byte stream of an MQTT WebSocket connection, server or client side: what is
+/// read is the content of the binary messages, and each write leaves as one binary
+/// message (buffered by tungstenite until the stream is flushed).
+pub struct WsStream<S> {
     ws: WebSocketStream<S>,
     /// What is left of the last binary message read.
     pending: Bytes,
+}
+
+impl<S> WsStream<S> {
+    /// The byte stream of a WebSocket whose handshake is done (accepted or connected).
+    pub fn new(ws: WebSocketStream<S>) -> WsStream<S> {
+        WsStream {
+            ws,
+            pending: Bytes::new(),
+        }
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<S> {

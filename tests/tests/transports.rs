@@ -306,19 +306,47 @@ async fn publish_code(client: &mut StreamClient, topic: &str, packet_id: u16) ->
     }
 }
 
+/// A broker with one mTLS listener of `kind` named `name` (client certificates required,
+/// their CN the username) and the identity hooks, and the PKI its clients get
+/// certificates from.
+struct MtlsBroker {
+    pki: TestPki,
+    broker: TestBroker,
+    hooks: Arc<IdentityHooks>,
+    /// The server's files: kept until the test ends (the listener reloads from them).
+    _dir: tempfile::TempDir,
+}
+
+impl MtlsBroker {
+    async fn start(name: &str, kind: ListenerKind) -> MtlsBroker {
+        let pki = TestPki::new("test CA");
+        let dir = tempfile::tempdir().unwrap();
+        let files = pki.write_server_files(dir.path());
+        let listener = ListenerConfig {
+            ca_file: Some(files.ca.clone()),
+            require_client_cert: true,
+            use_identity_as_username: true,
+            ..tls_listener(name, kind, &files)
+        };
+        let hooks = Arc::new(IdentityHooks::default());
+        let broker = broker_with_hooks(vec![listener], Some(hooks.clone()), |_| {}).await;
+        MtlsBroker {
+            pki,
+            broker,
+            hooks,
+            _dir: dir,
+        }
+    }
+}
+
 #[tokio::test]
 async fn mtls_requires_a_client_certificate_and_its_cn_becomes_the_username() {
-    let pki = TestPki::new("device CA");
-    let dir = tempfile::tempdir().unwrap();
-    let files = pki.write_server_files(dir.path());
-    let listener = ListenerConfig {
-        ca_file: Some(files.ca.clone()),
-        require_client_cert: true,
-        use_identity_as_username: true,
-        ..tls_listener("devices", ListenerKind::Tls, &files)
-    };
-    let hooks = Arc::new(IdentityHooks::default());
-    let broker = broker_with_hooks(vec![listener], Some(hooks.clone()), |_| {}).await;
+    let MtlsBroker {
+        pki,
+        broker,
+        hooks,
+        _dir,
+    } = MtlsBroker::start("devices", ListenerKind::Tls).await;
     let devices = broker.listener("devices");
 
     // No certificate: the handshake fails (TLS 1.3 reports it on the first read).
@@ -562,17 +590,12 @@ async fn what_is_no_mqtt_websocket_upgrade_is_refused_and_closed() {
 
 #[tokio::test]
 async fn a_secure_websocket_client_with_a_certificate_identity() {
-    let pki = TestPki::new("test CA");
-    let dir = tempfile::tempdir().unwrap();
-    let files = pki.write_server_files(dir.path());
-    let listener = ListenerConfig {
-        ca_file: Some(files.ca.clone()),
-        require_client_cert: true,
-        use_identity_as_username: true,
-        ..tls_listener("browsers", ListenerKind::Wss, &files)
-    };
-    let hooks = Arc::new(IdentityHooks::default());
-    let broker = broker_with_hooks(vec![listener], Some(hooks.clone()), |_| {}).await;
+    let MtlsBroker {
+        pki,
+        broker,
+        hooks,
+        _dir,
+    } = MtlsBroker::start("browsers", ListenerKind::Wss).await;
     let cert = pki.client("sensor-9");
     // ALPN as a browser offers it for wss: `http/1.1` alone (a wss listener answering
     // only `mqtt` failed Chromium's handshake, tests/browser).

@@ -4,24 +4,14 @@
 //! `plugins/fixtures/client-record`, built with the SDK), in one chain; a 0.2.0
 //! plugin sees the client fields 0.2.0 added, a 0.1.0 one the fields it knows.
 
-use std::sync::OnceLock;
+mod common;
 
+use common::host;
 use wasmq_plugin_artifacts as artifacts;
 use wasmq_plugin_host::{
-    Action, AuthOutcome, CertificateIdentity, Chain, ClientInfo, Contract, Decision, HostConfig,
-    ListenerKind, Message, Plugin, PluginConfig, PluginHost, PluginSet, Transformed,
+    Action, AuthOutcome, CertificateIdentity, Chain, ClientInfo, Contract, Decision, ListenerKind,
+    Message, Plugin, PluginConfig, PluginSet, Transformed,
 };
-
-fn host() -> &'static PluginHost {
-    static HOST: OnceLock<PluginHost> = OnceLock::new();
-    HOST.get_or_init(|| {
-        PluginHost::new(HostConfig {
-            cache_dir: Some(std::env::temp_dir().join("wasmq-plugin-host-tests-cache")),
-            ..HostConfig::default()
-        })
-        .expect("plugin host")
-    })
-}
 
 fn load(path: &str, config: PluginConfig) -> Plugin {
     host().load(config, &std::fs::read(path).unwrap()).unwrap()

@@ -18,10 +18,13 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::host;
 use wasmq_plugin_artifacts as artifacts;
 use wasmq_plugin_host::{
-    Action, Chain, ClientInfo, Decision, HostConfig, Limits, Message, Plugin, PluginConfig,
-    PluginHost, PluginSet, Transformed,
+    Action, Chain, ClientInfo, Decision, Limits, Message, Plugin, PluginConfig, PluginSet,
+    Transformed,
 };
 
 /// One language's build of the two examples.
@@ -141,19 +144,6 @@ fn languages() -> &'static [Language] {
             }
         }
         languages
-    })
-}
-
-/// One host for the whole test binary, sharing its compiled-component cache
-/// with `tests/plugins.rs`.
-fn host() -> &'static PluginHost {
-    static HOST: OnceLock<PluginHost> = OnceLock::new();
-    HOST.get_or_init(|| {
-        PluginHost::new(HostConfig {
-            cache_dir: Some(std::env::temp_dir().join("wasmq-plugin-host-tests-cache")),
-            ..HostConfig::default()
-        })
-        .expect("plugin host")
     })
 }
 

@@ -1,27 +1,17 @@
 //! The plugin host against real components: the examples and fixtures under
 //! `plugins/`, compiled for wasm32-wasip2 by `wasmq-plugin-artifacts`.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::host;
 use wasmq_plugin_artifacts as artifacts;
 use wasmq_plugin_host::{
     Action, AuthOutcome, Chain, ClientInfo, Decision, Fault, HostConfig, LoadError, Message,
     OnTransformFault, Plugin, PluginConfig, PluginHost, PluginSet, Transformed, check,
 };
-
-/// One host for the whole test binary, with its compiled-component cache in
-/// the system temp directory (so reruns skip compilation).
-fn host() -> &'static PluginHost {
-    static HOST: OnceLock<PluginHost> = OnceLock::new();
-    HOST.get_or_init(|| {
-        PluginHost::new(HostConfig {
-            cache_dir: Some(std::env::temp_dir().join("wasmq-plugin-host-tests-cache")),
-            ..HostConfig::default()
-        })
-        .expect("plugin host")
-    })
-}
 
 fn load(path: &str, config: PluginConfig) -> Plugin {
     host().load(config, &std::fs::read(path).unwrap()).unwrap()

@@ -153,6 +153,19 @@ pub struct Authorization {
     pub cacheable: bool,
 }
 
+/// The state of one policy plugin, for `$SYS/broker/plugins/<name>/...`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PluginStatus {
+    /// The plugin's name.
+    pub name: String,
+    /// `active`, `retrying` or `disabled until <RFC 3339 time>`.
+    pub state: String,
+    /// Calls that faulted since it was loaded.
+    pub faults: u64,
+    /// Times it was disabled after repeated faults.
+    pub disables: u64,
+}
+
 /// Policy hooks. Implementations must be cheap to call concurrently; the broker calls
 /// them from every connection task.
 pub trait Hooks: Send + Sync {
@@ -223,6 +236,11 @@ pub trait Hooks: Send + Sync {
     /// published as `$SYS/broker/authorization/coalesced`.
     fn authz_coalesced(&self) -> u64 {
         0
+    }
+
+    /// The policy's plugins and their states, for `$SYS` (none by default).
+    fn plugin_statuses(&self) -> Vec<PluginStatus> {
+        Vec::new()
     }
 }
 

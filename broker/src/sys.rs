@@ -1,5 +1,6 @@
 //! `$SYS/broker/...`: the broker's own counters, published as retained messages at a
-//! configurable interval (the topics Mosquitto uses, so existing dashboards work).
+//! configurable interval (the topics Mosquitto uses, so existing dashboards work), and
+//! each policy plugin's state (`$SYS/broker/plugins/<name>/state`, `faults`, `disables`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,17 +87,44 @@ pub fn publish_once(broker: &Broker) {
         ),
     ];
     for (topic, value) in topics {
-        let publish = Publish {
-            dup: false,
-            qos: QoS::AtMostOnce,
-            retain: true,
-            topic: ByteString::from_static(topic),
-            packet_id: 0,
-            payload: Bytes::from(value),
-            properties: PublishProperties::default(),
-        };
-        broker.publish(Message::new(publish, None));
+        publish(broker, ByteString::from_static(topic), value);
     }
+    // Not Mosquitto's: each policy plugin's state (active, disabled until T, retrying)
+    // and fault counts. A plugin whose name is not a valid topic level is left out.
+    let statuses = broker
+        .hooks
+        .as_ref()
+        .map_or_else(Vec::new, |h| h.plugin_statuses());
+    for status in statuses {
+        if status.name.contains(['+', '#', '/']) {
+            continue;
+        }
+        let prefix = format!("$SYS/broker/plugins/{}", status.name);
+        publish(broker, format!("{prefix}/state").into(), status.state);
+        publish(
+            broker,
+            format!("{prefix}/faults").into(),
+            status.faults.to_string(),
+        );
+        publish(
+            broker,
+            format!("{prefix}/disables").into(),
+            status.disables.to_string(),
+        );
+    }
+}
+
+fn publish(broker: &Broker, topic: ByteString, value: String) {
+    let publish = Publish {
+        dup: false,
+        qos: QoS::AtMostOnce,
+        retain: true,
+        topic,
+        packet_id: 0,
+        payload: Bytes::from(value),
+        properties: PublishProperties::default(),
+    };
+    broker.publish(Message::new(publish, None));
 }
 
 fn dropped(m: &Metrics) -> u64 {

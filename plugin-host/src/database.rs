@@ -20,6 +20,13 @@
 //! - SQLite: the file (and its folder) is created when missing unless the URL says
 //!   `mode=ro` or `mode=rw`, and it is put in WAL mode, where readers never wait for a
 //!   writer (`wasmq acl add` while the broker checks rules) nor a writer for readers.
+//! - A second pool, read-only, for plugins granted `sql = "read"`
+//!   ([`Database::query_read_only`]): its connections are read-only by the database's
+//!   own means, set when they are made (SQLite: opened read-only, `PRAGMA query_only`;
+//!   PostgreSQL: `default_transaction_read_only`; MySQL/MariaDB: `SET SESSION
+//!   TRANSACTION READ ONLY`), and checked again each time one is handed out, so a
+//!   statement that turns the setting off gets its connection closed instead of reused.
+//!   A write on it fails with [`QueryError::ReadOnly`]. It connects on first use.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -151,6 +158,10 @@ pub enum QueryError {
     /// The query ran past the statement timeout.
     #[error("statement timeout")]
     Timeout,
+    /// The query tried to write on a read-only connection ([`Database::query_read_only`]):
+    /// the database's own refusal.
+    #[error("refused a write on a read-only connection: {0}")]
+    ReadOnly(String),
 }
 
 /// The database could not be opened or its schema created.
@@ -292,6 +303,9 @@ enum Pool {
 /// The broker's database: a pool, a statement timeout, bound parameters only.
 pub struct Database {
     pool: Pool,
+    /// The same database through read-only connections, for plugins granted only reads:
+    /// the database refuses their writes, whatever the statement says.
+    read_pool: Pool,
     backend: Backend,
     statement_timeout: Duration,
     /// The URL without its password, for logs.
@@ -328,13 +342,18 @@ impl Database {
         // The server's own timeout is a backstop, a little later than ours: ours
         // fires first and says `timeout`, the server's stops the work.
         let server_timeout_ms = config.statement_timeout_ms.saturating_add(500);
-        let pool = match backend {
+        let (pool, read_pool) = match backend {
             Backend::Sqlite => {
                 let access = SqliteAccess::of_url(&config.url);
-                let mut options = SqliteConnectOptions::from_str(&config.url)
+                let base = SqliteConnectOptions::from_str(&config.url)
                     .map_err(url_err)?
-                    .busy_timeout(Duration::from_millis(server_timeout_ms))
-                    .create_if_missing(access == SqliteAccess::CreateIfMissing);
+                    .busy_timeout(Duration::from_millis(server_timeout_ms));
+                // Cloned before the journal mode is set (a read-only connection cannot
+                // set one); an in-memory database keeps its shared name in the clone.
+                // Opened read-only, a connection cannot write whatever it runs (not even
+                // `PRAGMA query_only = OFF` helps); query_only also covers temp tables.
+                let read_options = base.clone().read_only(true).pragma("query_only", "ON");
+                let mut options = base.create_if_missing(access == SqliteAccess::CreateIfMissing);
                 if access.writes_file() {
                     // WAL: readers and the one writer never block each other, so a rule
                     // edit never stalls authorization queries. NORMAL is durable in WAL
@@ -362,16 +381,22 @@ impl Database {
                         access,
                         reason: e.to_string(),
                     })?;
-                Pool::Sqlite(pool)
+                let read_pool = SqlitePoolOptions::new()
+                    .max_connections(pool_max)
+                    .acquire_timeout(acquire_timeout)
+                    .connect_lazy_with(read_options);
+                (Pool::Sqlite(pool), Pool::Sqlite(read_pool))
             }
             Backend::MySql => {
                 let options = MySqlConnectOptions::from_str(&config.url).map_err(url_err)?;
                 let seconds = format!("{:.3}", server_timeout_ms as f64 / 1000.0);
+                let set_timeout = move || format!("SET SESSION max_statement_time = {seconds}");
+                let read_set_timeout = set_timeout.clone();
                 let pool = MySqlPoolOptions::new()
                     .max_connections(pool_max)
                     .acquire_timeout(acquire_timeout)
                     .after_connect(move |conn, _| {
-                        let set = format!("SET SESSION max_statement_time = {seconds}");
+                        let set = set_timeout();
                         Box::pin(async move {
                             // MariaDB only; MySQL has no such variable (and no cheap
                             // equivalent for every statement), so a refusal is fine.
@@ -379,10 +404,45 @@ impl Database {
                             Ok(())
                         })
                     })
-                    .connect_with(options)
+                    .connect_with(options.clone())
                     .await
                     .map_err(connect_err)?;
-                Pool::MySql(pool)
+                let read_pool = MySqlPoolOptions::new()
+                    .max_connections(pool_max)
+                    .acquire_timeout(acquire_timeout)
+                    .after_connect(move |conn, _| {
+                        let set = read_set_timeout();
+                        Box::pin(async move {
+                            let _ = conn.execute(AssertSqlSafe(set)).await;
+                            // Not optional: a connection that cannot be made read-only
+                            // is not handed out.
+                            conn.execute("SET SESSION TRANSACTION READ ONLY").await?;
+                            Ok(())
+                        })
+                    })
+                    // The check replaces the ping (one round trip either way).
+                    .test_before_acquire(false)
+                    .before_acquire(|conn, _| {
+                        Box::pin(async move {
+                            // `tx_read_only`: MariaDB and MySQL 5.7; MySQL 8 renamed it.
+                            let row = match sqlx::query_scalar::<_, i64>(
+                                "SELECT @@session.tx_read_only",
+                            )
+                            .fetch_one(&mut *conn)
+                            .await
+                            {
+                                Ok(row) => row,
+                                Err(_) => {
+                                    sqlx::query_scalar("SELECT @@session.transaction_read_only")
+                                        .fetch_one(&mut *conn)
+                                        .await?
+                                }
+                            };
+                            Ok(row == 1)
+                        })
+                    })
+                    .connect_lazy_with(options);
+                (Pool::MySql(pool), Pool::MySql(read_pool))
             }
             Backend::Postgres => {
                 let options = PgConnectOptions::from_str(&config.url)
@@ -391,15 +451,34 @@ impl Database {
                 let pool = PgPoolOptions::new()
                     .max_connections(pool_max)
                     .acquire_timeout(acquire_timeout)
-                    .connect_with(options)
+                    .connect_with(options.clone())
                     .await
                     .map_err(connect_err)?;
-                Pool::Postgres(pool)
+                let read_options = options.options([("default_transaction_read_only", "on")]);
+                let read_pool = PgPoolOptions::new()
+                    .max_connections(pool_max)
+                    .acquire_timeout(acquire_timeout)
+                    // The check replaces the ping (one round trip either way): a
+                    // statement that ran `SET default_transaction_read_only = off` (or
+                    // `SET SESSION CHARACTERISTICS ...`) leaves a connection that is closed.
+                    .test_before_acquire(false)
+                    .before_acquire(|conn, _| {
+                        Box::pin(async move {
+                            let setting: String =
+                                sqlx::query_scalar("SELECT current_setting('default_transaction_read_only')")
+                                    .fetch_one(&mut *conn)
+                                    .await?;
+                            Ok(setting == "on")
+                        })
+                    })
+                    .connect_lazy_with(read_options);
+                (Pool::Postgres(pool), Pool::Postgres(read_pool))
             }
         };
         tracing::info!(database = name, %backend, pool_max, "database opened");
         Ok(Database {
             pool,
+            read_pool,
             backend,
             statement_timeout,
             name,
@@ -434,6 +513,25 @@ impl Database {
         statement: &Statement,
         params: &[Value],
     ) -> Result<Vec<Vec<Value>>, QueryError> {
+        self.run(&self.pool, statement, params).await
+    }
+
+    /// [`Database::query`] on a read-only connection: a statement that writes (INSERT,
+    /// UPDATE, DELETE, DDL) is refused by the database, with [`QueryError::ReadOnly`].
+    pub async fn query_read_only(
+        &self,
+        statement: &Statement,
+        params: &[Value],
+    ) -> Result<Vec<Vec<Value>>, QueryError> {
+        self.run(&self.read_pool, statement, params).await
+    }
+
+    async fn run(
+        &self,
+        pool: &Pool,
+        statement: &Statement,
+        params: &[Value],
+    ) -> Result<Vec<Vec<Value>>, QueryError> {
         if params.len() != statement.params {
             return Err(QueryError::InvalidParams(format!(
                 "the statement takes {} parameter(s), {} given",
@@ -443,7 +541,7 @@ impl Database {
         }
         let sql = AssertSqlSafe(statement.sql.clone());
         let run = async {
-            match &self.pool {
+            match pool {
                 Pool::Sqlite(pool) => {
                     let rows = bind_all!(sqlx::query::<sqlx::Sqlite>(sql), params)
                         .fetch_all(pool)
@@ -564,10 +662,12 @@ impl Database {
 
     /// Closes every connection; queries after this fail.
     pub async fn close(&self) {
-        match &self.pool {
-            Pool::Sqlite(pool) => pool.close().await,
-            Pool::MySql(pool) => pool.close().await,
-            Pool::Postgres(pool) => pool.close().await,
+        for pool in [&self.pool, &self.read_pool] {
+            match pool {
+                Pool::Sqlite(pool) => pool.close().await,
+                Pool::MySql(pool) => pool.close().await,
+                Pool::Postgres(pool) => pool.close().await,
+            }
         }
     }
 }
@@ -598,6 +698,15 @@ fn query_error(e: sqlx::Error, backend: Backend) -> QueryError {
     if let sqlx::Error::Database(db) = &e {
         let code = db.code().unwrap_or(Cow::Borrowed(""));
         let message = db.message().to_string();
+        // 25006 read_only_sql_transaction (PostgreSQL; MariaDB's 1792 has the same
+        // SQLSTATE); SQLITE_READONLY (8) and its extended codes (8 + n * 256).
+        let read_only = match backend {
+            Backend::Postgres | Backend::MySql => code == "25006",
+            Backend::Sqlite => code.parse::<u32>().is_ok_and(|c| c & 0xff == 8),
+        };
+        if read_only {
+            return QueryError::ReadOnly(message);
+        }
         match backend {
             // 57014 query_canceled (statement_timeout); class 42: syntax error or
             // access rule violation (undefined table/column, wrong types).

@@ -64,7 +64,7 @@ pub enum Fault {
     /// instantiation failed for a reason that is not the plugin's fault).
     #[error("no instance available: {0}")]
     Unavailable(String),
-    /// The plugin failed too many times in a row and is disabled until reloaded.
+    /// The plugin failed too many times in a row and is disabled until its retry.
     #[error("disabled after repeated faults")]
     Disabled,
 }

@@ -12,7 +12,8 @@
 //!   which imports, what is wrong) -> [`Plugin`].
 //! - [`plugin`]: one plugin: its `InstancePre`, a pool of warm instances
 //!   (`pool`, private: a slot per calling thread, then a shared list), a
-//!   deadline and a memory cap per call, fault counting and disabling.
+//!   deadline and a memory cap per call, fault counting, disabling, and the
+//!   retry with backoff ([`PluginState`], [`Retry`]).
 //! - [`chain`]: [`PluginSet`] (plugins in priority order, chain semantics:
 //!   first allow/deny wins, faults fail closed, transforms compose) and
 //!   [`Chain`] (the current set, swapped atomically on reload).
@@ -66,7 +67,9 @@ pub use database::{Backend, Database, DatabaseConfig, QueryError, SchemaReport};
 pub use error::{Fault, HostError, LoadError};
 pub use histogram::{HistogramSnapshot, LatencyHistogram};
 pub use host::{HostConfig, PluginHost, check};
-pub use plugin::{Limits, OnTransformFault, Plugin, PluginConfig, PluginStats};
+pub use plugin::{
+    Limits, OnTransformFault, Plugin, PluginConfig, PluginState, PluginStats, Retry, SqlGrant,
+};
 pub use types::{
     Action, AuthOutcome, Capabilities, CertificateIdentity, ClientInfo, Decision, Hooks,
     ListenerKind, Message, Transformed,

@@ -6,12 +6,19 @@
 //! (the instance is dropped: its state may be broken) or the instance has
 //! served `calls_per_instance_max` calls (recycled, so leaks in a plugin do
 //! not pile up).
+//!
+//! Faults in a row past `faults_to_disable` disable the plugin ([`PluginState`]): its
+//! calls are refused (authorization fails closed) until its backoff ([`Retry`]) has
+//! passed, when a timer task makes it a fresh instance and lets calls through again
+//! (retrying). A clean call makes it active; a fault while retrying disables it again at
+//! once, with the backoff doubled (up to its cap) unless it had been back for
+//! `reset_after_ms`. Each transition is one log line with the plugin and the fault.
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant, SystemTime};
 
 use wasmtime::component::{Component, InstancePre};
 use wasmtime::{Store, Trap, UpdateDeadline};
@@ -54,6 +61,93 @@ impl Default for Limits {
     }
 }
 
+/// When a plugin disabled after repeated faults is tried again (`[retry]` of its
+/// `NAME.toml`): Envoy's fail-and-reload, with an exponential backoff.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Retry {
+    /// The wait after the plugin is first disabled, before a fresh instance is tried.
+    pub backoff_initial_ms: u64,
+    /// The longest wait: a plugin disabled again soon after it came back waits twice as
+    /// long as the time before, up to this.
+    pub backoff_max_ms: u64,
+    /// How long a plugin that came back must go without being disabled again for its
+    /// next wait to start again from `backoff_initial_ms`.
+    pub reset_after_ms: u64,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            backoff_initial_ms: 1000,
+            backoff_max_ms: 60_000,
+            reset_after_ms: 60_000,
+        }
+    }
+}
+
+/// Where a plugin is in its fault cycle.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PluginState {
+    /// Called as usual.
+    #[default]
+    Active,
+    /// Disabled after repeated faults: its calls are refused (authorization denies)
+    /// until `until`, when it is retried.
+    Disabled {
+        /// When the retry is due (wall clock, for the operator).
+        until: SystemTime,
+    },
+    /// Back after its backoff, on a fresh instance: the next clean call makes it
+    /// active, a fault disables it again.
+    Retrying,
+}
+
+impl PluginState {
+    /// `active`, `disabled` or `retrying`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PluginState::Active => "active",
+            PluginState::Disabled { .. } => "disabled",
+            PluginState::Retrying => "retrying",
+        }
+    }
+}
+
+impl std::fmt::Display for PluginState {
+    /// `active`, `retrying`, or `disabled until 2026-12-02T20:41:07Z`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PluginState::Disabled { until } => {
+                write!(f, "disabled until {}", rfc3339_utc(*until))
+            }
+            other => f.write_str(other.name()),
+        }
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` (civil from days: Howard Hinnant's algorithm).
+fn rfc3339_utc(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
 /// What to do with a message when a transform plugin faults.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum OnTransformFault {
@@ -62,6 +156,36 @@ pub enum OnTransformFault {
     Keep,
     /// Drop the message.
     Drop,
+}
+
+/// What a plugin may do with the database (`[capabilities] sql` of its `NAME.toml`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SqlGrant {
+    /// No `sql`: a component that imports it does not load.
+    #[default]
+    None,
+    /// Its declared statements run on read-only connections ([`crate::Database::query_read_only`]):
+    /// the database refuses a write, and the plugin gets `not-granted`.
+    Read,
+    /// Its declared statements run as they are, on the broker's own connections.
+    ReadWrite,
+}
+
+impl SqlGrant {
+    /// Whether the plugin may use `sql` at all.
+    pub fn is_granted(self) -> bool {
+        self != SqlGrant::None
+    }
+}
+
+impl std::fmt::Display for SqlGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SqlGrant::None => "none",
+            SqlGrant::Read => "read",
+            SqlGrant::ReadWrite => "read-write",
+        })
+    }
 }
 
 /// How one plugin is configured (what `NAME.toml` will hold).
@@ -75,8 +199,8 @@ pub struct PluginConfig {
     pub hooks: Hooks,
     /// Time and memory limits.
     pub limits: Limits,
-    /// Whether the plugin may use the `sql` capability.
-    pub grant_sql: bool,
+    /// Whether the plugin may use the `sql` capability, and how.
+    pub grant_sql: SqlGrant,
     /// The statements the plugin may run through `sql`, by name (`NAME.toml`'s
     /// `[sql.statements]`): the plugin calls `query("acl", params)` and the
     /// operator decides what `acl` is. SQL text with `?` placeholders.
@@ -85,8 +209,10 @@ pub struct PluginConfig {
     pub settings: BTreeMap<String, String>,
     /// What a faulting transform does to the message.
     pub on_transform_fault: OnTransformFault,
-    /// Faults in a row after which the plugin is disabled until reloaded.
+    /// Faults in a row after which the plugin is disabled, until its retry.
     pub faults_to_disable: u32,
+    /// When a disabled plugin is tried again.
+    pub retry: Retry,
     /// The operator's word that the plugin's transform depends only on the client, the
     /// topic, the QoS and the retain flag: the broker may then reuse what it did to one
     /// message for the next ones alike, without a call (see [`crate::Chain::transform_per_topic`]).
@@ -102,19 +228,29 @@ impl PluginConfig {
             priority: 0,
             hooks: Hooks::ALL,
             limits: Limits::default(),
-            grant_sql: false,
+            grant_sql: SqlGrant::None,
             sql_statements: BTreeMap::new(),
             settings: BTreeMap::new(),
             on_transform_fault: OnTransformFault::Keep,
             faults_to_disable: 5,
+            retry: Retry::default(),
             transform_per_topic: false,
         }
     }
 
-    /// Grants `sql` and declares statement `name` (builder style).
+    /// Declares statement `name`, granting `sql` read-write unless it is granted
+    /// already (builder style).
     pub fn sql_statement(mut self, name: impl Into<String>, sql: impl Into<String>) -> Self {
-        self.grant_sql = true;
+        if self.grant_sql == SqlGrant::None {
+            self.grant_sql = SqlGrant::ReadWrite;
+        }
         self.sql_statements.insert(name.into(), sql.into());
+        self
+    }
+
+    /// Grants `sql` for reads only (builder style).
+    pub fn sql_read_only(mut self) -> Self {
+        self.grant_sql = SqlGrant::Read;
         self
     }
 
@@ -148,6 +284,12 @@ pub struct PluginStats {
     pub consecutive_faults: u32,
     /// Whether the plugin is disabled.
     pub disabled: bool,
+    /// Times it was disabled after repeated faults.
+    pub disables: u64,
+    /// Times it was retried after its backoff.
+    pub retries: u64,
+    /// Where it is in its fault cycle.
+    pub state: PluginState,
 }
 
 /// On a cache line of its own: every call writes `calls`, and the fields
@@ -163,6 +305,25 @@ struct Counters {
     refused: AtomicU64,
     instances_created: AtomicU64,
     instances_recycled: AtomicU64,
+    disables: AtomicU64,
+    retries: AtomicU64,
+}
+
+/// [`PluginInner::state`]: the one word every call reads.
+const ACTIVE: u8 = 0;
+const DISABLED: u8 = 1;
+const RETRYING: u8 = 2;
+
+/// The disabled plugin's retry, under a lock only transitions take.
+struct FaultCycle {
+    /// Bumped at every disable, so a timer of an earlier one does nothing.
+    epoch: u64,
+    /// When the retry is due (wall clock, for [`PluginState::Disabled`]).
+    retry_at: SystemTime,
+    /// The last wait.
+    backoff: Duration,
+    /// When it was last retried.
+    back_since: Option<Instant>,
 }
 
 /// A loaded plugin. Cheap to clone (shared); calls may run concurrently, each
@@ -188,7 +349,9 @@ struct PluginInner {
     /// How long calls take, faulted ones included.
     latency: LatencyHistogram,
     consecutive_faults: AtomicU32,
-    disabled: AtomicBool,
+    /// [`ACTIVE`], [`DISABLED`] or [`RETRYING`].
+    state: AtomicU8,
+    cycle: parking_lot::Mutex<FaultCycle>,
 }
 
 /// The enabled hooks of one contract version: where they are in the component
@@ -283,7 +446,7 @@ impl Plugin {
         component: Component,
         inspection: Inspection,
     ) -> Result<Plugin, LoadError> {
-        if inspection.capabilities.sql && !config.grant_sql {
+        if inspection.capabilities.sql && !config.grant_sql.is_granted() {
             return Err(LoadError::NotGranted("sql"));
         }
         let pre = host
@@ -307,8 +470,10 @@ impl Plugin {
             .limits
             .memory_bytes_max
             .min(host.config.memory_bytes_max);
-        let sql = match (&host.config.database, config.grant_sql) {
+        let granted = config.grant_sql.is_granted();
+        let sql = match (&host.config.database, granted) {
             (Some(database), true) => Some(SqlAccess {
+                read_only: config.grant_sql == SqlGrant::Read,
                 statements: config
                     .sql_statements
                     .iter()
@@ -328,7 +493,7 @@ impl Plugin {
         let identity = Arc::new(PluginIdentity {
             name: Arc::from(config.name.as_str()),
             settings: config.settings.clone(),
-            sql_granted: config.grant_sql,
+            sql_granted: granted,
             sql,
         });
         tracing::info!(
@@ -336,6 +501,7 @@ impl Plugin {
             contract = %inspection.contract.unwrap_or_default(),
             hooks = %enabled,
             capabilities = %inspection.capabilities,
+            sql = %config.grant_sql,
             "plugin loaded"
         );
         Ok(Plugin {
@@ -353,7 +519,13 @@ impl Plugin {
                 counters: Counters::default(),
                 latency: LatencyHistogram::default(),
                 consecutive_faults: AtomicU32::new(0),
-                disabled: AtomicBool::new(false),
+                state: AtomicU8::new(ACTIVE),
+                cycle: parking_lot::Mutex::new(FaultCycle {
+                    epoch: 0,
+                    retry_at: SystemTime::UNIX_EPOCH,
+                    backoff: Duration::ZERO,
+                    back_since: None,
+                }),
                 config,
             }),
         })
@@ -384,9 +556,20 @@ impl Plugin {
         self.inner.capabilities
     }
 
-    /// Whether the plugin has been disabled after repeated faults.
+    /// Whether the plugin is disabled after repeated faults (until its retry).
     pub fn is_disabled(&self) -> bool {
-        self.inner.disabled.load(Ordering::Relaxed)
+        self.inner.state.load(Ordering::Relaxed) == DISABLED
+    }
+
+    /// Where it is in its fault cycle.
+    pub fn state(&self) -> PluginState {
+        match self.inner.state.load(Ordering::Relaxed) {
+            DISABLED => PluginState::Disabled {
+                until: self.inner.cycle.lock().retry_at,
+            },
+            RETRYING => PluginState::Retrying,
+            _ => PluginState::Active,
+        }
     }
 
     /// Its counters.
@@ -403,6 +586,9 @@ impl Plugin {
             instances_recycled: c.instances_recycled.load(Ordering::Relaxed),
             consecutive_faults: self.inner.consecutive_faults.load(Ordering::Relaxed),
             disabled: self.is_disabled(),
+            disables: c.disables.load(Ordering::Relaxed),
+            retries: c.retries.load(Ordering::Relaxed),
+            state: self.state(),
         }
     }
 
@@ -587,7 +773,7 @@ impl Plugin {
     {
         let inner = &*self.inner;
         inner.counters.calls.fetch_add(1, Ordering::Relaxed);
-        if self.is_disabled() {
+        if inner.state.load(Ordering::Relaxed) == DISABLED {
             inner.counters.refused.fetch_add(1, Ordering::Relaxed);
             return Err(Fault::Disabled);
         }
@@ -627,6 +813,9 @@ impl Plugin {
                 // call, from every thread, take the cache line for itself.
                 if inner.consecutive_faults.load(Ordering::Relaxed) != 0 {
                     inner.consecutive_faults.store(0, Ordering::Relaxed);
+                }
+                if inner.state.load(Ordering::Relaxed) == RETRYING {
+                    self.back_to_active();
                 }
                 warm.calls += 1;
                 if warm.calls >= inner.config.limits.calls_per_instance_max {
@@ -722,15 +911,96 @@ impl Plugin {
             return;
         }
         let in_a_row = inner.consecutive_faults.fetch_add(1, Ordering::Relaxed) + 1;
-        if in_a_row >= inner.config.faults_to_disable
-            && !inner.disabled.swap(true, Ordering::Relaxed)
-        {
-            inner.warm.clear();
+        let state = inner.state.load(Ordering::Relaxed);
+        if state == RETRYING || (state == ACTIVE && in_a_row >= inner.config.faults_to_disable) {
+            self.disable(hook, fault, in_a_row);
+        }
+    }
+
+    /// Disables the plugin until its backoff has passed, and starts the timer that
+    /// retries it then.
+    fn disable(&self, hook: &'static str, fault: &Fault, in_a_row: u32) {
+        let inner = &*self.inner;
+        let retry = &inner.config.retry;
+        let (epoch, backoff, retried) = {
+            let mut cycle = inner.cycle.lock();
+            if inner.state.swap(DISABLED, Ordering::Relaxed) == DISABLED {
+                return;
+            }
+            let initial = Duration::from_millis(retry.backoff_initial_ms);
+            let max = Duration::from_millis(retry.backoff_max_ms.max(retry.backoff_initial_ms));
+            let reset = Duration::from_millis(retry.reset_after_ms);
+            let retried = cycle.back_since.is_some_and(|since| since.elapsed() < reset);
+            cycle.backoff = if retried {
+                (cycle.backoff * 2).clamp(initial, max)
+            } else {
+                initial
+            };
+            cycle.epoch += 1;
+            cycle.retry_at = SystemTime::now() + cycle.backoff;
+            (cycle.epoch, cycle.backoff, retried)
+        };
+        inner.warm.clear();
+        inner.counters.disables.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(
+            plugin = self.name(),
+            hook,
+            %fault,
+            faults_in_a_row = in_a_row,
+            retry_in_ms = backoff.as_millis() as u64,
+            "plugin disabled after {}; retried with a fresh instance in {} ms",
+            if retried { "a fault on its retry" } else { "repeated faults" },
+            backoff.as_millis()
+        );
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::error!(
                 plugin = self.name(),
-                faults_in_a_row = in_a_row,
-                "plugin disabled after repeated faults; it stays disabled until it is reloaded"
+                "no tokio runtime to retry the plugin on: it stays disabled until reloaded"
             );
+            return;
+        };
+        // Weak: an unloaded or reloaded plugin is not kept alive, nor retried.
+        let weak: Weak<PluginInner> = Arc::downgrade(&self.inner);
+        runtime.spawn(async move {
+            tokio::time::sleep(backoff).await;
+            if let Some(inner) = weak.upgrade() {
+                Plugin { inner }.retry(epoch).await;
+            }
+        });
+    }
+
+    /// After the backoff of disable number `epoch`: lets calls through again and makes
+    /// a fresh instance (a plugin that cannot even start is disabled again).
+    async fn retry(&self, epoch: u64) {
+        let inner = &*self.inner;
+        {
+            let mut cycle = inner.cycle.lock();
+            if cycle.epoch != epoch || inner.state.load(Ordering::Relaxed) != DISABLED {
+                return;
+            }
+            cycle.back_since = Some(Instant::now());
+            inner.state.store(RETRYING, Ordering::Relaxed);
+        }
+        inner.counters.retries.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            plugin = self.name(),
+            "plugin retrying after its backoff, on a fresh instance"
+        );
+        match self.instantiate().await {
+            Ok(warm) => inner.warm.give(warm),
+            Err(fault) => self.record_fault("instantiate", &fault),
+        }
+    }
+
+    /// A clean call on a retried plugin: it is active again.
+    fn back_to_active(&self) {
+        if self
+            .inner
+            .state
+            .compare_exchange(RETRYING, ACTIVE, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            tracing::info!(plugin = self.name(), "plugin active again after its retry");
         }
     }
 }
@@ -741,7 +1011,7 @@ impl std::fmt::Debug for Plugin {
             .field("name", &self.name())
             .field("priority", &self.inner.config.priority)
             .field("hooks", &self.inner.enabled)
-            .field("disabled", &self.is_disabled())
+            .field("state", &self.state())
             .finish()
     }
 }

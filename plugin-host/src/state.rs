@@ -98,6 +98,8 @@ pub(crate) struct PluginIdentity {
 /// A plugin's way to the database: only the statements the operator declared.
 #[derive(Debug)]
 pub(crate) struct SqlAccess {
+    /// Granted `sql = "read"`: the statements run on the read-only connections.
+    pub read_only: bool,
     pub database: Arc<Database>,
     pub statements: HashMap<String, Statement>,
 }
@@ -268,7 +270,11 @@ macro_rules! capabilities {
                     };
                     let params: Vec<Value> = params.into_iter().map(Value::from).collect();
                     let started = Instant::now();
-                    let result = access.database.query(prepared, &params).await;
+                    let result = if access.read_only {
+                        access.database.query_read_only(prepared, &params).await
+                    } else {
+                        access.database.query(prepared, &params).await
+                    };
                     self.sql_waited += started.elapsed();
                     match result {
                         Ok(rows) => Ok(rows
@@ -277,9 +283,19 @@ macro_rules! capabilities {
                                 columns: columns.into_iter().map(sql::SqlValue::from).collect(),
                             })
                             .collect()),
+                        Err(QueryError::ReadOnly(e)) if access.read_only => {
+                            tracing::warn!(
+                                plugin,
+                                statement,
+                                error = e,
+                                "sql write refused: the plugin's grant is read-only (sql = \"read\")"
+                            );
+                            Err(sql::SqlError::NotGranted)
+                        }
                         Err(e) => {
                             tracing::warn!(plugin, statement, error = %e, "sql query failed");
                             Err(match e {
+                                QueryError::ReadOnly(s) => sql::SqlError::Database(s),
                                 QueryError::InvalidStatement(s) => sql::SqlError::InvalidStatement(s),
                                 QueryError::InvalidParams(s) => sql::SqlError::InvalidParams(s),
                                 QueryError::Database(s) => sql::SqlError::Database(s),

@@ -2,7 +2,7 @@
 //! `plugins/`, compiled for wasm32-wasip2 by `wasmq-plugin-artifacts`.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 mod common;
 
@@ -10,7 +10,8 @@ use common::host;
 use wasmq_plugin_artifacts as artifacts;
 use wasmq_plugin_host::{
     Action, AuthOutcome, Chain, ClientInfo, Decision, Fault, HostConfig, LoadError, Message,
-    OnTransformFault, Plugin, PluginConfig, PluginHost, PluginSet, Transformed, check,
+    OnTransformFault, Plugin, PluginConfig, PluginHost, PluginSet, PluginState, Retry,
+    Transformed, check,
 };
 
 fn load(path: &str, config: PluginConfig) -> Plugin {
@@ -321,6 +322,93 @@ async fn infinite_loop_times_out_fails_closed_and_gets_disabled() {
     assert_eq!(chain.stats().failed_closed, 3);
 }
 
+/// Polls `plugin`'s state until `want` says yes, for at most 10 s.
+async fn wait_for_state(plugin: &Plugin, what: &str, want: impl Fn(PluginState) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !want(plugin.state()) {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: still {} after 10 s",
+            plugin.state()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The retry time of a plugin just disabled lies `backoff` after the fault, give or take
+/// the time the faulting call took (`before` and `after` bracket it): no timing of speed.
+fn assert_backoff(plugin: &Plugin, before: SystemTime, after: SystemTime, backoff_ms: u64) {
+    let PluginState::Disabled { until } = plugin.state() else {
+        panic!("disabled: {}", plugin.state())
+    };
+    let backoff = Duration::from_millis(backoff_ms);
+    assert!(
+        before + backoff <= until && until <= after + backoff,
+        "retry due {backoff_ms} ms after the fault: {until:?} not in [{:?}, {:?}]",
+        before + backoff,
+        after + backoff
+    );
+}
+
+#[tokio::test]
+async fn a_disabled_plugin_is_retried_after_its_backoff_and_the_backoff_doubles() {
+    let mut config = PluginConfig::new("flaky")
+        .setting("authz", "allow")
+        .setting("authz_panic_prefix", "fault/");
+    config.faults_to_disable = 2;
+    config.retry = Retry {
+        backoff_initial_ms: 200,
+        backoff_max_ms: 500,
+        reset_after_ms: 60_000,
+    };
+    let flaky = load(artifacts::SCRIPTED, config);
+    let c = client("c1");
+    let authorize = |topic: &'static str| {
+        let (flaky, c) = (flaky.clone(), c.clone());
+        async move { flaky.authorize(&c, Action::Publish, topic, 0, false).await }
+    };
+    assert_eq!(authorize("ok/1").await, Ok(Decision::Allow));
+    assert_eq!(flaky.state(), PluginState::Active);
+
+    // Two faults in a row: disabled for the initial backoff; calls refused meanwhile.
+    let r = authorize("fault/1").await;
+    assert!(matches!(r, Err(Fault::Trap(_))), "{r:?}");
+    let before = SystemTime::now();
+    assert!(matches!(authorize("fault/2").await, Err(Fault::Trap(_))));
+    assert_backoff(&flaky, before, SystemTime::now(), 200);
+    assert_eq!(authorize("ok/2").await, Err(Fault::Disabled));
+    let created = flaky.stats().instances_created;
+
+    // Retried on a fresh instance, then active again after a clean call.
+    wait_for_state(&flaky, "retried", |s| s == PluginState::Retrying).await;
+    assert_eq!(authorize("ok/3").await, Ok(Decision::Allow));
+    assert_eq!(flaky.state(), PluginState::Active);
+    let stats = flaky.stats();
+    assert_eq!((stats.disables, stats.retries), (1, 1));
+    assert_eq!(stats.instances_created, created + 1, "a fresh instance");
+
+    // Disabled again soon after it came back: the backoff doubles.
+    assert!(authorize("fault/3").await.is_err());
+    let before = SystemTime::now();
+    assert!(authorize("fault/4").await.is_err());
+    assert_backoff(&flaky, before, SystemTime::now(), 400);
+
+    // A fault while retrying disables it at once (one fault, not two), the backoff
+    // doubled to its cap.
+    wait_for_state(&flaky, "retried again", |s| s == PluginState::Retrying).await;
+    let before = SystemTime::now();
+    assert!(matches!(authorize("fault/5").await, Err(Fault::Trap(_))));
+    assert_backoff(&flaky, before, SystemTime::now(), 500);
+    let stats = flaky.stats();
+    assert_eq!((stats.disables, stats.retries), (3, 2));
+    wait_for_state(&flaky, "retried a third time", |s| {
+        s == PluginState::Retrying
+    })
+    .await;
+    assert_eq!(authorize("ok/4").await, Ok(Decision::Allow));
+    assert_eq!(flaky.state(), PluginState::Active);
+}
+
 #[tokio::test]
 async fn failing_transform_keeps_the_message_or_drops_it_if_configured() {
     let c = client("c1");
@@ -455,7 +543,7 @@ async fn sql_needs_a_grant_and_is_refused_until_a_database_exists() {
     );
 
     let mut config = PluginConfig::new("sql");
-    config.grant_sql = true;
+    config.grant_sql = wasmq_plugin_host::SqlGrant::Read;
     let plugin = host().load_async(config, wasm).await.unwrap();
     assert_eq!(
         plugin

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use wasmq_plugin_host::{Hooks, Limits, OnTransformFault, PluginConfig};
+use wasmq_plugin_host::{Hooks, Limits, OnTransformFault, PluginConfig, Retry, SqlGrant};
 
 /// The file's contents; every key optional, unknown keys refused.
 #[derive(Debug, Default, Deserialize)]
@@ -16,8 +16,10 @@ pub struct PluginToml {
     hooks: Option<Vec<HookName>>,
     /// `keep` (default) or `drop` the message when this plugin's transform fails.
     on_transform_fault: Option<FaultAction>,
-    /// Faults in a row after which the plugin is disabled until reloaded. Default 5.
+    /// Faults in a row after which the plugin is disabled, until its retry. Default 5.
     faults_to_disable: Option<u32>,
+    /// When a disabled plugin is tried again.
+    retry: RetryToml,
     /// The transform depends only on the client, the topic, the QoS and the retain flag
     /// (not on the payload or the properties): the broker calls it once per connection
     /// and such message and repeats its change for the next ones. Default false.
@@ -54,11 +56,56 @@ struct LimitsToml {
     warm_instances_max: Option<usize>,
 }
 
+/// `[retry]`: the backoff of a disabled plugin (defaults: [`Retry::default`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RetryToml {
+    backoff_initial_ms: Option<u64>,
+    backoff_max_ms: Option<u64>,
+    reset_after_ms: Option<u64>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct CapabilitiesToml {
-    /// Whether the plugin may query the database (`sql` import). Default false.
-    sql: bool,
+    /// Whether the plugin may query the database (`sql` import): `false` (default),
+    /// `"read"` (its statements run on read-only connections), `"read-write"` or `true`.
+    sql: SqlGrantToml,
+}
+
+/// `[capabilities] sql`: a boolean (as before the read grant) or the grant by name.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(untagged)]
+enum SqlGrantToml {
+    /// `true` is read-write, `false` none.
+    Flag(bool),
+    Named(SqlGrantName),
+}
+
+impl Default for SqlGrantToml {
+    fn default() -> Self {
+        SqlGrantToml::Flag(false)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum SqlGrantName {
+    None,
+    Read,
+    ReadWrite,
+}
+
+impl SqlGrantToml {
+    fn grant(self) -> SqlGrant {
+        match self {
+            SqlGrantToml::Flag(true) | SqlGrantToml::Named(SqlGrantName::ReadWrite) => {
+                SqlGrant::ReadWrite
+            }
+            SqlGrantToml::Named(SqlGrantName::Read) => SqlGrant::Read,
+            SqlGrantToml::Flag(false) | SqlGrantToml::Named(SqlGrantName::None) => SqlGrant::None,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -94,6 +141,15 @@ impl PluginToml {
         if let Some(n) = self.faults_to_disable {
             config.faults_to_disable = n;
         }
+        let retry = Retry::default();
+        config.retry = Retry {
+            backoff_initial_ms: self
+                .retry
+                .backoff_initial_ms
+                .unwrap_or(retry.backoff_initial_ms),
+            backoff_max_ms: self.retry.backoff_max_ms.unwrap_or(retry.backoff_max_ms),
+            reset_after_ms: self.retry.reset_after_ms.unwrap_or(retry.reset_after_ms),
+        };
         config.limits = Limits {
             call_timeout_ms: self
                 .limits
@@ -112,7 +168,7 @@ impl PluginToml {
                 .warm_instances_max
                 .unwrap_or(defaults.warm_instances_max),
         };
-        config.grant_sql = self.capabilities.sql;
+        config.grant_sql = self.capabilities.sql.grant();
         config.sql_statements = self.sql.statements;
         config.settings = self
             .settings
@@ -142,6 +198,9 @@ mod tests {
             hooks = ["authz"]
             on_transform_fault = "drop"
             faults_to_disable = 2
+            [retry]
+            backoff_initial_ms = 250
+            backoff_max_ms = 4000
             [limits]
             call_timeout_ms = 7
             memory_bytes_max = 1048576
@@ -167,13 +226,21 @@ mod tests {
         );
         assert_eq!(config.on_transform_fault, OnTransformFault::Drop);
         assert_eq!(config.faults_to_disable, 2);
+        assert_eq!(
+            config.retry,
+            Retry {
+                backoff_initial_ms: 250,
+                backoff_max_ms: 4000,
+                reset_after_ms: Retry::default().reset_after_ms,
+            }
+        );
         assert_eq!(config.limits.call_timeout_ms, 7);
         assert_eq!(config.limits.memory_bytes_max, 1 << 20);
         assert_eq!(
             config.limits.warm_instances_max,
             Limits::default().warm_instances_max
         );
-        assert!(config.grant_sql);
+        assert_eq!(config.grant_sql, SqlGrant::ReadWrite);
         assert_eq!(
             config.sql_statements["acl"],
             "SELECT allow FROM mqtt_acl WHERE username = ?"
@@ -183,10 +250,27 @@ mod tests {
     }
 
     #[test]
+    fn the_sql_grant_is_a_flag_or_a_name() {
+        for (text, grant) in [
+            ("", SqlGrant::None),
+            ("[capabilities]\nsql = false", SqlGrant::None),
+            ("[capabilities]\nsql = true", SqlGrant::ReadWrite),
+            ("[capabilities]\nsql = \"read\"", SqlGrant::Read),
+            ("[capabilities]\nsql = \"read-write\"", SqlGrant::ReadWrite),
+            ("[capabilities]\nsql = \"none\"", SqlGrant::None),
+        ] {
+            let config = PluginToml::parse(text).unwrap().into_config("p");
+            assert_eq!(config.grant_sql, grant, "{text}");
+        }
+        assert!(PluginToml::parse("[capabilities]\nsql = \"write-only\"").is_err());
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         assert!(PluginToml::parse("priorty = 1").is_err());
         assert!(PluginToml::parse("[limits]\ntimeout = 1").is_err());
         assert!(PluginToml::parse("hooks = [\"auth\"]").is_err());
         assert!(PluginToml::parse("[sql]\nstatement = {}").is_err());
+        assert!(PluginToml::parse("[retry]\nbackoff_ms = 1").is_err());
     }
 }

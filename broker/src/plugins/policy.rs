@@ -18,7 +18,7 @@ use super::LiveChain;
 use super::in_flight::InFlight;
 use crate::config::{AclNomatch, AllowAnonymous, PluginsConfig};
 use crate::hooks::{
-    Action, AuthDecision, Authorization, BoxFuture, ClientInfo, Hooks, Transformed,
+    Action, AuthDecision, Authorization, BoxFuture, ClientInfo, Hooks, PluginStatus, Transformed,
 };
 use crate::listener::ListenerKind;
 
@@ -286,6 +286,24 @@ impl Hooks for PluginPolicy {
 
     fn authz_coalesced(&self) -> u64 {
         self.authorizing.joined()
+    }
+
+    fn plugin_statuses(&self) -> Vec<PluginStatus> {
+        self.chain
+            .chain
+            .current()
+            .plugins()
+            .iter()
+            .map(|p| {
+                let stats = p.stats();
+                PluginStatus {
+                    name: p.name().to_string(),
+                    state: stats.state.to_string(),
+                    faults: stats.faults,
+                    disables: stats.disables,
+                }
+            })
+            .collect()
     }
 
     fn transform<'a>(

@@ -233,6 +233,8 @@ on_every_backend!(
     columns_convert_by_type,
     bad_statements_and_parameters_are_named,
     the_plugin_reaches_only_declared_statements,
+    read_only_connections_refuse_every_write,
+    a_read_granted_plugin_cannot_write,
 );
 on_server_backends!(
     a_slow_statement_times_out,
@@ -691,6 +693,81 @@ async fn the_plugin_reaches_only_declared_statements(backend: Backend) {
         decide(&load_probe(&no_db, declared()).await, "c1").await,
         Decision::Ignore
     );
+}
+
+/// The read-only pool: reads work, every kind of write is refused by the database with
+/// `ReadOnly`, and the table is as it was; a statement that turns the connection's
+/// read-only setting off does not open the way for the next statement.
+async fn read_only_connections_refuse_every_write(backend: Backend) {
+    let t = TestDb::create(backend).await;
+    // One connection each: the statement after the one that turns the setting off
+    // would get that same connection, if it were kept.
+    let db = t.open_with(|c| c.pool_max = 1).await;
+    db.ensure_schema().await.unwrap();
+    let read = |sql: &str| db.prepare(sql);
+    let rows = db
+        .query_read_only(&read("SELECT COUNT(*) FROM mqtt_acl"), &[])
+        .await
+        .unwrap();
+    assert_eq!(rows, vec![vec![int(3)]], "reads work");
+    let writes = [
+        "INSERT INTO mqtt_acl (allow, clientid, access, topic) VALUES (1, 'x', 3, 'x')",
+        "UPDATE mqtt_acl SET topic = 'x'",
+        "DELETE FROM mqtt_acl",
+        "DROP TABLE mqtt_acl",
+        "CREATE TABLE stolen (id INTEGER)",
+    ];
+    for write in writes {
+        let r = db.query_read_only(&read(write), &[]).await;
+        assert!(matches!(r, Err(QueryError::ReadOnly(_))), "{write}: {r:?}");
+    }
+    let unlock = match backend {
+        Backend::Sqlite => "PRAGMA query_only = OFF",
+        Backend::MySql => "SET SESSION TRANSACTION READ WRITE",
+        Backend::Postgres => "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE",
+    };
+    let r = db.query_read_only(&read(unlock), &[]).await;
+    assert!(r.is_ok(), "{unlock}: {r:?}");
+    for write in writes {
+        let r = db.query_read_only(&read(write), &[]).await;
+        assert!(
+            matches!(r, Err(QueryError::ReadOnly(_))),
+            "after {unlock:?}, {write}: {r:?}"
+        );
+    }
+    assert_eq!(acl_rows(&db).await, default_rules(), "the table is unchanged");
+    // The broker's own connections still write.
+    db.execute(writes[0], &[]).await.unwrap();
+    assert_eq!(acl_rows(&db).await.len(), 4);
+}
+
+/// The WIT path: `sql-probe` runs a declared INSERT ... RETURNING (rows: allow). With
+/// `sql = "read"` the database refuses it (the plugin gets an error, ignores) and the
+/// table is unchanged; read-write, the same plugin and statement insert.
+async fn a_read_granted_plugin_cannot_write(backend: Backend) {
+    let t = TestDb::create(backend).await;
+    let db = Arc::new(t.ready().await);
+    let host = PluginHost::new(HostConfig {
+        database: Some(db.clone()),
+        instances_max: 8,
+        ..HostConfig::default()
+    })
+    .unwrap();
+    let insert = "INSERT INTO mqtt_acl (allow, clientid, access, topic) VALUES (1, ?, 3, 'w') \
+                  RETURNING id";
+    let read_only = PluginConfig::new("probe")
+        .sql_read_only()
+        .sql_statement("acl_by_client", insert);
+    assert_eq!(read_only.grant_sql, wasmq_plugin_host::SqlGrant::Read);
+    let probe = load_probe(&host, read_only).await;
+    assert_eq!(decide(&probe, "c1").await, Decision::Ignore, "refused");
+    assert_eq!(probe.stats().faults, 0, "an error for the plugin, not a fault");
+    assert_eq!(acl_rows(&db).await, default_rules(), "the table is unchanged");
+
+    let read_write = PluginConfig::new("probe").sql_statement("acl_by_client", insert);
+    let probe = load_probe(&host, read_write).await;
+    assert_eq!(decide(&probe, "c1").await, Decision::Allow, "inserted");
+    assert_eq!(acl_rows(&db).await.len(), 4);
 }
 
 /// A query slower than the plugin's own call limit: the time spent in the database

@@ -100,7 +100,6 @@ pub fn publish_once(broker: &Broker) {
             continue;
         }
         let prefix = format!("$SYS/broker/plugins/{}", status.name);
-        publish(broker, format!("{prefix}/state").into(), status.state);
         publish(
             broker,
             format!("{prefix}/faults").into(),
@@ -111,6 +110,8 @@ pub fn publish_once(broker: &Broker) {
             format!("{prefix}/disables").into(),
             status.disables.to_string(),
         );
+        // Last: whoever sees the state has seen the counters of the same moment.
+        publish(broker, format!("{prefix}/state").into(), status.state);
     }
 }
 

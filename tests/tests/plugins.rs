@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use wasmq::config::{AclNomatch, DenyAction, PluginsConfig};
+use wasmq::config::{AclNomatch, Config, DenyAction, PluginsConfig};
 use wasmq::plugins::Plugins;
 use wasmq_codec::{Packet, Protocol, QoS, ReasonCode};
 use wasmq_plugin_artifacts as artifacts;
@@ -24,6 +24,10 @@ async fn start(acl_nomatch: AclNomatch) -> Setup {
 }
 
 async fn start_with(acl_nomatch: AclNomatch, deny_action: DenyAction) -> Setup {
+    start_configured(acl_nomatch, |c| c.plugins.deny_action = deny_action).await
+}
+
+async fn start_configured(acl_nomatch: AclNomatch, adjust: impl FnOnce(&mut Config)) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let config = PluginsConfig {
         dir: dir.path().join("plugins"),
@@ -34,11 +38,7 @@ async fn start_with(acl_nomatch: AclNomatch, deny_action: DenyAction) -> Setup {
         ..PluginsConfig::default()
     };
     let plugins = Plugins::start(&config).await.expect("plugin folder starts");
-    let broker = TestBroker::start_with_hooks(
-        |c| c.plugins.deny_action = deny_action,
-        Some(plugins.hooks()),
-    )
-    .await;
+    let broker = TestBroker::start_with_hooks(adjust, Some(plugins.hooks())).await;
     Setup {
         broker,
         plugins,
@@ -395,6 +395,82 @@ async fn hostile_plugins_fail_closed_and_the_broker_keeps_serving() {
         );
         assert!(plugin.stats().faults >= 2, "{name}: {:?}", plugin.stats());
     }
+}
+
+/// Reads `$SYS/broker/plugins/NAME/...` publications until `topic`'s value satisfies
+/// `want` (at most 20 s); returns the latest value of every topic seen.
+async fn sys_until(
+    sys: &mut RawClient,
+    topic: &str,
+    want: impl Fn(&str) -> bool,
+) -> std::collections::HashMap<String, String> {
+    let mut values = std::collections::HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let publish = tokio::time::timeout_at(deadline.into(), sys.recv_publish())
+            .await
+            .unwrap_or_else(|_| panic!("{topic}: not as wanted within 20 s: {values:?}"));
+        let value = String::from_utf8(publish.payload.to_vec()).unwrap();
+        let done = publish.topic == topic && want(&value);
+        values.insert(publish.topic.to_string(), value);
+        if done {
+            return values;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_plugin_disabled_by_faults_denies_while_down_and_comes_back_after_its_backoff() {
+    let setup = start_configured(AclNomatch::Allow, |c| c.sys.interval_secs = 1).await;
+    // Answers allow, and faults (a panic) on topics under fault/.
+    let settings = "hooks = [\"authz\"]\nfaults_to_disable = 2\n\
+                    [retry]\nbackoff_initial_ms = 3000\n\
+                    [settings]\nauthz = \"allow\"\nauthz_panic_prefix = \"fault/\"\n";
+    setup.deploy("flaky", artifacts::SCRIPTED, Some(settings)).await;
+    wait_for("the plugin to load", || setup.loads() == 1).await;
+    let addr = setup.broker.addr;
+    let mut sys = RawClient::connected(addr, Protocol::V5, "operator").await;
+    sys.subscribe_qos("$SYS/broker/plugins/#", QoS::AtMostOnce).await;
+    let state = "$SYS/broker/plugins/flaky/state";
+    sys_until(&mut sys, state, |v| v == "active").await;
+
+    let mut client = RawClient::connected(addr, Protocol::V5, "client").await;
+    // A subscriber, so that an allowed PUBLISH is acknowledged with SUCCESS.
+    let mut subscriber = RawClient::connected(addr, Protocol::V5, "subscriber").await;
+    subscriber.subscribe_qos("ok/#", QoS::AtMostOnce).await;
+    assert_eq!(publish_qos1(&mut client, "ok/1", 1).await, ReasonCode::SUCCESS);
+    for packet_id in [2, 3] {
+        assert_eq!(
+            publish_qos1(&mut client, &format!("fault/{packet_id}"), packet_id).await,
+            ReasonCode::NOT_AUTHORIZED
+        );
+    }
+    let plugin = setup
+        .plugins
+        .folder
+        .live()
+        .chain
+        .current()
+        .get("flaky")
+        .cloned()
+        .unwrap();
+    assert!(plugin.is_disabled(), "{}", plugin.state());
+    // Down: fail closed, although the plugin (and acl_nomatch) would allow.
+    assert_eq!(
+        publish_qos1(&mut client, "ok/2", 4).await,
+        ReasonCode::NOT_AUTHORIZED,
+        "denied while down (state now: {}; the backoff is 3 s)",
+        plugin.state()
+    );
+    let down = sys_until(&mut sys, state, |v| v.starts_with("disabled until ")).await;
+    assert_eq!(down["$SYS/broker/plugins/flaky/disables"], "1", "{down:?}");
+
+    // Back after the backoff, on a fresh instance: allowed again, then active.
+    sys_until(&mut sys, state, |v| v == "retrying").await;
+    assert_eq!(publish_qos1(&mut client, "ok/3", 5).await, ReasonCode::SUCCESS);
+    let up = sys_until(&mut sys, state, |v| v == "active").await;
+    assert_eq!(up["$SYS/broker/plugins/flaky/faults"], "2", "{up:?}");
+    assert_eq!(up["$SYS/broker/plugins/flaky/disables"], "1", "{up:?}");
 }
 
 #[tokio::test]

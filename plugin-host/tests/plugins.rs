@@ -52,6 +52,8 @@ fn hostile(path: &str, name: &str, faults_to_disable: u32) -> Plugin {
     config.limits.call_timeout_ms = 50;
     config.limits.memory_bytes_max = 8 << 20;
     config.faults_to_disable = faults_to_disable;
+    // Disabled means disabled for the rest of the test: no retry within it.
+    config.retry.backoff_initial_ms = 600_000;
     load(path, config)
 }
 

@@ -363,7 +363,10 @@ async fn hostile_plugins_fail_closed_and_the_broker_keeps_serving() {
         ("panic", artifacts::PANIC),
     ] {
         let setup = start(AclNomatch::Allow).await;
-        let settings = "hooks = [\"authz\"]\nfaults_to_disable = 2\n[limits]\ncall_timeout_ms = 50\nmemory_bytes_max = 4194304\n";
+        // No retry within the test (backoff_initial_ms): disabled stays disabled.
+        let settings = "hooks = [\"authz\"]\nfaults_to_disable = 2\n\
+                        [retry]\nbackoff_initial_ms = 600000\n\
+                        [limits]\ncall_timeout_ms = 50\nmemory_bytes_max = 4194304\n";
         setup.deploy(name, wasm, Some(settings)).await;
         wait_for("the hostile plugin to load", || setup.loads() == 1).await;
         let addr = setup.broker.addr;

@@ -321,7 +321,7 @@ impl BrokerCollector {
         {
             let mut disabled = e.encode_descriptor(
                 "wasmq_plugin_disabled",
-                "1 when the plugin was disabled after repeated faults (until it is reloaded).",
+                "1 while the plugin is disabled after repeated faults (until its retry, or a reload).",
                 None,
                 MetricType::Gauge,
             )?;

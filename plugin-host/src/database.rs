@@ -425,19 +425,18 @@ impl Database {
                     .before_acquire(|conn, _| {
                         Box::pin(async move {
                             // `tx_read_only`: MariaDB and MySQL 5.7; MySQL 8 renamed it.
-                            let row = match sqlx::query_scalar::<_, i64>(
-                                "SELECT @@session.tx_read_only",
-                            )
-                            .fetch_one(&mut *conn)
-                            .await
-                            {
-                                Ok(row) => row,
-                                Err(_) => {
-                                    sqlx::query_scalar("SELECT @@session.transaction_read_only")
-                                        .fetch_one(&mut *conn)
-                                        .await?
-                                }
-                            };
+                            let row =
+                                match sqlx::query_scalar::<_, i64>("SELECT @@session.tx_read_only")
+                                    .fetch_one(&mut *conn)
+                                    .await
+                                {
+                                    Ok(row) => row,
+                                    Err(_) => {
+                                        sqlx::query_scalar("SELECT @@session.transaction_read_only")
+                                            .fetch_one(&mut *conn)
+                                            .await?
+                                    }
+                                };
                             Ok(row == 1)
                         })
                     })
@@ -464,10 +463,11 @@ impl Database {
                     .test_before_acquire(false)
                     .before_acquire(|conn, _| {
                         Box::pin(async move {
-                            let setting: String =
-                                sqlx::query_scalar("SELECT current_setting('default_transaction_read_only')")
-                                    .fetch_one(&mut *conn)
-                                    .await?;
+                            let setting: String = sqlx::query_scalar(
+                                "SELECT current_setting('default_transaction_read_only')",
+                            )
+                            .fetch_one(&mut *conn)
+                            .await?;
                             Ok(setting == "on")
                         })
                     })

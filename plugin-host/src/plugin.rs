@@ -930,7 +930,9 @@ impl Plugin {
             let initial = Duration::from_millis(retry.backoff_initial_ms);
             let max = Duration::from_millis(retry.backoff_max_ms.max(retry.backoff_initial_ms));
             let reset = Duration::from_millis(retry.reset_after_ms);
-            let retried = cycle.back_since.is_some_and(|since| since.elapsed() < reset);
+            let retried = cycle
+                .back_since
+                .is_some_and(|since| since.elapsed() < reset);
             cycle.backoff = if retried {
                 (cycle.backoff * 2).clamp(initial, max)
             } else {

@@ -735,7 +735,11 @@ async fn read_only_connections_refuse_every_write(backend: Backend) {
             "after {unlock:?}, {write}: {r:?}"
         );
     }
-    assert_eq!(acl_rows(&db).await, default_rules(), "the table is unchanged");
+    assert_eq!(
+        acl_rows(&db).await,
+        default_rules(),
+        "the table is unchanged"
+    );
     // The broker's own connections still write.
     db.execute(writes[0], &[]).await.unwrap();
     assert_eq!(acl_rows(&db).await.len(), 4);
@@ -761,8 +765,16 @@ async fn a_read_granted_plugin_cannot_write(backend: Backend) {
     assert_eq!(read_only.grant_sql, wasmq_plugin_host::SqlGrant::Read);
     let probe = load_probe(&host, read_only).await;
     assert_eq!(decide(&probe, "c1").await, Decision::Ignore, "refused");
-    assert_eq!(probe.stats().faults, 0, "an error for the plugin, not a fault");
-    assert_eq!(acl_rows(&db).await, default_rules(), "the table is unchanged");
+    assert_eq!(
+        probe.stats().faults,
+        0,
+        "an error for the plugin, not a fault"
+    );
+    assert_eq!(
+        acl_rows(&db).await,
+        default_rules(),
+        "the table is unchanged"
+    );
 
     let read_write = PluginConfig::new("probe").sql_statement("acl_by_client", insert);
     let probe = load_probe(&host, read_write).await;

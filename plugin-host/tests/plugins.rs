@@ -10,8 +10,8 @@ use common::host;
 use wasmq_plugin_artifacts as artifacts;
 use wasmq_plugin_host::{
     Action, AuthOutcome, Chain, ClientInfo, Decision, Fault, HostConfig, LoadError, Message,
-    OnTransformFault, Plugin, PluginConfig, PluginHost, PluginSet, PluginState, Retry,
-    Transformed, check,
+    OnTransformFault, Plugin, PluginConfig, PluginHost, PluginSet, PluginState, Retry, Transformed,
+    check,
 };
 
 fn load(path: &str, config: PluginConfig) -> Plugin {

@@ -429,11 +429,14 @@ async fn a_plugin_disabled_by_faults_denies_while_down_and_comes_back_after_its_
     let settings = "hooks = [\"authz\"]\nfaults_to_disable = 2\n\
                     [retry]\nbackoff_initial_ms = 3000\n\
                     [settings]\nauthz = \"allow\"\nauthz_panic_prefix = \"fault/\"\n";
-    setup.deploy("flaky", artifacts::SCRIPTED, Some(settings)).await;
+    setup
+        .deploy("flaky", artifacts::SCRIPTED, Some(settings))
+        .await;
     wait_for("the plugin to load", || setup.loads() == 1).await;
     let addr = setup.broker.addr;
     let mut sys = RawClient::connected(addr, Protocol::V5, "operator").await;
-    sys.subscribe_qos("$SYS/broker/plugins/#", QoS::AtMostOnce).await;
+    sys.subscribe_qos("$SYS/broker/plugins/#", QoS::AtMostOnce)
+        .await;
     let state = "$SYS/broker/plugins/flaky/state";
     sys_until(&mut sys, state, |v| v == "active").await;
 
@@ -441,7 +444,10 @@ async fn a_plugin_disabled_by_faults_denies_while_down_and_comes_back_after_its_
     // A subscriber, so that an allowed PUBLISH is acknowledged with SUCCESS.
     let mut subscriber = RawClient::connected(addr, Protocol::V5, "subscriber").await;
     subscriber.subscribe_qos("ok/#", QoS::AtMostOnce).await;
-    assert_eq!(publish_qos1(&mut client, "ok/1", 1).await, ReasonCode::SUCCESS);
+    assert_eq!(
+        publish_qos1(&mut client, "ok/1", 1).await,
+        ReasonCode::SUCCESS
+    );
     for packet_id in [2, 3] {
         assert_eq!(
             publish_qos1(&mut client, &format!("fault/{packet_id}"), packet_id).await,
@@ -470,7 +476,10 @@ async fn a_plugin_disabled_by_faults_denies_while_down_and_comes_back_after_its_
 
     // Back after the backoff, on a fresh instance: allowed again, then active.
     sys_until(&mut sys, state, |v| v == "retrying").await;
-    assert_eq!(publish_qos1(&mut client, "ok/3", 5).await, ReasonCode::SUCCESS);
+    assert_eq!(
+        publish_qos1(&mut client, "ok/3", 5).await,
+        ReasonCode::SUCCESS
+    );
     let up = sys_until(&mut sys, state, |v| v == "active").await;
     assert_eq!(up["$SYS/broker/plugins/flaky/faults"], "2", "{up:?}");
     assert_eq!(up["$SYS/broker/plugins/flaky/disables"], "1", "{up:?}");

@@ -324,6 +324,10 @@ struct FaultCycle {
     backoff: Duration,
     /// When it was last retried.
     back_since: Option<Instant>,
+    /// The fault that disabled it, for the retry's log line.
+    fault: String,
+    /// The timer of the retry due; aborted when the plugin is dropped (unloaded).
+    timer: Option<tokio::task::AbortHandle>,
 }
 
 /// A loaded plugin. Cheap to clone (shared); calls may run concurrently, each
@@ -525,6 +529,8 @@ impl Plugin {
                     retry_at: SystemTime::UNIX_EPOCH,
                     backoff: Duration::ZERO,
                     back_since: None,
+                    fault: String::new(),
+                    timer: None,
                 }),
                 config,
             }),
@@ -913,16 +919,16 @@ impl Plugin {
         let in_a_row = inner.consecutive_faults.fetch_add(1, Ordering::Relaxed) + 1;
         let state = inner.state.load(Ordering::Relaxed);
         if state == RETRYING || (state == ACTIVE && in_a_row >= inner.config.faults_to_disable) {
-            self.disable(hook, fault, in_a_row);
+            self.disable(hook, fault, in_a_row, state == RETRYING);
         }
     }
 
     /// Disables the plugin until its backoff has passed, and starts the timer that
     /// retries it then.
-    fn disable(&self, hook: &'static str, fault: &Fault, in_a_row: u32) {
+    fn disable(&self, hook: &'static str, fault: &Fault, in_a_row: u32, on_retry: bool) {
         let inner = &*self.inner;
         let retry = &inner.config.retry;
-        let (epoch, backoff, retried) = {
+        let (epoch, backoff) = {
             let mut cycle = inner.cycle.lock();
             if inner.state.swap(DISABLED, Ordering::Relaxed) == DISABLED {
                 return;
@@ -930,17 +936,18 @@ impl Plugin {
             let initial = Duration::from_millis(retry.backoff_initial_ms);
             let max = Duration::from_millis(retry.backoff_max_ms.max(retry.backoff_initial_ms));
             let reset = Duration::from_millis(retry.reset_after_ms);
-            let retried = cycle
+            let back_recently = cycle
                 .back_since
                 .is_some_and(|since| since.elapsed() < reset);
-            cycle.backoff = if retried {
+            cycle.backoff = if back_recently {
                 (cycle.backoff * 2).clamp(initial, max)
             } else {
                 initial
             };
             cycle.epoch += 1;
             cycle.retry_at = SystemTime::now() + cycle.backoff;
-            (cycle.epoch, cycle.backoff, retried)
+            cycle.fault = fault.to_string();
+            (cycle.epoch, cycle.backoff)
         };
         inner.warm.clear();
         inner.counters.disables.fetch_add(1, Ordering::Relaxed);
@@ -951,7 +958,11 @@ impl Plugin {
             faults_in_a_row = in_a_row,
             retry_in_ms = backoff.as_millis() as u64,
             "plugin disabled after {}; retried with a fresh instance in {} ms",
-            if retried { "a fault on its retry" } else { "repeated faults" },
+            if on_retry {
+                "a fault on its retry"
+            } else {
+                "repeated faults"
+            },
             backoff.as_millis()
         );
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -963,29 +974,34 @@ impl Plugin {
         };
         // Weak: an unloaded or reloaded plugin is not kept alive, nor retried.
         let weak: Weak<PluginInner> = Arc::downgrade(&self.inner);
-        runtime.spawn(async move {
+        let timer = runtime.spawn(async move {
             tokio::time::sleep(backoff).await;
             if let Some(inner) = weak.upgrade() {
                 Plugin { inner }.retry(epoch).await;
             }
         });
+        inner.cycle.lock().timer = Some(timer.abort_handle());
     }
 
     /// After the backoff of disable number `epoch`: lets calls through again and makes
     /// a fresh instance (a plugin that cannot even start is disabled again).
     async fn retry(&self, epoch: u64) {
         let inner = &*self.inner;
-        {
+        let (fault, backoff) = {
             let mut cycle = inner.cycle.lock();
             if cycle.epoch != epoch || inner.state.load(Ordering::Relaxed) != DISABLED {
                 return;
             }
             cycle.back_since = Some(Instant::now());
+            cycle.timer = None;
             inner.state.store(RETRYING, Ordering::Relaxed);
-        }
+            (std::mem::take(&mut cycle.fault), cycle.backoff)
+        };
         inner.counters.retries.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             plugin = self.name(),
+            disabled_by = fault,
+            backoff_ms = backoff.as_millis() as u64,
             "plugin retrying after its backoff, on a fresh instance"
         );
         match self.instantiate().await {
@@ -1003,6 +1019,15 @@ impl Plugin {
             .is_ok()
         {
             tracing::info!(plugin = self.name(), "plugin active again after its retry");
+        }
+    }
+}
+
+impl Drop for PluginInner {
+    fn drop(&mut self) {
+        // The timer holds only a `Weak`; stopping it just frees its task sooner.
+        if let Some(timer) = self.cycle.get_mut().timer.take() {
+            timer.abort();
         }
     }
 }

@@ -354,6 +354,13 @@ fn assert_backoff(plugin: &Plugin, before: SystemTime, after: SystemTime, backof
 
 #[tokio::test]
 async fn a_disabled_plugin_is_retried_after_its_backoff_and_the_backoff_doubles() {
+    use tracing_subscriber::util::SubscriberInitExt;
+    let captured = Captured::default();
+    let _guard = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .finish()
+        .set_default();
     let mut config = PluginConfig::new("flaky")
         .setting("authz", "allow")
         .setting("authz_panic_prefix", "fault/");
@@ -409,6 +416,50 @@ async fn a_disabled_plugin_is_retried_after_its_backoff_and_the_backoff_doubles(
     .await;
     assert_eq!(authorize("ok/4").await, Ok(Decision::Allow));
     assert_eq!(flaky.state(), PluginState::Active);
+
+    // One line per transition, with the plugin's name, and the fault where there is one.
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let transitions: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            l.contains("plugin disabled")
+                || l.contains("plugin retrying")
+                || l.contains("plugin active again")
+        })
+        .collect();
+    // The second retry faulted at once: no return from it.
+    assert_eq!(
+        transitions.len(),
+        8,
+        "3 disables, 3 retries, 2 returns:\n{log}"
+    );
+    for line in &transitions {
+        assert!(line.contains("plugin=\"flaky\""), "{line}");
+    }
+    let disables: Vec<&&str> = transitions
+        .iter()
+        .filter(|l| l.contains("ERROR") && l.contains("plugin disabled"))
+        .collect();
+    assert_eq!(disables.len(), 3, "{log}");
+    for line in &disables {
+        assert!(line.contains("fault=trapped: "), "{line}");
+    }
+    assert!(
+        disables[1].contains("after repeated faults"),
+        "{}",
+        disables[1]
+    );
+    assert!(
+        disables[2].contains("after a fault on its retry"),
+        "{}",
+        disables[2]
+    );
+    assert!(
+        transitions
+            .iter()
+            .any(|l| l.contains("plugin retrying") && l.contains("disabled_by=\"trapped: ")),
+        "{log}"
+    );
 }
 
 #[tokio::test]

@@ -813,6 +813,23 @@ async fn time_in_the_database_is_not_the_plugins(backend: Backend) {
     assert_eq!(plugin.stats().timeouts, 0);
 }
 
+/// An in-memory SQLite database: the read-only pool reaches the same database.
+#[tokio::test]
+async fn an_in_memory_sqlite_database_is_read_through_the_read_only_pool_too() {
+    let db = Database::open(&config("sqlite::memory:".into()))
+        .await
+        .unwrap();
+    db.ensure_schema().await.unwrap();
+    let count = db.prepare("SELECT COUNT(*) FROM mqtt_acl");
+    assert_eq!(
+        db.query_read_only(&count, &[]).await.unwrap(),
+        vec![vec![int(3)]]
+    );
+    let delete = db.prepare("DELETE FROM mqtt_acl");
+    let r = db.query_read_only(&delete, &[]).await;
+    assert!(matches!(r, Err(QueryError::ReadOnly(_))), "{r:?}");
+}
+
 /// `sqlite:///PATH` with no `mode` (what sqlx and EMQX users write): the file and its
 /// folders are created, as for the default's `mode=rwc`, and the file is in WAL mode.
 #[tokio::test]

@@ -388,8 +388,15 @@ async fn the_admin_api_kicks_reloads_and_edits_users_and_rules() {
         plugins.body
     );
     assert!(
-        plugins.body.contains(r#""disabled":false"#),
+        plugins
+            .body
+            .contains(r#""disabled":false,"state":"active""#),
         "{}",
+        plugins.body
+    );
+    assert!(
+        plugins.body.contains(r#""sql":"read""#),
+        "acl-sql's grant is read-only: {}",
         plugins.body
     );
     let reloaded = api("POST", "/api/v1/plugins/acl-sql/reload".into(), None).await;
@@ -519,9 +526,11 @@ async fn a_disabled_plugin_shows_in_the_metrics_and_a_reload_brings_it_back() {
          [admin_api]\nbind = \"{http}\"\ntoken = \"{TOKEN}\"\n"
     );
     let broker = BrokerProcess::start(WASMQ, &config).await.unwrap();
-    // Asked before acl-sql (priority -1), traps on every call, disabled after 2 faults.
+    // Asked before acl-sql (priority -1), traps on every call, disabled after 2 faults
+    // and not retried within the test.
     let folder = broker.dir.path().join("plugins");
-    let settings = "priority = -1\nhooks = [\"authz\"]\nfaults_to_disable = 2\n";
+    let settings = "priority = -1\nhooks = [\"authz\"]\nfaults_to_disable = 2\n\
+                    [retry]\nbackoff_initial_ms = 600000\n";
     for (name, bytes) in [
         ("panic.toml", settings.as_bytes().to_vec()),
         (
@@ -580,7 +589,8 @@ async fn a_disabled_plugin_shows_in_the_metrics_and_a_reload_brings_it_back() {
     let listed = plugins().await;
     assert!(
         listed.contains(r#""name":"panic","priority":-1,"hooks":"authz","#)
-            && listed.contains(r#""disabled":true"#),
+            && listed.contains(r#""disabled":true,"state":"disabled until "#)
+            && listed.contains(r#""disables":1,"retries":0,"#),
         "{listed}"
     );
 

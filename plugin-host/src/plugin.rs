@@ -820,11 +820,15 @@ impl Plugin {
                 if inner.consecutive_faults.load(Ordering::Relaxed) != 0 {
                     inner.consecutive_faults.store(0, Ordering::Relaxed);
                 }
-                if inner.state.load(Ordering::Relaxed) == RETRYING {
+                let state = inner.state.load(Ordering::Relaxed);
+                if state == RETRYING {
                     self.back_to_active();
                 }
                 warm.calls += 1;
-                if warm.calls >= inner.config.limits.calls_per_instance_max {
+                if state == DISABLED {
+                    // Disabled while this call ran: the retry starts from fresh
+                    // instances only, so this one is not kept.
+                } else if warm.calls >= inner.config.limits.calls_per_instance_max {
                     inner
                         .counters
                         .instances_recycled
@@ -933,8 +937,11 @@ impl Plugin {
             if inner.state.swap(DISABLED, Ordering::Relaxed) == DISABLED {
                 return;
             }
-            let initial = Duration::from_millis(retry.backoff_initial_ms);
-            let max = Duration::from_millis(retry.backoff_max_ms.max(retry.backoff_initial_ms));
+            // At least 1 ms, so that doubling grows it (a plugin that cannot even start
+            // must not be retried in a tight loop).
+            let initial_ms = retry.backoff_initial_ms.max(1);
+            let initial = Duration::from_millis(initial_ms);
+            let max = Duration::from_millis(retry.backoff_max_ms.max(initial_ms));
             let reset = Duration::from_millis(retry.reset_after_ms);
             let back_recently = cycle
                 .back_since

@@ -10,6 +10,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+#[path = "common/capture.rs"]
+mod capture;
+
+use capture::Captured;
 use sqlx::{Connection, Executor};
 use wasmq_plugin_artifacts as artifacts;
 use wasmq_plugin_host::database::Value;
@@ -764,7 +768,16 @@ async fn a_read_granted_plugin_cannot_write(backend: Backend) {
         .sql_statement("acl_by_client", insert);
     assert_eq!(read_only.grant_sql, wasmq_plugin_host::SqlGrant::Read);
     let probe = load_probe(&host, read_only).await;
+    let (captured, guard) = Captured::install();
     assert_eq!(decide(&probe, "c1").await, Decision::Ignore, "refused");
+    drop(guard);
+    // The plugin was told `not-granted` (sql-probe logs it as such), the log says why.
+    let log = captured.text();
+    assert!(log.contains("sql refused: not granted"), "{log}");
+    assert!(
+        log.contains("sql write refused: the plugin's grant is read-only"),
+        "{log}"
+    );
     assert_eq!(
         probe.stats().faults,
         0,

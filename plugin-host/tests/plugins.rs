@@ -1,11 +1,14 @@
 //! The plugin host against real components: the examples and fixtures under
 //! `plugins/`, compiled for wasm32-wasip2 by `wasmq-plugin-artifacts`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+#[path = "common/capture.rs"]
+mod capture;
 mod common;
 
+use capture::Captured;
 use common::host;
 use wasmq_plugin_artifacts as artifacts;
 use wasmq_plugin_host::{
@@ -354,13 +357,7 @@ fn assert_backoff(plugin: &Plugin, before: SystemTime, after: SystemTime, backof
 
 #[tokio::test]
 async fn a_disabled_plugin_is_retried_after_its_backoff_and_the_backoff_doubles() {
-    use tracing_subscriber::util::SubscriberInitExt;
-    let captured = Captured::default();
-    let _guard = tracing_subscriber::fmt()
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .finish()
-        .set_default();
+    let (captured, _guard) = Captured::install();
     let mut config = PluginConfig::new("flaky")
         .setting("authz", "allow")
         .setting("authz_panic_prefix", "fault/");
@@ -418,7 +415,7 @@ async fn a_disabled_plugin_is_retried_after_its_backoff_and_the_backoff_doubles(
     assert_eq!(flaky.state(), PluginState::Active);
 
     // One line per transition, with the plugin's name, and the fault where there is one.
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     let transitions: Vec<&str> = log
         .lines()
         .filter(|l| {
@@ -713,27 +710,6 @@ fn compiled_components_are_cached_on_disk() {
     assert_eq!((stats.hits, stats.misses, stats.rejected), (0, 1, 1));
 }
 
-/// A `tracing` writer that keeps what it is given.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
-
 #[tokio::test]
 async fn plugin_output_and_log_calls_land_in_the_log_tagged_with_the_plugin_name() {
     use tracing_subscriber::util::SubscriberInitExt;
@@ -762,7 +738,7 @@ async fn plugin_output_and_log_calls_land_in_the_log_tagged_with_the_plugin_name
         .await
         .unwrap_err();
 
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     let lines: Vec<&str> = log.lines().collect();
     let stdout = lines
         .iter()

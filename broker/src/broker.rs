@@ -26,6 +26,7 @@ use crate::session::{
     ConnectedPeer, Enqueued, Kick, Owner, PendingWill, Session, SessionRef, Stage,
 };
 use crate::storage::{RetainStore, SessionSnapshot, SessionStore, Storage};
+use crate::store::{Journal, SessionKeeper};
 use crate::topic::TopicFilter;
 
 /// Where a published message went.
@@ -35,6 +36,9 @@ pub struct Routed {
     pub matched: usize,
     /// The first of them whose queue is congested: the publisher holds back for it.
     pub congested: Option<Arc<Session>>,
+    /// Something of it was written to the durable store (a delivery to a persistent
+    /// session, the retained message): its acknowledgement waits for the journal.
+    pub kept: bool,
 }
 
 /// One session as the admin API lists it.
@@ -81,6 +85,7 @@ pub struct Broker {
     router: RwLock<Router<SessionRef>>,
     retained: Arc<dyn RetainStore>,
     session_store: Arc<dyn SessionStore>,
+    journal: Option<Arc<Journal>>,
     next_connection_id: AtomicU64,
     next_route_id: AtomicU64,
     authz_generation: AtomicU64,
@@ -117,6 +122,7 @@ impl Broker {
             router: RwLock::new(Router::default()),
             retained: storage.retained,
             session_store: storage.sessions,
+            journal: storage.journal,
             next_connection_id: AtomicU64::new(1),
             next_route_id: AtomicU64::new(1),
             authz_generation: AtomicU64::new(0),
@@ -136,9 +142,19 @@ impl Broker {
                 self.session_store.remove(&snapshot.client_id);
                 continue;
             }
-            let session = Session::new(snapshot.client_id.clone(), snapshot.expiry_interval);
+            let session = Session::new(
+                snapshot.client_id.clone(),
+                snapshot.expiry_interval,
+                self.keeper(&snapshot.client_id),
+            );
+            let will = snapshot.will.map(|will| PendingWill {
+                will,
+                client_id: snapshot.client_id.clone(),
+            });
             {
                 let mut state = session.lock();
+                state.disconnected_at = Some(snapshot.disconnected_at);
+                state.pending_will = will.clone();
                 state.queue.extend(snapshot.queue);
                 state.inflight.extend(snapshot.inflight);
                 state.incoming_qos2.extend(snapshot.incoming_qos2);
@@ -159,7 +175,26 @@ impl Broker {
                 .lock()
                 .insert(snapshot.client_id, session.clone());
             self.schedule_expiry(&session, 0, left);
+            if let Some(will) = will {
+                // The will's delay counts from when the connection went, as the
+                // expiry does; it goes at the expiry at the latest.
+                let delay = Duration::from_secs(u64::from(will_delay(&will.will)))
+                    .saturating_sub(elapsed)
+                    .min(left);
+                self.schedule_will(&session, 0, delay);
+            }
         }
+    }
+
+    /// The durable store's journal, when there is one.
+    pub fn journal(&self) -> Option<&Arc<Journal>> {
+        self.journal.as_ref()
+    }
+
+    fn keeper(&self, client_id: &ByteString) -> Option<SessionKeeper> {
+        self.journal
+            .as_ref()
+            .map(|journal| SessionKeeper::new(journal.clone(), client_id.clone()))
     }
 
     /// Saves every persistent session to the session store (at shutdown).
@@ -179,11 +214,12 @@ impl Broker {
             SessionSnapshot {
                 client_id: session.client_id.clone(),
                 expiry_interval: state.expiry_interval,
-                disconnected_at: SystemTime::now(),
+                disconnected_at: state.disconnected_at.unwrap_or_else(SystemTime::now),
                 subscriptions: state.subscriptions.values().cloned().collect(),
                 queue: state.queue.iter().cloned().collect(),
                 inflight: state.inflight.iter().cloned().collect(),
                 incoming_qos2: state.incoming_qos2.iter().copied().collect(),
+                will: state.pending_will.as_ref().map(|p| p.will.clone()),
             }
         };
         self.session_store.save(snapshot);
@@ -303,19 +339,27 @@ impl Broker {
                 state.owner = Some(owner);
                 state.epoch += 1;
                 state.expiry_interval = expiry_interval;
+                state.disconnected_at = None;
                 // Resumed before the Will Delay Interval passed: the will is not sent.
                 state.pending_will = None;
+                state.keep_meta();
                 drop(state);
                 existing.set_online(true);
                 return (existing, true);
             }
-            state.ended = true;
+            // Ended here, under its lock, so its end reaches the store before anything
+            // of the session that replaces it.
+            state.end();
             drop(state);
             existing.set_online(false);
             discarded = Some(existing);
         }
-        let session = Session::new(client_id.clone(), expiry_interval);
-        session.lock().owner = Some(owner);
+        let session = Session::new(client_id.clone(), expiry_interval, self.keeper(client_id));
+        {
+            let mut state = session.lock();
+            state.owner = Some(owner);
+            state.keep_meta();
+        }
         session.set_online(true);
         sessions.insert(client_id.clone(), session.clone());
         drop(sessions);
@@ -350,6 +394,7 @@ impl Broker {
         }
         state.owner = None;
         state.epoch += 1;
+        state.disconnected_at = Some(SystemTime::now());
         session.set_online(false);
         // Publishers held back by this session's queue go on: nobody drains it now.
         session.room.notify_waiters();
@@ -363,40 +408,52 @@ impl Broker {
         }
         let shared = take_shared(&mut state);
         let mut delay = None;
-        if let Some(will) = will {
-            match will_delay(&will.will) {
-                0 => {
-                    drop(state);
-                    self.publish_will(will);
-                    state = session.lock();
-                }
-                secs => {
-                    delay = Some(secs.min(expiry));
-                    state.pending_will = Some(will);
-                }
+        match will {
+            Some(will) if will_delay(&will.will) > 0 => {
+                delay = Some(will_delay(&will.will).min(expiry));
+                // Stays in the store, as written at CONNECT, until it goes.
+                state.pending_will = Some(will);
             }
+            Some(will) => {
+                state.keep_will(None);
+                drop(state);
+                self.publish_will(will);
+                state = session.lock();
+            }
+            // A normal DISCONNECT: the will is discarded [MQTT-3.1.2-10].
+            None => state.keep_will(None),
         }
         drop(state);
         self.redispatch(shared, session);
         if let Some(secs) = delay {
-            let broker = self.clone();
-            let session = session.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_secs(u64::from(secs))).await;
-                let will = {
-                    let mut state = session.lock();
-                    if state.epoch != epoch {
-                        return;
-                    }
-                    state.pending_will.take()
-                };
-                if let Some(will) = will {
-                    broker.publish_will(will);
-                }
-            });
+            self.schedule_will(session, epoch, Duration::from_secs(u64::from(secs)));
         }
         self.save_session(session);
         self.schedule_expiry(session, epoch, Duration::from_secs(u64::from(expiry)));
+    }
+
+    /// Publishes the session's pending will after `after`, unless a connection attached
+    /// to it meanwhile (which changes its epoch).
+    fn schedule_will(self: &Arc<Self>, session: &Arc<Session>, epoch: u64, after: Duration) {
+        let broker = self.clone();
+        let session = session.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let will = {
+                let mut state = session.lock();
+                if state.epoch != epoch {
+                    return;
+                }
+                let will = state.pending_will.take();
+                if will.is_some() {
+                    state.keep_will(None);
+                }
+                will
+            };
+            if let Some(will) = will {
+                broker.publish_will(will);
+            }
+        });
     }
 
     /// Ends `session` after `after` unless a connection attached to it meanwhile (which
@@ -410,7 +467,7 @@ impl Broker {
                 let mut state = session.lock();
                 let expired = state.epoch == epoch && state.owner.is_none() && !state.ended;
                 if expired {
-                    state.ended = true;
+                    state.end();
                 }
                 expired
             };
@@ -436,7 +493,7 @@ impl Broker {
         }
         let (subscriptions, shared, will) = {
             let mut state = session.lock();
-            state.ended = true;
+            state.end();
             let shared = take_shared(&mut state);
             state.queue.clear();
             state.inflight.clear();
@@ -472,6 +529,7 @@ impl Broker {
         let existed = self.router.write().subscribe(&filter, who.clone(), data);
         let ended = {
             let mut state = session.lock();
+            state.keep_subscription(&filter, &data);
             state
                 .subscriptions
                 .insert(filter.full().into(), (filter.clone(), data));
@@ -493,7 +551,9 @@ impl Broker {
             .unsubscribe(filter, &SessionRef(session.clone()));
         let shared = {
             let mut state = session.lock();
-            state.subscriptions.remove(filter.full());
+            if state.subscriptions.remove(filter.full()).is_some() {
+                state.forget_subscription(filter.full());
+            }
             let mut shared = Vec::new();
             if filter.share_group().is_some() {
                 state.queue.retain(|d| {
@@ -503,6 +563,9 @@ impl Broker {
                     }
                     !mine
                 });
+                for delivery in &shared {
+                    state.forget(delivery);
+                }
             }
             shared
         };
@@ -518,7 +581,15 @@ impl Broker {
     }
 
     /// Stores (or clears) the retained message, then routes the message.
-    pub fn publish(&self, mut message: Arc<Message>) -> Routed {
+    pub fn publish(&self, message: Arc<Message>) -> Routed {
+        // Changes submitted by others meanwhile only make the wait cover them too.
+        let submitted = self.journal.as_ref().map(|j| j.submitted());
+        let mut routed = self.publish_unkept(message);
+        routed.kept = submitted != self.journal.as_ref().map(|j| j.submitted());
+        routed
+    }
+
+    fn publish_unkept(&self, mut message: Arc<Message>) -> Routed {
         if message.publish.retain {
             if message.publish.payload.is_empty() {
                 self.retained.remove(message.topic());
@@ -574,6 +645,7 @@ impl Broker {
                             retain,
                             subscription_ids: data.id.into_iter().collect(),
                             share: None,
+                            stored: 0,
                         },
                     ));
                 }
@@ -587,6 +659,7 @@ impl Broker {
                                 retain: false,
                                 subscription_ids: data.id.into_iter().collect(),
                                 share: Some(group.filter.clone()),
+                                stored: 0,
                             },
                         ));
                     }
@@ -596,6 +669,7 @@ impl Broker {
         let mut routed = Routed {
             matched: targets.len(),
             congested: None,
+            kept: false,
         };
         let mut detached = None;
         for (session, mut delivery) in targets {
@@ -629,6 +703,11 @@ impl Broker {
             }
             Enqueued::OfflineQoS0 => {
                 Metrics::add(&self.metrics.messages_dropped_offline_qos0, 1);
+                false
+            }
+            Enqueued::StoreFull => {
+                Metrics::add(&self.metrics.messages_dropped_store_full, 1);
+                debug!(client_id = %session.client_id, "store full, message dropped");
                 false
             }
         }
@@ -713,6 +792,10 @@ fn take_shared(state: &mut crate::session::SessionState) -> Vec<Delivery> {
         }
         true
     });
+    // Each is kept again by the member it goes to, under a number of its own.
+    for delivery in &shared {
+        state.forget(delivery);
+    }
     shared
 }
 

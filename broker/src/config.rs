@@ -42,6 +42,8 @@ pub struct Config {
     pub metrics: crate::http::MetricsConfig,
     /// The HTTP admin API (`crate::http`).
     pub admin_api: crate::http::AdminApiConfig,
+    /// The durable store of sessions and retained messages (`crate::store`).
+    pub storage: StorageConfig,
 }
 
 impl Default for Config {
@@ -57,6 +59,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             metrics: crate::http::MetricsConfig::default(),
             admin_api: crate::http::AdminApiConfig::default(),
+            storage: StorageConfig::default(),
         }
     }
 }
@@ -136,6 +139,48 @@ impl Default for SysConfig {
     fn default() -> Self {
         SysConfig { interval_secs: 10 }
     }
+}
+
+/// The durable store: what survives a restart and a crash (see `docs/durability.md`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Keep persistent sessions and retained messages on disk; false: in memory only.
+    pub enabled: bool,
+    /// The store's folder.
+    pub dir: PathBuf,
+    /// When writes are synced to the disk.
+    pub fsync: Fsync,
+    /// With `fsync = "interval"`: the longest a write waits for its sync, milliseconds.
+    pub fsync_interval_ms: u64,
+    /// The store's size on disk at which new messages are no longer kept.
+    pub max_bytes: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            enabled: true,
+            dir: PathBuf::from("./.wasmq/store"),
+            fsync: Fsync::Interval,
+            fsync_interval_ms: 1000,
+            max_bytes: 1 << 30,
+        }
+    }
+}
+
+/// When the store syncs what it wrote to the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fsync {
+    /// Before a kept message is acknowledged: one sync for every message of one batch.
+    /// Survives power loss.
+    Always,
+    /// Every `fsync_interval_ms`: survives the broker's crash, may lose the last
+    /// interval's messages to a power loss.
+    Interval,
+    /// Left to the operating system: survives the broker's crash only.
+    Never,
 }
 
 /// The per-connection cache of authorization decisions.
@@ -359,6 +404,14 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !self.storage.enabled || !self.storage.dir.as_os_str().is_empty(),
+            "storage.dir must name a folder (or set storage.enabled = false)"
+        );
+        anyhow::ensure!(
+            self.storage.fsync_interval_ms > 0,
+            "storage.fsync_interval_ms must be at least 1"
+        );
         let l = &self.limits;
         anyhow::ensure!(
             l.max_connections > 0,

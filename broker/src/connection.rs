@@ -229,6 +229,13 @@ struct Connection {
     scratch: Vec<(u16, Delivery)>,
     authz_cache: AuthzCache,
     transform_cache: TransformCache,
+    /// The session is persistent and the broker has a durable store.
+    kept_session: bool,
+    /// Replies that confirm something kept (PUBACK, PUBREC, PUBCOMP, SUBACK, UNSUBACK),
+    /// held until the journal has written it (`store/journal.rs`), in order.
+    unkept: Vec<Packet>,
+    /// The journal change the held replies wait for.
+    keep_upto: u64,
 }
 
 impl Connection {
@@ -407,6 +414,7 @@ impl Connection {
         };
         let (session, session_present) =
             broker.attach(&client_id, connect.clean_start, expiry, owner);
+        let kept_session = expiry > 0 && broker.journal().is_some();
         tracing::Span::current().record("client_id", &*client_id);
         debug!(
             ?protocol,
@@ -465,6 +473,9 @@ impl Connection {
                 broker.config.authz_cache.ttl(),
                 broker.config.authz_cache.max_entries,
             ),
+            kept_session,
+            unkept: Vec::new(),
+            keep_upto: 0,
             transform_cache: TransformCache::new(
                 broker.config.authz_cache.ttl(),
                 broker.config.authz_cache.max_entries,
@@ -489,6 +500,11 @@ impl Connection {
             reason_code: ReasonCode::SUCCESS,
             properties,
         }));
+        // Kept with a persistent session: a will still goes after a crash.
+        connection
+            .session
+            .lock()
+            .keep_will(connection.will.as_deref());
         Metrics::add(&broker.metrics.clients_connected, 1);
         if session_present {
             connection.resend_inflight();
@@ -615,13 +631,14 @@ impl Connection {
                         tokio::task::consume_budget().await;
                     }
                 }
-                Ok(None) => return Ok(handled > 0),
+                Ok(None) => break,
                 Err(error) => {
                     Metrics::add(&self.broker.metrics.protocol_errors, 1);
                     return Err(Close::protocol(error.reason_code(), error));
                 }
             }
         }
+        self.release_replies().await;
         Ok(handled > 0)
     }
 
@@ -714,11 +731,14 @@ impl Connection {
                 let mut state = self.session.lock();
                 let reply = match state.inflight_position(rec.packet_id, Stage::AwaitPubRec) {
                     Some(index) if rec.reason_code.is_error() => {
-                        state.inflight.remove(index);
+                        if let Some(refused) = state.inflight.remove(index) {
+                            state.forget(&refused.delivery);
+                        }
                         None
                     }
                     Some(index) => {
                         state.inflight[index].stage = Stage::AwaitPubComp;
+                        state.keep_sent(&state.inflight[index]);
                         Some(ReasonCode::SUCCESS)
                     }
                     None => Some(ReasonCode::PACKET_IDENTIFIER_NOT_FOUND),
@@ -735,13 +755,16 @@ impl Connection {
                 Ok(())
             }
             Packet::PubRel(rel) => {
-                let released = self.session.lock().incoming_qos2.remove(&rel.packet_id);
+                let released = self.session.lock().release_qos2(rel.packet_id);
                 let code = if released {
                     ReasonCode::SUCCESS
                 } else {
                     ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
                 };
-                self.send(Packet::PubComp(ack(rel.packet_id, code)));
+                // Once PUBCOMP is out the client may reuse the id: its release must be
+                // kept first, or a restart would take the next message as a repeat.
+                let kept = released && self.kept_session;
+                self.reply(Packet::PubComp(ack(rel.packet_id, code)), kept);
                 Ok(())
             }
             Packet::Subscribe(subscribe) => self.on_subscribe(subscribe).await,
@@ -773,7 +796,9 @@ impl Connection {
         let mut state = self.session.lock();
         match state.inflight_position(packet_id, stage) {
             Some(index) => {
-                state.inflight.remove(index);
+                if let Some(done) = state.inflight.remove(index) {
+                    state.forget(&done.delivery);
+                }
                 self.pending = true;
             }
             None => debug!(
@@ -827,7 +852,7 @@ impl Connection {
             if state.incoming_qos2.contains(&packet_id) {
                 // A re-sent PUBLISH before PUBREL: acknowledge, do not deliver again.
                 drop(state);
-                self.send(Packet::PubRec(PubAckBody::new(packet_id)));
+                self.reply(Packet::PubRec(PubAckBody::new(packet_id)), false);
                 return Ok(());
             }
             if state.incoming_qos2.len() >= usize::from(limits.receive_maximum) {
@@ -837,7 +862,7 @@ impl Connection {
                 ));
             }
         }
-        let code = self.route_publish(publish).await?;
+        let (code, kept) = self.route_publish(publish).await?;
         // Every refusal says why, unless the client asked for no problem information
         // (Request Problem Information = 0) [MQTT-3.1.2-29].
         let reason_string = match code {
@@ -859,19 +884,48 @@ impl Connection {
         };
         match qos {
             QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => self.send(Packet::PubAck(body)),
+            QoS::AtLeastOnce => self.reply(Packet::PubAck(body), kept),
             QoS::ExactlyOnce => {
+                let mut kept = kept;
                 if !code.is_error() {
-                    self.session.lock().incoming_qos2.insert(packet_id);
+                    self.session.lock().receive_qos2(packet_id);
+                    kept |= self.kept_session;
                 }
-                self.send(Packet::PubRec(body));
+                self.reply(Packet::PubRec(body), kept);
             }
         }
         Ok(())
     }
 
-    /// Authorizes, transforms and routes a PUBLISH; returns the reason code for its ack.
-    async fn route_publish(&mut self, mut publish: Publish) -> Result<ReasonCode, Close> {
+    /// Sends a reply, or holds it until what it confirms is kept (`kept`), or until the
+    /// replies held before it go: replies leave in the order of their requests.
+    fn reply(&mut self, packet: Packet, kept: bool) {
+        if kept && let Some(journal) = self.broker.journal() {
+            self.keep_upto = journal.submitted();
+        } else if self.unkept.is_empty() {
+            self.send(packet);
+            return;
+        }
+        self.unkept.push(packet);
+    }
+
+    /// Waits until the journal has written what the held replies confirm, then sends
+    /// them. Called once per read, so one wait covers every PUBLISH of that read.
+    async fn release_replies(&mut self) {
+        if self.unkept.is_empty() {
+            return;
+        }
+        if let Some(journal) = self.broker.journal() {
+            journal.written(self.keep_upto).await;
+        }
+        for packet in std::mem::take(&mut self.unkept) {
+            self.send(packet);
+        }
+    }
+
+    /// Authorizes, transforms and routes a PUBLISH; returns the reason code for its ack,
+    /// and whether routing it wrote to the durable store.
+    async fn route_publish(&mut self, mut publish: Publish) -> Result<(ReasonCode, bool), Close> {
         let max_levels = self.broker.config.limits.max_topic_levels;
         if self.v5()
             && publish.properties.payload_format_indicator == Some(1)
@@ -883,7 +937,7 @@ impl Connection {
                     "payload is not UTF-8",
                 ));
             }
-            return Ok(ReasonCode::PAYLOAD_FORMAT_INVALID);
+            return Ok((ReasonCode::PAYLOAD_FORMAT_INVALID, false));
         }
         if !self
             .authorize(Action::Publish, &publish.topic, publish.qos, publish.retain)
@@ -891,7 +945,7 @@ impl Connection {
         {
             debug!(topic = %publish.topic, "publish not authorized");
             self.on_denied("publish", &publish.topic)?;
-            return Ok(ReasonCode::NOT_AUTHORIZED);
+            return Ok((ReasonCode::NOT_AUTHORIZED, false));
         }
         // Borrowed, not cloned: an `Arc` clone per PUBLISH is a shared counter that
         // every connection task bumps.
@@ -911,7 +965,7 @@ impl Connection {
                 Some(edit) => {
                     publish = match edit.apply(publish) {
                         Some(publish) => publish,
-                        None => return Ok(ReasonCode::SUCCESS),
+                        None => return Ok((ReasonCode::SUCCESS, false)),
                     }
                 }
                 None => {
@@ -938,7 +992,7 @@ impl Connection {
                     match result {
                         Transformed::Keep => {}
                         Transformed::Replace(replacement) => publish = *replacement,
-                        Transformed::Drop => return Ok(ReasonCode::SUCCESS),
+                        Transformed::Drop => return Ok((ReasonCode::SUCCESS, false)),
                     }
                 }
             }
@@ -948,11 +1002,12 @@ impl Connection {
             .publish(Message::new(publish, Some(self.client.client_id.clone())));
         let matched = routed.matched;
         self.hold_for(routed.congested);
-        Ok(if matched == 0 {
+        let code = if matched == 0 {
             ReasonCode::NO_MATCHING_SUBSCRIBERS
         } else {
             ReasonCode::SUCCESS
-        })
+        };
+        Ok((code, routed.kept))
     }
 
     /// `[plugins] deny_action = "disconnect"`: a denied request closes the connection.
@@ -1062,6 +1117,7 @@ impl Connection {
                         retain: true,
                         subscription_ids: id.into_iter().collect(),
                         share: None,
+                        stored: 0,
                     });
                 }
             }
@@ -1069,14 +1125,18 @@ impl Connection {
         let any_refused = codes.iter().any(|c| c.is_error());
         let reason_string = (any_refused && self.problem_information && self.v5())
             .then(|| ByteString::from_static("one or more filters refused"));
-        self.send(Packet::SubAck(SubAck {
-            packet_id: subscribe.packet_id,
-            reason_codes: codes,
-            properties: AckProperties {
-                reason_string,
-                ..Default::default()
-            },
-        }));
+        let kept = self.kept_session;
+        self.reply(
+            Packet::SubAck(SubAck {
+                packet_id: subscribe.packet_id,
+                reason_codes: codes,
+                properties: AckProperties {
+                    reason_string,
+                    ..Default::default()
+                },
+            }),
+            kept,
+        );
         for delivery in retained {
             self.broker.offer(&self.session, delivery);
         }
@@ -1096,11 +1156,15 @@ impl Connection {
                 Ok(_) => ReasonCode::NO_SUBSCRIPTION_EXISTED,
             })
             .collect();
-        self.send(Packet::UnsubAck(UnsubAck {
-            packet_id: unsubscribe.packet_id,
-            reason_codes: codes,
-            properties: AckProperties::default(),
-        }));
+        let kept = self.kept_session;
+        self.reply(
+            Packet::UnsubAck(UnsubAck {
+                packet_id: unsubscribe.packet_id,
+                reason_codes: codes,
+                properties: AckProperties::default(),
+            }),
+            kept,
+        );
     }
 
     fn on_disconnect(&mut self, disconnect: Disconnect) -> Result<(), Close> {
@@ -1141,7 +1205,9 @@ impl Connection {
                         break;
                     };
                     if front.message.expired(now) {
-                        state.queue.pop_front();
+                        if let Some(gone) = state.queue.pop_front() {
+                            state.forget(&gone);
+                        }
                         expired += 1;
                         continue;
                     }
@@ -1160,11 +1226,13 @@ impl Connection {
                             } else {
                                 Stage::AwaitPubRec
                             };
-                            state.inflight.push_back(Outgoing {
+                            let outgoing = Outgoing {
                                 packet_id,
                                 delivery: delivery.clone(),
                                 stage,
-                            });
+                            };
+                            state.keep_sent(&outgoing);
+                            state.inflight.push_back(outgoing);
                             packet_id
                         }
                     };
@@ -1188,10 +1256,15 @@ impl Connection {
                 }
             }
             if !too_large.is_empty() {
-                self.session
-                    .lock()
-                    .inflight
-                    .retain(|o| !too_large.contains(&o.packet_id));
+                let mut state = self.session.lock();
+                let (refused, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut state.inflight)
+                    .into_iter()
+                    .partition(|o| too_large.contains(&o.packet_id));
+                state.inflight = kept.into();
+                for outgoing in refused {
+                    state.forget(&outgoing.delivery);
+                }
+                drop(state);
                 if !more {
                     continue;
                 }

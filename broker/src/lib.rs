@@ -42,6 +42,7 @@ pub mod router;
 pub mod server;
 pub mod session;
 pub mod storage;
+pub mod store;
 pub mod sys;
 pub mod topic;
 mod transport;

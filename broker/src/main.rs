@@ -184,7 +184,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         let database = wasmq::plugins::open_database(&config.database).await?;
         let plugins = Plugins::start_with_database(&config.plugins, database.clone()).await?;
         let admin_path = config.admin.socket.clone();
-        let server = Server::bind(config, Some(plugins.hooks())).await?;
+        // Read back before any listener opens: no client sees a broker without its
+        // sessions and retained messages.
+        let storage = if config.storage.enabled {
+            let (storage_config, levels) = (config.storage.clone(), config.limits.max_topic_levels);
+            tokio::task::spawn_blocking(move || wasmq::store::open(&storage_config, levels))
+                .await??
+        } else {
+            wasmq::storage::Storage::memory()
+        };
+        let journal = storage.journal.clone();
+        let broker = wasmq::broker::Broker::with_storage(config, Some(plugins.hooks()), storage);
+        let server = Server::bind_with(broker).await?;
         let ready = http::Readiness::default();
         let services = http::Services {
             broker: server.broker().clone(),
@@ -213,6 +224,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ready.set(false);
             })
             .await;
+        if let Some(journal) = journal {
+            // Written and synced before the process ends, whatever the fsync policy.
+            tokio::task::spawn_blocking(move || journal.close()).await?;
+        }
         drop(plugins);
         anyhow::Ok(ExitCode::SUCCESS)
     })

@@ -43,6 +43,21 @@ impl Message {
         })
     }
 
+    /// A message read back from the durable store: its parts are slices of the stored
+    /// value, an allocation of its own, so it counts as detached.
+    pub fn restored(
+        publish: Publish,
+        origin: Option<ByteString>,
+        expires_at: Option<Instant>,
+    ) -> Arc<Message> {
+        Arc::new(Message {
+            publish,
+            origin,
+            expires_at,
+            detached: true,
+        })
+    }
+
     /// The message with its topic, payload and properties copied into allocations of
     /// their own, for a message the broker keeps (retained, or queued for an offline
     /// session). As decoded, they are slices of the publisher's read buffer: 8 KiB or
@@ -123,4 +138,6 @@ pub struct Delivery {
     pub subscription_ids: Vec<u32>,
     /// The shared subscription it was routed through.
     pub share: Option<TopicFilter>,
+    /// The number it is kept under in the durable store; 0: not kept.
+    pub stored: u64,
 }

@@ -17,6 +17,8 @@ pub struct Metrics {
     pub bytes_sent: AtomicU64,
     /// Messages dropped because a session's queue was full.
     pub messages_dropped_queue_full: AtomicU64,
+    /// Messages for persistent sessions not taken because the durable store is full.
+    pub messages_dropped_store_full: AtomicU64,
     /// QoS 0 messages not queued for offline sessions.
     pub messages_dropped_offline_qos0: AtomicU64,
     /// Messages that expired before they could be sent.

@@ -11,7 +11,7 @@ use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bytestring::ByteString;
 use parking_lot::{Mutex, MutexGuard};
@@ -21,6 +21,7 @@ use wasmq_codec::{LastWill, Protocol, QoS, ReasonCode};
 use crate::backpressure::QueueMarks;
 use crate::message::Delivery;
 use crate::router::SubscriptionData;
+use crate::store::SessionKeeper;
 use crate::topic::TopicFilter;
 
 /// Where an outgoing QoS 1/2 message stands.
@@ -119,6 +120,12 @@ pub struct SessionState {
     pub epoch: u64,
     /// The session was discarded; late deliveries are dropped.
     pub ended: bool,
+    /// When its connection closed (wall clock); `None` while connected.
+    pub disconnected_at: Option<SystemTime>,
+    /// The way into the durable store, when the broker has one (`store/keeper.rs`).
+    keeper: Option<SessionKeeper>,
+    /// Something of this session was written to the store: its end must be too.
+    kept: bool,
     next_packet_id: u16,
 }
 
@@ -162,11 +169,18 @@ pub enum Enqueued {
     OfflineQoS0,
     /// The session has ended.
     Ended,
+    /// The durable store is full: a message of a persistent session is not taken
+    /// without being kept.
+    StoreFull,
 }
 
 impl Session {
     /// A new, empty session.
-    pub fn new(client_id: ByteString, expiry_interval: u32) -> Arc<Session> {
+    pub fn new(
+        client_id: ByteString,
+        expiry_interval: u32,
+        keeper: Option<SessionKeeper>,
+    ) -> Arc<Session> {
         Arc::new(Session {
             client_id,
             state: Mutex::new(SessionState {
@@ -179,6 +193,9 @@ impl Session {
                 pending_will: None,
                 epoch: 0,
                 ended: false,
+                disconnected_at: None,
+                keeper,
+                kept: false,
                 next_packet_id: 1,
             }),
             wake: Notify::new(),
@@ -220,6 +237,10 @@ impl Session {
         }
         if state.queue.len() >= marks.max {
             return Enqueued::QueueFull;
+        }
+        let mut delivery = delivery;
+        if !state.keep_queued(&mut delivery) {
+            return Enqueued::StoreFull;
         }
         // Only the first delivery into an empty queue wakes the connection: while the
         // queue is non-empty the connection has either been woken already or stopped
@@ -297,6 +318,104 @@ impl Session {
 }
 
 impl SessionState {
+    /// The durable store, while this session is persistent and has not ended: every
+    /// change below is written there too.
+    pub fn keeper(&self) -> Option<&SessionKeeper> {
+        self.keeper
+            .as_ref()
+            .filter(|_| self.expiry_interval > 0 && !self.ended)
+    }
+
+    /// Writes the session's expiry and connection state; it is in the store from now on.
+    pub fn keep_meta(&mut self) {
+        if let Some(keeper) = self.keeper() {
+            keeper.meta(self.expiry_interval, self.disconnected_at);
+            self.kept = true;
+        }
+    }
+
+    /// Numbers and writes a delivery to a persistent session (QoS 1 and 2; QoS 0 is not
+    /// kept). False when the store is full and it cannot be kept.
+    fn keep_queued(&mut self, delivery: &mut Delivery) -> bool {
+        delivery.stored = 0;
+        let Some(keeper) = self.keeper().filter(|_| delivery.qos != QoS::AtMostOnce) else {
+            return true;
+        };
+        if keeper.is_full() {
+            return false;
+        }
+        delivery.stored = keeper.queued(delivery);
+        self.kept = true;
+        true
+    }
+
+    /// A delivery this session is done with (acknowledged, expired, refused or handed
+    /// on): it leaves the store.
+    pub fn forget(&self, delivery: &Delivery) {
+        if let Some(keeper) = self.keeper() {
+            keeper.done(delivery);
+        }
+    }
+
+    /// Writes where an in-flight message stands (its packet id, PUBREL sent).
+    pub fn keep_sent(&self, outgoing: &Outgoing) {
+        if outgoing.delivery.stored != 0
+            && let Some(keeper) = self.keeper()
+        {
+            keeper.sent(outgoing);
+        }
+    }
+
+    /// Records an incoming QoS 2 packet id awaiting PUBREL.
+    pub fn receive_qos2(&mut self, packet_id: u16) {
+        self.incoming_qos2.insert(packet_id);
+        if let Some(keeper) = self.keeper() {
+            keeper.incoming(packet_id);
+        }
+    }
+
+    /// Releases an incoming QoS 2 packet id (PUBREL); true when it was awaited.
+    pub fn release_qos2(&mut self, packet_id: u16) -> bool {
+        let released = self.incoming_qos2.remove(&packet_id);
+        if released && let Some(keeper) = self.keeper() {
+            keeper.released(packet_id);
+        }
+        released
+    }
+
+    /// Writes a subscription added or replaced.
+    pub fn keep_subscription(&self, filter: &TopicFilter, data: &SubscriptionData) {
+        if let Some(keeper) = self.keeper() {
+            keeper.subscribed(filter, data);
+        }
+    }
+
+    /// Writes a subscription removed.
+    pub fn forget_subscription(&self, filter: &str) {
+        if let Some(keeper) = self.keeper() {
+            keeper.unsubscribed(filter);
+        }
+    }
+
+    /// Writes the will the session has now (or that it has none).
+    pub fn keep_will(&self, will: Option<&LastWill>) {
+        if let Some(keeper) = self.keeper() {
+            keeper.will(will);
+        }
+    }
+
+    /// Ends the session: late deliveries are dropped, and whatever it had in the store
+    /// goes (in the same lock, so no change of it can follow into the store).
+    pub fn end(&mut self) {
+        if self.kept
+            && !self.ended
+            && let Some(keeper) = &self.keeper
+        {
+            keeper.ended();
+        }
+        self.ended = true;
+    }
+
     /// Allocates a packet identifier not used by any message in flight [MQTT-2.2.1-3].
     pub fn next_packet_id(&mut self) -> u16 {
         loop {

@@ -5,7 +5,11 @@
 //! - [`RetainStore`] *is* the retained-message store: every read and write goes to it.
 //! - [`SessionStore`] receives a [`SessionSnapshot`] whenever a persistent session goes
 //!   offline and of every persistent session at shutdown, and hands them back when the
-//!   broker starts. Live sessions stay in memory, so the hot path never touches it.
+//!   broker starts. Live sessions stay in memory.
+//!
+//! In memory, that is all. The durable store (`store/`) also writes every change of a
+//! persistent session as it happens, through the [`Journal`] in [`Storage::journal`], so
+//! a crash loses nothing that was acknowledged.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,9 +18,12 @@ use std::time::{Instant, SystemTime};
 use bytestring::ByteString;
 use parking_lot::{Mutex, RwLock};
 
+use wasmq_codec::LastWill;
+
 use crate::message::{Delivery, Message};
 use crate::router::SubscriptionData;
 use crate::session::Outgoing;
+use crate::store::{self, Journal};
 use crate::topic::{self, TopicFilter};
 
 /// The stores a broker uses.
@@ -26,6 +33,8 @@ pub struct Storage {
     pub retained: Arc<dyn RetainStore>,
     /// Persistent sessions.
     pub sessions: Arc<dyn SessionStore>,
+    /// The durable store's journal; `None` in memory.
+    pub journal: Option<Arc<Journal>>,
 }
 
 impl Storage {
@@ -35,6 +44,7 @@ impl Storage {
         Storage {
             retained: Arc::new(MemoryRetainStore::default()),
             sessions: Arc::new(MemorySessionStore::default()),
+            journal: None,
         }
     }
 }
@@ -62,6 +72,8 @@ pub struct SessionSnapshot {
     pub inflight: Vec<Outgoing>,
     /// QoS 2 packet ids received and not yet released.
     pub incoming_qos2: Vec<u16>,
+    /// The will, still waiting for its delay.
+    pub will: Option<LastWill>,
 }
 
 /// Keeps persistent sessions while the broker is stopped.
@@ -113,10 +125,28 @@ pub trait RetainStore: Send + Sync {
     }
 }
 
-/// Retained messages in memory, lost on restart (as Mosquitto with `persistence false`).
+/// Retained messages in memory; lost on restart (as Mosquitto with `persistence false`)
+/// unless [`journaled`](MemoryRetainStore::journaled), when every change is written to
+/// the durable store too.
 #[derive(Debug, Default)]
 pub struct MemoryRetainStore {
     messages: RwLock<HashMap<Box<str>, Arc<Message>>>,
+    journal: Option<Arc<Journal>>,
+}
+
+impl MemoryRetainStore {
+    /// Retained messages read back from the durable store, kept there from now on.
+    pub fn journaled(journal: Arc<Journal>, messages: Vec<Arc<Message>>) -> MemoryRetainStore {
+        MemoryRetainStore {
+            messages: RwLock::new(
+                messages
+                    .into_iter()
+                    .map(|m| (m.topic().into(), m))
+                    .collect(),
+            ),
+            journal: Some(journal),
+        }
+    }
 }
 
 impl RetainStore for MemoryRetainStore {
@@ -125,12 +155,25 @@ impl RetainStore for MemoryRetainStore {
         if messages.len() >= capacity && !messages.contains_key(message.topic()) {
             return false;
         }
+        if let Some(journal) = &self.journal {
+            if journal.is_full() {
+                return false;
+            }
+            // Under the write lock: two publishers of one topic reach the store in the
+            // order they reached memory.
+            store::retained_set(journal, &message);
+        }
         messages.insert(message.topic().into(), message);
         true
     }
 
     fn remove(&self, topic: &str) {
-        self.messages.write().remove(topic);
+        let mut messages = self.messages.write();
+        if messages.remove(topic).is_some()
+            && let Some(journal) = &self.journal
+        {
+            store::retained_removed(journal, topic);
+        }
     }
 
     fn matching(&self, filter: &TopicFilter, now: Instant, out: &mut Vec<Arc<Message>>) {

@@ -30,7 +30,7 @@ pub async fn run(broker: Arc<Broker>, interval: Duration) {
 pub fn publish_once(broker: &Broker) {
     let m = &broker.metrics;
     let coalesced = broker.hooks.as_ref().map_or(0, |h| h.authz_coalesced());
-    let topics: [(&str, String); 15] = [
+    let topics: [(&str, String); 16] = [
         ("$SYS/broker/version", VERSION.to_string()),
         (
             "$SYS/broker/uptime",
@@ -53,6 +53,10 @@ pub fn publish_once(broker: &Broker) {
             Metrics::get(&m.messages_sent).to_string(),
         ),
         ("$SYS/broker/messages/dropped", dropped(m).to_string()),
+        (
+            "$SYS/broker/messages/dropped/store_full",
+            Metrics::get(&m.messages_dropped_store_full).to_string(),
+        ),
         (
             "$SYS/broker/messages/expired",
             Metrics::get(&m.messages_expired).to_string(),
@@ -131,5 +135,6 @@ fn publish(broker: &Broker, topic: ByteString, value: String) {
 fn dropped(m: &Metrics) -> u64 {
     Metrics::get(&m.messages_dropped_queue_full)
         + Metrics::get(&m.messages_dropped_offline_qos0)
+        + Metrics::get(&m.messages_dropped_store_full)
         + Metrics::get(&m.messages_dropped_too_large)
 }

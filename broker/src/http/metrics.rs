@@ -182,12 +182,13 @@ impl Collector for BrokerCollector {
             &mut e,
             "wasmq_messages_dropped",
             "Messages not delivered, by reason: a full session queue (or retained store, \
-             or a share group with no member left), QoS 0 for an offline session, larger \
+             or a share group with no member left), QoS 0 for an offline session, the durable store full, larger \
              than the client's Maximum Packet Size, expired before it could be sent.",
             ["reason"],
             &[
                 (["queue_full"], get(&m.messages_dropped_queue_full)),
                 (["offline_qos0"], get(&m.messages_dropped_offline_qos0)),
+                (["store_full"], get(&m.messages_dropped_store_full)),
                 (["too_large"], get(&m.messages_dropped_too_large)),
                 (["expired"], get(&m.messages_expired)),
             ],

@@ -96,7 +96,7 @@ mod tests {
         }]);
         backend.apply(&batch).unwrap();
         drop(backend);
-        let error = open(&config, 16).err().expect("refused").to_string();
+        let error = open(&config, 16).expect_err("refused").to_string();
         assert!(error.contains("newer than this broker's"), "{error}");
         assert!(error.contains("move the folder aside"), "{error}");
     }

@@ -300,6 +300,27 @@ impl Client {
         client_id: &str,
         protocol: Protocol,
     ) -> anyhow::Result<Client> {
+        Client::connect_expiring(target, source, client_id, protocol, 0).await
+    }
+
+    /// Connects with [`PROTOCOL`] and a new session that outlives the connection by
+    /// `expiry` seconds (0: a clean session).
+    pub async fn connect_session(
+        target: &Target,
+        source: u8,
+        client_id: &str,
+        expiry: u32,
+    ) -> anyhow::Result<Client> {
+        Client::connect_expiring(target, source, client_id, PROTOCOL, expiry).await
+    }
+
+    async fn connect_expiring(
+        target: &Target,
+        source: u8,
+        client_id: &str,
+        protocol: Protocol,
+        expiry: u32,
+    ) -> anyhow::Result<Client> {
         let stream = target.open(source).await?;
         let mut client = Client {
             stream,
@@ -308,13 +329,18 @@ impl Client {
         };
         let connect = Packet::Connect(Box::new(Connect {
             protocol,
-            clean_start: true,
+            // v3.1.1 has no expiry: a persistent session is clean_session = 0 (the run's
+            // unique client ids keep runs apart).
+            clean_start: expiry == 0 || protocol == Protocol::V5,
             keep_alive: 600,
             client_id: ByteString::from(client_id),
             will: None,
             username: None,
             password: None,
-            properties: ConnectProperties::default(),
+            properties: ConnectProperties {
+                session_expiry_interval: (expiry > 0).then_some(expiry),
+                ..ConnectProperties::default()
+            },
         }));
         client.send(&connect).await?;
         match client.recv_timeout().await? {

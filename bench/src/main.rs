@@ -25,6 +25,7 @@
 
 mod acl;
 mod client;
+mod durable;
 mod overload;
 mod plugins;
 mod scenario;
@@ -104,6 +105,26 @@ enum Cmd {
         /// The command line to quote in the report.
         #[arg(long, default_value = "scripts/bench")]
         command: String,
+    },
+    /// The durable store: QoS 1 on persistent sessions under each fsync policy, and the
+    /// restart time with many retained messages and offline sessions, Mosquitto with
+    /// persistence beside it. Prints the Markdown tables (also in OUT_DIR/durable/).
+    Durable {
+        #[arg(long, default_value = "target/release/wasmq")]
+        wasmq: PathBuf,
+        #[arg(long, default_value = "/usr/sbin/mosquitto")]
+        mosquitto: PathBuf,
+        #[arg(long, default_value = "bench/results")]
+        out_dir: PathBuf,
+        /// Rounds of the throughput part (the median is quoted).
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+        /// Retained messages of the restart part.
+        #[arg(long, default_value_t = 100_000)]
+        retained: u32,
+        /// Offline persistent sessions of the restart part.
+        #[arg(long, default_value_t = 10_000)]
+        sessions: u32,
     },
     /// Runs the plugin benchmarks, writes plugins.json and the report's Plugins section.
     Plugins {
@@ -304,6 +325,25 @@ fn main() -> anyhow::Result<()> {
                     only,
                 })
                 .await?;
+            }
+            Cmd::Durable {
+                wasmq,
+                mosquitto,
+                out_dir,
+                rounds,
+                retained,
+                sessions,
+            } => {
+                let report = durable::run(durable::DurableOptions {
+                    wasmq,
+                    mosquitto,
+                    out_dir,
+                    rounds,
+                    retained,
+                    sessions,
+                })
+                .await?;
+                println!("{report}");
             }
             Cmd::Plugins {
                 wasmq,

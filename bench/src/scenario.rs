@@ -137,6 +137,14 @@ pub struct Scenario {
     /// What its clients speak below MQTT.
     #[serde(default, skip_serializing_if = "Transport::is_tcp")]
     pub transport: Transport,
+    /// The Session Expiry Interval of a flow's clients: 0 for clean sessions, more for
+    /// persistent ones, whose messages a durable broker keeps (`wasmq-bench durable`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub session_expiry: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Scenario {
@@ -282,7 +290,9 @@ async fn run_flow(
             Topology::FanOut { .. } => format!("wqb/{tag}/out"),
             Topology::SharedFanIn { .. } => format!("$share/g/wqb/{tag}/sh/+"),
         };
-        let mut client = Client::connect(target, source(i), &format!("wqb-{tag}-s{i}")).await?;
+        let id = format!("wqb-{tag}-s{i}");
+        let expiry = scenario.session_expiry;
+        let mut client = Client::connect_session(target, source(i), &id, expiry).await?;
         client.subscribe(&filter, qos).await?;
         subscribers.push(client);
     }
@@ -294,7 +304,9 @@ async fn run_flow(
             Topology::FanOut { .. } => format!("wqb/{tag}/out"),
             Topology::SharedFanIn { .. } => format!("wqb/{tag}/sh/{i}"),
         };
-        let client = Client::connect(target, source(n_sub + i), &format!("wqb-{tag}-p{i}")).await?;
+        let id = format!("wqb-{tag}-p{i}");
+        let expiry = scenario.session_expiry;
+        let client = Client::connect_session(target, source(n_sub + i), &id, expiry).await?;
         publishers.push((client, topic));
     }
 

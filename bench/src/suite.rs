@@ -51,6 +51,7 @@ pub fn scenarios(quick: bool) -> Vec<Scenario> {
         max_messages: 10_000_000,
         repeats,
         transport: Transport::Tcp,
+        session_expiry: 0,
     };
     let full = |window| Pace::FullSpeed { window };
     let rate = |rate| Pace::FixedRate { rate };
@@ -75,6 +76,7 @@ pub fn scenarios(quick: bool) -> Vec<Scenario> {
         max_messages: 0,
         repeats,
         transport: Transport::Tcp,
+        session_expiry: 0,
     };
     vec![
         flow("pairs q0 16B", pairs, 0, 16, full(500)),
@@ -111,6 +113,7 @@ pub fn scenarios(quick: bool) -> Vec<Scenario> {
             max_messages: 0,
             repeats: 1,
             transport: Transport::Tcp,
+            session_expiry: 0,
         },
         Scenario {
             name: "idle connections".to_string(),
@@ -121,6 +124,7 @@ pub fn scenarios(quick: bool) -> Vec<Scenario> {
             max_messages: 0,
             repeats: 1,
             transport: Transport::Tcp,
+            session_expiry: 0,
         },
     ]
 }
@@ -148,6 +152,24 @@ impl BrokerProcess {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Stops it as an operator does (SIGTERM) and waits, at most 60 s, until it exited:
+    /// a broker with persistence writes what it keeps first.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while self.child.try_wait()?.is_none() {
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "{} did not stop within 60 s",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
     }
 
     /// Its listener for `transport`.
@@ -451,6 +473,24 @@ async fn start_mosquitto_once(
     dir: &Path,
     listeners: &Listeners,
 ) -> anyhow::Result<BrokerProcess> {
+    start_mosquitto_kept(bin, dir, listeners, None).await
+}
+
+/// Starts Mosquitto with `persistence true` in `store` (its `mosquitto.db` there), or
+/// without persistence (`None`), as [`start_mosquitto`] does.
+pub async fn start_mosquitto_kept(
+    bin: &Path,
+    dir: &Path,
+    listeners: &Listeners,
+    store: Option<&Path>,
+) -> anyhow::Result<BrokerProcess> {
+    let persistence = match store {
+        Some(store) => format!(
+            "persistence true\npersistence_location {}/",
+            store.display()
+        ),
+        None => "persistence false".to_string(),
+    };
     let port = free_port()?;
     let ports = listeners.ports()?;
     let config = dir.join("mosquitto.conf");
@@ -460,7 +500,7 @@ async fn start_mosquitto_once(
             "# Written by wasmq-bench: settings equivalent to the Wasmq it is compared with.\n\
              listener {port} 127.0.0.1\n\
              allow_anonymous true\n\
-             persistence false\n\
+             {persistence}\n\
              set_tcp_nodelay true\n\
              max_inflight_messages {MAX_INFLIGHT}\n\
              max_queued_messages {MAX_QUEUED}\n\

@@ -125,6 +125,15 @@ enum Cmd {
         /// Offline persistent sessions of the restart part.
         #[arg(long, default_value_t = 10_000)]
         sessions: u32,
+        /// A smoke run: one second per throughput run.
+        #[arg(long)]
+        quick: bool,
+        /// Rewrite this report's Durable store section.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// The command line to quote in the report.
+        #[arg(long, default_value = "wasmq-bench durable")]
+        command: String,
     },
     /// Runs the plugin benchmarks, writes plugins.json and the report's Plugins section.
     Plugins {
@@ -333,6 +342,9 @@ fn main() -> anyhow::Result<()> {
                 rounds,
                 retained,
                 sessions,
+                quick,
+                report,
+                command,
             } => {
                 let report = durable::run(durable::DurableOptions {
                     wasmq,
@@ -341,6 +353,9 @@ fn main() -> anyhow::Result<()> {
                     rounds,
                     retained,
                     sessions,
+                    quick,
+                    report,
+                    command,
                 })
                 .await?;
                 println!("{report}");

@@ -330,8 +330,19 @@ pub async fn wait_ready(addr: SocketAddr, child: &mut Child) -> anyhow::Result<(
 
 /// Writes `NAME.toml`: a Wasmq with limits equal to Mosquitto's below and the given
 /// `[plugins]` section (see [`plugins_section`]).
+///
+/// Unless `plugins` brings its own `[storage]` section, the broker keeps its store in a
+/// folder of its own, emptied first: brokers running side by side cannot share one
+/// (the store is locked), and a store left by an earlier run would bring back its
+/// retained messages.
 pub fn wasmq_config(dir: &Path, name: &str, plugins: &str) -> anyhow::Result<PathBuf> {
     let config = dir.join(format!("{name}.toml"));
+    let storage = if plugins.contains("[storage]") {
+        String::new()
+    } else {
+        let store = empty_dir(&dir.join(format!("{name}-store")))?;
+        format!("[storage]\ndir = {:?}\n", store.display().to_string())
+    };
     std::fs::write(
         &config,
         format!(
@@ -344,6 +355,7 @@ pub fn wasmq_config(dir: &Path, name: &str, plugins: &str) -> anyhow::Result<Pat
              max_packet_size = 1048576\n\
              [sys]\n\
              interval_secs = 0\n\
+             {storage}\
              {plugins}"
         ),
     )?;

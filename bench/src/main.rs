@@ -83,6 +83,10 @@ enum Cmd {
         /// `--target` as a WebSocket listener serving `/mqtt`.
         #[arg(long)]
         ca_file: Option<PathBuf>,
+        /// Clients connect with a persistent session of this expiry, seconds (v3.1.1:
+        /// `clean_session = 0`), as `durable` does; profiles the durable store.
+        #[arg(long)]
+        session_expiry: Option<u32>,
     },
     /// Starts Wasmq and Mosquitto, runs every scenario against both, writes the report.
     Suite {
@@ -285,6 +289,7 @@ fn main() -> anyhow::Result<()> {
                 duration_ms,
                 name,
                 ca_file,
+                session_expiry,
             } => {
                 let chosen: Vec<_> = suite::scenarios(quick)
                     .into_iter()
@@ -298,6 +303,9 @@ fn main() -> anyhow::Result<()> {
                 for mut s in chosen {
                     if let Some(ms) = duration_ms {
                         s.duration_ms = ms;
+                    }
+                    if let Some(expiry) = session_expiry {
+                        s.session_expiry = expiry;
                     }
                     let target = match s.transport {
                         Transport::Tcp => target.into(),

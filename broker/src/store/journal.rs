@@ -10,6 +10,7 @@
 //! publish, the more messages one fsync covers.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -70,24 +71,38 @@ impl Batch {
     /// Folds `ops`, in order, into one batch.
     pub fn fold(ops: Vec<Op>) -> Batch {
         let mut prefixes: Vec<Vec<u8>> = Vec::new();
-        let mut keys: HashMap<Vec<u8>, Folded> = HashMap::with_capacity(ops.len());
+        // foldhash and one lookup per op: with SipHash and get-then-insert, folding was
+        // 11% of the broker's CPU under QoS 1 on persistent sessions (perf, 8 pairs).
+        let mut keys: HashMap<Vec<u8>, Folded, foldhash::fast::RandomState> =
+            HashMap::with_capacity_and_hasher(ops.len(), Default::default());
         for op in ops {
             match op {
-                Op::Put { key, value, fresh } => {
-                    let folded = match keys.get(&key) {
-                        Some(Folded::Fresh(_)) => Folded::Fresh(value),
-                        _ if fresh => Folded::Fresh(value),
-                        _ => Folded::Put(value),
-                    };
-                    keys.insert(key, folded);
-                }
-                Op::Delete(key) => {
-                    if let Some(Folded::Fresh(_)) = keys.get(&key) {
-                        keys.remove(&key);
-                    } else {
-                        keys.insert(key, Folded::Delete);
+                Op::Put { key, value, fresh } => match keys.entry(key) {
+                    Entry::Occupied(mut slot) => {
+                        let folded = slot.get_mut();
+                        *folded = match folded {
+                            Folded::Fresh(_) => Folded::Fresh(value),
+                            _ if fresh => Folded::Fresh(value),
+                            _ => Folded::Put(value),
+                        };
                     }
-                }
+                    Entry::Vacant(slot) => {
+                        slot.insert(if fresh {
+                            Folded::Fresh(value)
+                        } else {
+                            Folded::Put(value)
+                        });
+                    }
+                },
+                Op::Delete(key) => match keys.entry(key) {
+                    Entry::Occupied(slot) if matches!(slot.get(), Folded::Fresh(_)) => {
+                        slot.remove();
+                    }
+                    Entry::Occupied(mut slot) => *slot.get_mut() = Folded::Delete,
+                    Entry::Vacant(slot) => {
+                        slot.insert(Folded::Delete);
+                    }
+                },
                 Op::DeletePrefix(prefix) => {
                     // What this batch wrote under the prefix goes too; what it writes
                     // after this point stays (prefixes are applied first).

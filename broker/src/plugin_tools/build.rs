@@ -86,11 +86,14 @@ pub fn checkout() -> anyhow::Result<PathBuf> {
 fn build_with_script(dir: &Path) -> anyhow::Result<PathBuf> {
     let repo = checkout()?;
     let script = repo.join("scripts/build-plugins");
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("{}: no such folder", dir.display()))?;
     // stderr is the script's progress and errors, shown as they come; stdout is the
     // path of the component.
     let output = Command::new(&script)
         .arg("--project")
-        .arg(dir)
+        .arg(&dir)
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()

@@ -357,7 +357,8 @@ mod tests {
         assert!(world.text.contains("package local:p;"), "{}", world.text);
         assert!(world.text.contains("world p {"), "{}", world.text);
         assert!(world.text.contains("import wasmq:plugin/log@0.2.0;"));
-        assert!(!world.text.contains("config"));
+        assert!(!world.text.contains("import wasmq:plugin/config"));
+        assert!(!world.text.contains("import wasmq:plugin/sql"));
         assert!(world.text.contains("export wasmq:plugin/authz@0.2.0;"));
     }
 

@@ -31,14 +31,20 @@ fn rust_target_dir() -> PathBuf {
 }
 
 fn wasmq(args: &[&str], cwd: &Path) -> Output {
-    Command::new(WASMQ)
+    wasmq_command(args, cwd)
+        .env_remove("WASMQ_REPO")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {WASMQ}: {e}"))
+}
+
+fn wasmq_command(args: &[&str], cwd: &Path) -> Command {
+    let mut command = Command::new(WASMQ);
+    command
         .args(args)
         .current_dir(cwd)
         .env("CARGO_TARGET_DIR", rust_target_dir())
-        .env_remove("WASMQ_REPO")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {WASMQ}: {e}"))
+        .stdin(Stdio::null());
+    command
 }
 
 fn text(output: &Output) -> String {
@@ -315,4 +321,47 @@ setup = ["CREATE TABLE acl (client TEXT)", "INSERT INTO acl VALUES ('known')"]
     assert_eq!(output.status.code(), Some(1), "{report}");
     assert!(report.contains("does not load"), "{report}");
     assert!(report.contains("[plugin.capabilities] sql"), "{report}");
+}
+
+/// A checkout whose `.cache/` has no toolchain: `plugin build` says which is missing
+/// and which script installs it, and installs nothing.
+#[test]
+fn a_missing_toolchain_is_named_with_the_script_that_installs_it() {
+    let root = repo_root();
+    let checkout = tempfile::tempdir().unwrap();
+    for file in [
+        "scripts/build-plugins",
+        "plugins/examples/python/requirements.txt",
+        "plugins/examples/js/package.json",
+        "plugins/examples/js/package-lock.json",
+    ] {
+        let to = checkout.path().join(file);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(root.join(file), to).unwrap();
+    }
+    let projects = tempfile::tempdir().unwrap();
+    for (lang, tool) in [("python", "componentize-py"), ("js", "componentize-js")] {
+        let dir = new_project(projects.path(), &format!("{lang}-acl"), "authz", lang);
+        let output = wasmq_command(&["plugin", "build"], &dir)
+            .env("WASMQ_REPO", checkout.path())
+            .output()
+            .unwrap();
+        let report = text(&output);
+        assert_eq!(output.status.code(), Some(1), "{report}");
+        assert!(report.contains(&format!("{tool} (")), "{report}");
+        assert!(report.contains("is not installed in"), "{report}");
+        assert!(
+            report.contains("scripts/build-plugins once (without --project) to install it"),
+            "{report}"
+        );
+        assert!(!dir.join("target").exists(), "{lang}: nothing built");
+    }
+    assert!(
+        !checkout.path().join(".cache/py").exists(),
+        "nothing installed"
+    );
+    assert!(
+        !checkout.path().join(".cache/js").exists(),
+        "nothing installed"
+    );
 }

@@ -365,3 +365,70 @@ fn a_missing_toolchain_is_named_with_the_script_that_installs_it() {
         "nothing installed"
     );
 }
+
+/// A hook that traps fails its case (the fault is the report), and so does a case for
+/// a hook the component does not export; the other cases still run.
+#[test]
+fn faults_and_hooks_not_exported_fail_their_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = dir.path().join("cases.toml");
+    std::fs::write(
+        &cases,
+        r#"
+[[case]]
+name = "traps"
+client = { client_id = "c" }
+action = "publish"
+topic = "t"
+expect = "deny"
+
+[[case]]
+name = "traps too"
+topic = "t"
+expect = "keep"
+"#,
+    )
+    .unwrap();
+    let output = plugin_test(Path::new(artifacts::PANIC), &cases);
+    let report = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{report}");
+    assert!(report.contains("2 cases: 0 passed, 2 failed"), "{report}");
+    assert!(
+        report.contains("expected: deny\n      got:      a fault: trapped"),
+        "{report}"
+    );
+    assert!(
+        report.contains("authorize c on t refused to cooperate"),
+        "{report}"
+    );
+    assert!(
+        report.contains("expected: keep\n      got:      a fault: trapped"),
+        "{report}"
+    );
+
+    std::fs::write(
+        &cases,
+        r#"
+[[case]]
+name = "not exported"
+client = { client_id = "c", username = "u" }
+expect = "allow"
+
+[[case]]
+name = "exported"
+client = { client_id = "bob" }
+action = "publish"
+topic = "readonly/x"
+expect = "deny"
+"#,
+    )
+    .unwrap();
+    let output = plugin_test(Path::new(artifacts::READONLY_ACL), &cases);
+    let report = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("the plugin does not export authn (it exports: authz)"),
+        "{report}"
+    );
+    assert!(report.contains("PASS  exported"), "{report}");
+}

@@ -625,9 +625,10 @@ pub async fn run(wasm_path: &Path, cases_path: &Path) -> anyhow::Result<Summary>
             }
         }
     }
+    let total = cases.cases.len();
     println!(
-        "{} cases: {} passed, {} failed",
-        cases.cases.len(),
+        "{total} case{}: {} passed, {} failed",
+        if total == 1 { "" } else { "s" },
         summary.passed,
         summary.failed
     );

@@ -20,7 +20,8 @@
 //! - [`plugins`] is the policy: WebAssembly components from the plugin folder and the
 //!   built-in default auth/ACL plugin. [`manage`] edits that plugin's tables
 //!   (`wasmq user|acl`), and [`admin`] is the local socket through which those commands
-//!   tell a running broker to drop its cached decisions.
+//!   tell a running broker to drop its cached decisions. [`plugin_tools`] is for those
+//!   who write plugins: `wasmq plugin new|build|test`.
 //! - [`http`] serves Prometheus metrics (read from [`metrics`], the sessions and the
 //!   plugins at scrape time) and the HTTP admin API (clients, plugins, users, rules).
 
@@ -37,6 +38,7 @@ pub mod manage;
 pub mod message;
 pub mod metrics;
 mod outbox;
+pub mod plugin_tools;
 pub mod plugins;
 pub mod router;
 pub mod server;

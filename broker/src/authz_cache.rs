@@ -169,7 +169,8 @@ impl<V: Cached> DecisionCache<V> {
         None
     }
 
-    /// Remembers a decision made under `generation`.
+    /// Remembers a decision made under `generation`; false when it was not kept (the
+    /// cache is off, or the generation changed meanwhile).
     pub fn insert(
         &mut self,
         generation: u64,
@@ -178,9 +179,9 @@ impl<V: Cached> DecisionCache<V> {
         qos: QoS,
         retain: bool,
         value: V,
-    ) {
+    ) -> bool {
         if self.capacity == 0 || generation != self.generation {
-            return;
+            return false;
         }
         if self.entries.len() >= self.capacity {
             // Drop the expired entries first; if none, the whole cache: refilling costs
@@ -201,6 +202,7 @@ impl<V: Cached> DecisionCache<V> {
             },
             (value, Instant::now()),
         );
+        true
     }
 
     /// Number of cached decisions.

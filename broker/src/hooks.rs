@@ -1,6 +1,7 @@
-//! The policy seam: what the broker asks on CONNECT, PUBLISH and SUBSCRIBE. The plugin
-//! host implements [`Hooks`]; with no hooks installed the broker lets every client
-//! connect, publish and subscribe, as Mosquitto does with no plugin or ACL file.
+//! The policy seam: what the broker asks on CONNECT, PUBLISH and SUBSCRIBE, and on a
+//! delivery through a wildcard subscription. The plugin host implements [`Hooks`]; with
+//! no hooks installed the broker lets every client connect, publish, subscribe and
+//! receive, as Mosquitto does with no plugin or ACL file.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -203,6 +204,31 @@ pub trait Hooks: Send + Sync {
                 cacheable: true,
             }
         })
+    }
+
+    /// Whether [`Hooks::authorize_delivery`] can deny anything (a plugin exports the
+    /// `deliver` hook); when false the broker never asks it, and a delivery costs
+    /// nothing more than without hooks.
+    fn checks_deliveries(&self) -> bool {
+        false
+    }
+
+    /// Decides whether `client` may receive a message on `topic` (a topic name) that
+    /// reaches it through a subscription whose filter has wildcards, delivered with
+    /// `qos` and `retain`. Asked by the subscriber's connection when it takes the
+    /// message off its queue, through its own cache. By default every delivery may go.
+    fn authorize_delivery<'a>(
+        &'a self,
+        client: &'a ClientInfo,
+        topic: &'a str,
+        qos: QoS,
+        retain: bool,
+    ) -> BoxFuture<'a, Authorization> {
+        let _ = (client, topic, qos, retain);
+        Box::pin(std::future::ready(Authorization {
+            allowed: true,
+            cacheable: true,
+        }))
     }
 
     /// Transforms a PUBLISH before it is routed.

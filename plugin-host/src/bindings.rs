@@ -37,7 +37,7 @@ pub mod v0_2 {
         exports: { default: async },
     });
 
-    pub use exports::wasmq::plugin::{authn, authz, transform};
+    pub use exports::wasmq::plugin::{authn, authz, deliver, transform};
     pub use wasmq::plugin::types as wit;
 }
 

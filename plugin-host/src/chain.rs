@@ -46,6 +46,7 @@ impl PluginSet {
             Hooks {
                 authn: all.authn || h.authn,
                 authz: all.authz || h.authz,
+                deliver: all.deliver || h.deliver,
                 transform: all.transform || h.transform,
             }
         });
@@ -143,6 +144,48 @@ impl PluginSet {
     ) -> AuthzOutcome {
         self.authorize_counted(client, action, topic, qos, retain, None)
             .await
+    }
+
+    /// Runs the delivery chain: may `client` receive a message on `topic` (it reaches
+    /// the client through a wildcard subscription)? The plugins that export `deliver`,
+    /// in order; the first allow or deny decides, a fault denies (`faulted`). `Ignore`
+    /// when none decided: the caller lets the delivery go (the subscription's grant
+    /// stands).
+    pub async fn authorize_delivery(
+        &self,
+        client: &PreparedClient,
+        topic: &str,
+        qos: u8,
+        retain: bool,
+    ) -> AuthzOutcome {
+        let decided = |decision| AuthzOutcome {
+            decision,
+            faulted: false,
+        };
+        if !self.hooks.deliver {
+            return decided(Decision::Ignore);
+        }
+        // A plain loop with `continue`, as in `authorize_counted` (a `Send` future).
+        for plugin in &self.plugins {
+            if !plugin.hooks().deliver {
+                continue;
+            }
+            match plugin
+                .authorize_delivery_wit(client, topic, qos, retain)
+                .await
+            {
+                Ok(Decision::Ignore) => continue,
+                Ok(decision) => return decided(decision),
+                // Already logged and counted by the plugin; fail closed.
+                Err(_) => {
+                    return AuthzOutcome {
+                        decision: Decision::Deny,
+                        faulted: true,
+                    };
+                }
+            }
+        }
+        decided(Decision::Ignore)
     }
 
     /// Runs the transform chain on `message`.

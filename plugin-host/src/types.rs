@@ -161,6 +161,9 @@ pub struct Hooks {
     pub authn: bool,
     /// Exports `wasmq:plugin/authz`.
     pub authz: bool,
+    /// Exports `wasmq:plugin/deliver` (since contract 0.2.0): read access on each
+    /// delivery through a wildcard subscription.
+    pub deliver: bool,
     /// Exports `wasmq:plugin/transform`.
     pub transform: bool,
 }
@@ -170,6 +173,7 @@ impl Hooks {
     pub const ALL: Hooks = Hooks {
         authn: true,
         authz: true,
+        deliver: true,
         transform: true,
     };
 
@@ -178,13 +182,14 @@ impl Hooks {
         Hooks {
             authn: self.authn && other.authn,
             authz: self.authz && other.authz,
+            deliver: self.deliver && other.deliver,
             transform: self.transform && other.transform,
         }
     }
 
     /// Whether no hook is set.
     pub fn is_empty(self) -> bool {
-        !(self.authn || self.authz || self.transform)
+        !(self.authn || self.authz || self.deliver || self.transform)
     }
 }
 
@@ -193,6 +198,7 @@ impl fmt::Display for Hooks {
         let names: Vec<&str> = [
             (self.authn, "authn"),
             (self.authz, "authz"),
+            (self.deliver, "deliver"),
             (self.transform, "transform"),
         ]
         .into_iter()

@@ -2,7 +2,8 @@
 //!
 //! A Wasmq plugin is a WebAssembly component that the broker calls at its hook
 //! points: **authentication** on CONNECT, **authorization** on PUBLISH and
-//! SUBSCRIBE, and **message transform** on PUBLISH. This crate hides the
+//! SUBSCRIBE, **read access on delivery** through wildcard subscriptions, and
+//! **message transform** on PUBLISH. This crate hides the
 //! component-model plumbing: implement [`Plugin`] (every method has a default
 //! that passes the decision on), then name the hooks you implement in
 //! [`export_plugin!`]. The broker finds out which hooks a plugin has by
@@ -54,7 +55,8 @@
 //! # Map
 //!
 //! - [`Plugin`]: the hooks, with defaults ([`Decision::Ignore`], [`Transformed::Keep`]).
-//! - [`export_plugin!`]: exports the chosen hooks (`authn`, `authz`, `transform`).
+//! - [`export_plugin!`]: exports the chosen hooks (`authn`, `authz`, `deliver`,
+//!   `transform`). Only plugins that export `deliver` are asked about deliveries.
 //! - The contract's types (`wasmq:plugin@0.2.0`), re-exported: [`Client`] (with
 //!   its [`ListenerKind`], [`CertificateIdentity`] and CONNECT user properties),
 //!   [`Action`], [`Decision`], [`AuthResult`], [`Message`], [`Transformed`].
@@ -118,6 +120,22 @@ pub mod wit {
             world: "authz-plugin",
             pub_export_macro: true,
             export_macro_name: "export_authz",
+            with: {
+                "wasmq:plugin/types@0.2.0": crate::wit::wasmq::plugin::types,
+                "wasmq:plugin/log@0.2.0": crate::wit::wasmq::plugin::log,
+                "wasmq:plugin/config@0.2.0": crate::wit::wasmq::plugin::config,
+                "wasmq:plugin/sql@0.2.0": crate::wit::wasmq::plugin::sql,
+            },
+        });
+    }
+
+    /// Bindings for a component that exports `deliver`, sharing the types above.
+    pub mod deliver_world {
+        wit_bindgen::generate!({
+            path: "../wit/plugin.wit",
+            world: "deliver-plugin",
+            pub_export_macro: true,
+            export_macro_name: "export_deliver",
             with: {
                 "wasmq:plugin/types@0.2.0": crate::wit::wasmq::plugin::types,
                 "wasmq:plugin/log@0.2.0": crate::wit::wasmq::plugin::log,
@@ -227,6 +245,19 @@ pub trait Plugin {
         Decision::Ignore
     }
 
+    /// Read access on delivery (exported with `deliver`): may `client` receive a
+    /// message published to `topic` (a topic name), which reaches it through a
+    /// subscription whose filter has wildcards? The subscription itself was
+    /// authorized already ([`Plugin::authorize`] with [`Action::Subscribe`]); this is
+    /// the check of each topic the filter reaches, so a rule denying
+    /// `sensors/secret` keeps it from a `sensors/#` subscriber. Asked once per
+    /// connection and topic (cached as `authorize` is). [`Decision::Ignore`] from
+    /// every plugin lets the delivery go.
+    fn authorize_delivery(client: Client, topic: String, qos: u8, retain: bool) -> Decision {
+        let _ = (client, topic, qos, retain);
+        Decision::Ignore
+    }
+
     /// Message transform, on PUBLISH after authorization (exported with
     /// `transform`). Return [`Transformed::Keep`] when nothing changes: it
     /// costs nothing, while [`Transformed::Replace`] copies the message back.
@@ -253,6 +284,12 @@ impl<P: Plugin> wit::authz_world::exports::wasmq::plugin::authz::Guest for Expor
     }
 }
 
+impl<P: Plugin> wit::deliver_world::exports::wasmq::plugin::deliver::Guest for Export<P> {
+    fn authorize_delivery(c: Client, topic: String, qos: u8, retain: bool) -> Decision {
+        P::authorize_delivery(c, topic, qos, retain)
+    }
+}
+
 impl<P: Plugin> wit::transform_world::exports::wasmq::plugin::transform::Guest for Export<P> {
     fn on_publish(c: Client, m: Message) -> Transformed {
         P::on_publish(c, m)
@@ -260,7 +297,7 @@ impl<P: Plugin> wit::transform_world::exports::wasmq::plugin::transform::Guest f
 }
 
 /// Exports a [`Plugin`] implementation for the hooks named after the colon:
-/// any of `authn`, `authz` and `transform`, comma-separated.
+/// any of `authn`, `authz`, `deliver` and `transform`, comma-separated.
 ///
 /// ```
 /// # use wasmq_plugin_sdk::{Plugin, export_plugin};
@@ -292,6 +329,9 @@ macro_rules! __wasmq_export_hook {
     (authz) => {
         $crate::__export_authz_plugin_impl!(__WasmqExport with_types_in $crate::wit::authz_world);
     };
+    (deliver) => {
+        $crate::__export_deliver_plugin_impl!(__WasmqExport with_types_in $crate::wit::deliver_world);
+    };
     (transform) => {
         $crate::__export_transform_plugin_impl!(__WasmqExport with_types_in $crate::wit::transform_world);
     };
@@ -299,7 +339,7 @@ macro_rules! __wasmq_export_hook {
         compile_error!(concat!(
             "unknown Wasmq hook `",
             stringify!($other),
-            "`: expected authn, authz or transform"
+            "`: expected authn, authz, deliver or transform"
         ));
     };
 }

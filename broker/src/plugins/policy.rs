@@ -284,6 +284,42 @@ impl Hooks for PluginPolicy {
         })
     }
 
+    fn checks_deliveries(&self) -> bool {
+        self.chain.chain.hooks().deliver
+    }
+
+    fn authorize_delivery<'a>(
+        &'a self,
+        client: &'a ClientInfo,
+        topic: &'a str,
+        qos: QoS,
+        retain: bool,
+    ) -> BoxFuture<'a, Authorization> {
+        Box::pin(async move {
+            let set = self.chain.chain.current();
+            // As in `ask_chain`: a query that failed meanwhile makes the answer blind.
+            let failures_before = self.database_failures();
+            let outcome = set
+                .authorize_delivery(prepared(client), topic, qos as u8, retain)
+                .await;
+            let blind = outcome.faulted || self.database_failures() != failures_before;
+            let allowed = match outcome.decision {
+                host::Decision::Deny => {
+                    debug!(topic, "delivery denied");
+                    false
+                }
+                // No plugin decided: the subscription's own grant stands (this is a
+                // re-check of read access, not a new request: `acl_nomatch` is not
+                // asked).
+                host::Decision::Allow | host::Decision::Ignore => true,
+            };
+            Authorization {
+                allowed,
+                cacheable: !blind,
+            }
+        })
+    }
+
     fn authz_coalesced(&self) -> u64 {
         self.authorizing.joined()
     }

@@ -94,6 +94,8 @@ pub struct AclOptions {
     pub databases: Vec<String>,
     /// Skips the end-to-end throughput (decisions only).
     pub no_e2e: bool,
+    /// Runs the delivery-ACL row alone (no decisions, no pairs).
+    pub delivery_only: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -783,9 +785,13 @@ pub async fn run_acl(options: AclOptions) -> anyhow::Result<()> {
         options.quick,
         options.threads,
     );
-    let runs = decisions(&options, &dir).await?;
+    let runs = if options.delivery_only {
+        Vec::new()
+    } else {
+        decisions(&options, &dir).await?
+    };
     let decision_summaries = summarise_decisions(&runs);
-    let (scenarios, e2e_runs) = if options.no_e2e {
+    let (scenarios, e2e_runs) = if options.no_e2e || options.delivery_only {
         (Vec::new(), Vec::new())
     } else {
         end_to_end(&options, &dir).await?

@@ -98,7 +98,8 @@ pub struct CacheLookups {
 /// Cached answers of one connection: `V` is `bool` for authorization decisions.
 #[derive(Debug)]
 pub struct DecisionCache<V> {
-    entries: HashMap<Key, (V, Instant)>,
+    /// Each value with when it expires (`None`: for the connection).
+    entries: HashMap<Key, (V, Option<Instant>)>,
     ttl: Duration,
     capacity: usize,
     generation: u64,
@@ -161,16 +162,16 @@ impl<V: Cached> DecisionCache<V> {
             retain,
             topic: topic.clone(),
         };
-        let (value, at) = self.entries.get(&key)?;
-        if at.elapsed() < self.ttl {
+        let (value, expires) = self.entries.get(&key)?;
+        if expires.is_none_or(|at| Instant::now() < at) {
             return Some(value.clone());
         }
         self.entries.remove(&key);
         None
     }
 
-    /// Remembers a decision made under `generation`; false when it was not kept (the
-    /// cache is off, or the generation changed meanwhile).
+    /// Remembers a decision made under `generation` for the cache's TTL; false when it
+    /// was not kept (the cache is off, or the generation changed meanwhile).
     pub fn insert(
         &mut self,
         generation: u64,
@@ -180,15 +181,36 @@ impl<V: Cached> DecisionCache<V> {
         retain: bool,
         value: V,
     ) -> bool {
-        if self.capacity == 0 || generation != self.generation {
+        let ttl = Some(self.ttl);
+        self.insert_for(generation, action, topic, qos, retain, value, ttl)
+    }
+
+    /// [`DecisionCache::insert`] for `lifetime` instead of the TTL (`None`: for the
+    /// connection), as the plugin that answered says. A zero lifetime keeps nothing.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the key's four parts, as in `insert`"
+    )]
+    pub fn insert_for(
+        &mut self,
+        generation: u64,
+        action: Action,
+        topic: ByteString,
+        qos: QoS,
+        retain: bool,
+        value: V,
+        lifetime: Option<Duration>,
+    ) -> bool {
+        if self.capacity == 0 || generation != self.generation || lifetime == Some(Duration::ZERO) {
             return false;
         }
+        let now = Instant::now();
         if self.entries.len() >= self.capacity {
             // Drop the expired entries first; if none, the whole cache: refilling costs
             // one plugin call per topic, and a client cycling over more topics than the
             // capacity gains nothing from finer eviction.
-            let ttl = self.ttl;
-            self.entries.retain(|_, (_, at)| at.elapsed() < ttl);
+            self.entries
+                .retain(|_, (_, expires)| expires.is_none_or(|at| now < at));
             if self.entries.len() >= self.capacity {
                 self.entries.clear();
             }
@@ -200,9 +222,14 @@ impl<V: Cached> DecisionCache<V> {
                 retain,
                 topic,
             },
-            (value, Instant::now()),
+            (value, lifetime.map(|d| now + d)),
         );
         true
+    }
+
+    /// The TTL the operator configured (`[authz_cache] ttl_ms`).
+    pub fn ttl(&self) -> Duration {
+        self.ttl
     }
 
     /// Number of cached decisions.
@@ -249,6 +276,33 @@ mod tests {
             cache.get(0, Action::Publish, &topic("a"), QoS::AtMostOnce, false),
             None
         );
+    }
+
+    #[test]
+    fn a_lifetime_of_its_own_replaces_the_ttl() {
+        let mut cache = AuthzCache::new(Duration::from_millis(30), 10);
+        let key = |t| (Action::Publish, topic(t), QoS::AtMostOnce, false);
+        cache.get(0, Action::Publish, &topic("x"), QoS::AtMostOnce, false);
+        for (t, lifetime) in [
+            ("none", Some(Duration::ZERO)),
+            ("long", Some(Duration::from_secs(60))),
+            ("connection", None),
+            ("ttl", Some(Duration::from_millis(30))),
+        ] {
+            let (a, tp, q, r) = key(t);
+            let kept = cache.insert_for(0, a, tp, q, r, true, lifetime);
+            assert_eq!(kept, t != "none", "{t}");
+        }
+        std::thread::sleep(Duration::from_millis(40));
+        let mut fresh = |t| cache.get(0, Action::Publish, &topic(t), QoS::AtMostOnce, false);
+        assert_eq!(fresh("none"), None, "none is never kept");
+        assert_eq!(fresh("ttl"), None, "the TTL's entry expired");
+        assert_eq!(
+            fresh("long"),
+            Some(true),
+            "longer than the TTL, as the plugin said"
+        );
+        assert_eq!(fresh("connection"), Some(true));
     }
 
     #[test]

@@ -1063,13 +1063,15 @@ impl Connection {
             .authorization(&self.client, action, topic, qos, retain)
             .await;
         if answer.cacheable {
-            self.authz_cache.insert(
+            let lifetime = answer.cache.duration(self.authz_cache.ttl());
+            self.authz_cache.insert_for(
                 generation,
                 action,
                 topic.clone(),
                 qos,
                 retain,
                 answer.allowed,
+                lifetime,
             );
         }
         answer.allowed
@@ -1219,14 +1221,16 @@ impl Connection {
         let answer = hooks
             .authorize_delivery(&self.client, &question.topic, question.qos, question.retain)
             .await;
+        let lifetime = answer.cache.duration(self.read_cache.ttl());
         let cached = answer.cacheable
-            && self.read_cache.insert(
+            && self.read_cache.insert_for(
                 generation,
                 Action::Subscribe,
                 question.topic.clone(),
                 question.qos,
                 question.retain,
                 answer.allowed,
+                lifetime,
             );
         if !cached {
             self.read_verdict = Some((question, answer.allowed));

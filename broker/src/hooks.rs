@@ -143,7 +143,11 @@ impl TransformEdit {
     }
 }
 
-/// The answer to PUBLISH or SUBSCRIBE, with whether the broker may remember it.
+/// How long an answer may be kept: the plugins' word (`cache-lifetime`, contract 0.2.0).
+pub use wasmq_plugin_host::CacheLifetime;
+
+/// The answer to PUBLISH or SUBSCRIBE (or a delivery), with whether and for how long the
+/// broker may remember it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Authorization {
     /// Whether the request is allowed.
@@ -152,6 +156,20 @@ pub struct Authorization {
     /// failed, or a plugin faulted, so the answer is the fail-closed deny): remembering
     /// it would keep denying after the failure is over.
     pub cacheable: bool,
+    /// For how long, when it may be: what the plugins that were asked said (the
+    /// operator's TTL for 0.1.0 plugins and for answers no plugin made).
+    pub cache: CacheLifetime,
+}
+
+impl Authorization {
+    /// `allowed`, cached for the operator's TTL.
+    pub fn new(allowed: bool) -> Authorization {
+        Authorization {
+            allowed,
+            cacheable: true,
+            cache: CacheLifetime::OPERATOR_TTL,
+        }
+    }
 }
 
 /// The state of one policy plugin, for `$SYS/broker/plugins/<name>/...`.
@@ -199,10 +217,7 @@ pub trait Hooks: Send + Sync {
         retain: bool,
     ) -> BoxFuture<'a, Authorization> {
         Box::pin(async move {
-            Authorization {
-                allowed: self.authorize(client, action, topic, qos, retain).await,
-                cacheable: true,
-            }
+            Authorization::new(self.authorize(client, action, topic, qos, retain).await)
         })
     }
 
@@ -225,10 +240,7 @@ pub trait Hooks: Send + Sync {
         retain: bool,
     ) -> BoxFuture<'a, Authorization> {
         let _ = (client, topic, qos, retain);
-        Box::pin(std::future::ready(Authorization {
-            allowed: true,
-            cacheable: true,
-        }))
+        Box::pin(std::future::ready(Authorization::new(true)))
     }
 
     /// Transforms a PUBLISH before it is routed.

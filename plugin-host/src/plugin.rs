@@ -31,7 +31,8 @@ use crate::host::HostInner;
 use crate::pool::Pool;
 use crate::state::{HostState, PluginIdentity, SqlAccess};
 use crate::types::{
-    Action, AuthOutcome, Capabilities, ClientInfo, Decision, Hooks, Message, Transformed,
+    Action, AuthOutcome, CacheLifetime, Capabilities, ClientInfo, Decision, Hooks, Message,
+    Transformed,
 };
 
 /// The limits of one plugin.
@@ -652,6 +653,21 @@ impl Plugin {
     ) -> Result<Decision, Fault> {
         self.authorize_wit(&PreparedClient::from(client), action, topic, qos, retain)
             .await
+            .map(|(decision, _)| decision)
+    }
+
+    /// [`Plugin::authorize`], with how long the plugin says its answer may be kept
+    /// (always the operator's TTL for a 0.1.0 plugin).
+    pub async fn authorize_cached(
+        &self,
+        client: &ClientInfo,
+        action: Action,
+        topic: &str,
+        qos: u8,
+        retain: bool,
+    ) -> Result<(Decision, CacheLifetime), Fault> {
+        self.authorize_wit(&PreparedClient::from(client), action, topic, qos, retain)
+            .await
     }
 
     /// Calls the `deliver` hook: may `client` receive a message on `topic` (through a
@@ -666,6 +682,7 @@ impl Plugin {
     ) -> Result<Decision, Fault> {
         self.authorize_delivery_wit(&PreparedClient::from(client), topic, qos, retain)
             .await
+            .map(|(decision, _)| decision)
     }
 
     /// Calls the `transform` hook. `Ok(Keep)` when the hook is not enabled.
@@ -717,9 +734,9 @@ impl Plugin {
         topic: &str,
         qos: u8,
         retain: bool,
-    ) -> Result<Decision, Fault> {
+    ) -> Result<(Decision, CacheLifetime), Fault> {
         if !self.inner.enabled.authz {
-            return Ok(Decision::Ignore);
+            return Ok((Decision::Ignore, CacheLifetime::OPERATOR_TTL));
         }
         self.call("authz", |mut w| async move {
             let r = match &w.guests {
@@ -735,7 +752,7 @@ impl Plugin {
                             retain,
                         )
                         .await
-                        .map(Decision::from)
+                        .map(|d| (Decision::from(d), CacheLifetime::OPERATOR_TTL))
                 }
                 Guests::V0_2(g, _) => {
                     let guest = g.authz.clone().expect("authz loaded when enabled");
@@ -749,7 +766,7 @@ impl Plugin {
                             retain,
                         )
                         .await
-                        .map(Decision::from)
+                        .map(<(Decision, CacheLifetime)>::from)
                 }
             };
             (w, r)
@@ -763,9 +780,9 @@ impl Plugin {
         topic: &str,
         qos: u8,
         retain: bool,
-    ) -> Result<Decision, Fault> {
+    ) -> Result<(Decision, CacheLifetime), Fault> {
         if !self.inner.enabled.deliver || !matches!(self.inner.indices, Indices::V0_2(..)) {
-            return Ok(Decision::Ignore);
+            return Ok((Decision::Ignore, CacheLifetime::OPERATOR_TTL));
         }
         self.call("deliver", |mut w| async move {
             let r = match &w.guests {
@@ -773,9 +790,9 @@ impl Plugin {
                     .clone()
                     .call_authorize_delivery(&mut w.store, client.v0_2(), topic, qos, retain)
                     .await
-                    .map(Decision::from),
+                    .map(<(Decision, CacheLifetime)>::from),
                 // Not located (not enabled) or a 0.1.0 instance: checked above.
-                _ => Ok(Decision::Ignore),
+                _ => Ok((Decision::Ignore, CacheLifetime::OPERATOR_TTL)),
             };
             (w, r)
         })

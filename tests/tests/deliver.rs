@@ -9,6 +9,10 @@
 //! not asked. How a drop is observed without waiting: the publisher sends the denied
 //! message first and an allowed one after it; a subscriber gets one publisher's
 //! messages in order, so the allowed one arriving first proves the other was dropped.
+//!
+//! And the cache lifetimes authorization answers carry since 0.2.0 (`cache-lifetime`):
+//! `none` is asked again, `connection` outlives the operator's TTL, the operator's TTL
+//! still applies to 0.1.0 plugins and to 0.2.0 answers that do not say.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -368,10 +372,134 @@ async fn a_0_1_plugin_loads_and_is_not_asked_about_deliveries(protocol: Protocol
     assert_eq!(setup.calls("deliver-deny"), 2);
 }
 
+// ---------------------------------------------------------------------------------
+// Cache lifetimes
+// ---------------------------------------------------------------------------------
+
+/// The `scripted` fixture allowing everything, its answers kept as `authz_cache` says
+/// (nothing: the operator's TTL), with the operator's TTL at `ttl_ms`.
+async fn start_scripted(authz_cache: Option<&str>, ttl_ms: u64) -> Setup {
+    let mut toml = "hooks = [\"authz\"]\n[settings]\nauthz = \"allow\"\n".to_string();
+    if let Some(cache) = authz_cache {
+        toml.push_str(&format!("authz_cache = \"{cache}\"\n"));
+    }
+    start(
+        tempfile::tempdir().unwrap(),
+        &[("scripted", artifacts::SCRIPTED, &toml)],
+        None,
+        |c| c.authz_cache.ttl_ms = ttl_ms,
+    )
+    .await
+}
+
+/// The plugin's calls for three QoS 1 PUBLISHes to one topic, `gap_ms` apart.
+async fn calls_for_three_publishes(
+    setup: &Setup,
+    plugin: &str,
+    protocol: Protocol,
+    gap_ms: u64,
+) -> u64 {
+    let mut publisher = RawClient::connected(setup.broker.addr, protocol, "pub").await;
+    let before = setup.calls(plugin);
+    for packet_id in 1..=3 {
+        publish(&mut publisher, "t/x", QoS::AtLeastOnce, false, packet_id).await;
+        tokio::time::sleep(std::time::Duration::from_millis(gap_ms)).await;
+    }
+    setup.calls(plugin) - before
+}
+
+async fn a_lifetime_of_none_is_asked_again(protocol: Protocol) {
+    // The operator's TTL is a minute: only the plugin's word makes it ask again.
+    let setup = start_scripted(Some("none"), 60_000).await;
+    assert_eq!(
+        calls_for_three_publishes(&setup, "scripted", protocol, 0).await,
+        3
+    );
+    // Without a word of its own the same answers are kept for the operator's TTL.
+    let setup = start_scripted(None, 60_000).await;
+    assert_eq!(
+        calls_for_three_publishes(&setup, "scripted", protocol, 0).await,
+        1
+    );
+}
+
+async fn a_lifetime_of_the_connection_outlives_the_operators_ttl(protocol: Protocol) {
+    let setup = start_scripted(Some("connection"), 20).await;
+    assert_eq!(
+        calls_for_three_publishes(&setup, "scripted", protocol, 60).await,
+        1
+    );
+    // Seconds, longer than the TTL too.
+    let setup = start_scripted(Some("60"), 20).await;
+    assert_eq!(
+        calls_for_three_publishes(&setup, "scripted", protocol, 60).await,
+        1
+    );
+    // The operator's TTL, when the plugin does not say.
+    let setup = start_scripted(None, 20).await;
+    assert_eq!(
+        calls_for_three_publishes(&setup, "scripted", protocol, 60).await,
+        3
+    );
+}
+
+async fn a_0_1_plugin_keeps_the_operators_ttl(protocol: Protocol) {
+    for (ttl_ms, gap_ms, calls) in [(60_000, 0, 1), (20, 60, 3)] {
+        let setup = start(
+            tempfile::tempdir().unwrap(),
+            &[("v01", artifacts::CONTRACT_V0_1, "hooks = [\"authz\"]\n")],
+            None,
+            |c| c.authz_cache.ttl_ms = ttl_ms,
+        )
+        .await;
+        assert_eq!(
+            calls_for_three_publishes(&setup, "v01", protocol, gap_ms).await,
+            calls,
+            "TTL {ttl_ms} ms"
+        );
+    }
+}
+
+async fn a_delivery_answer_of_lifetime_none_is_asked_again(protocol: Protocol) {
+    let toml = "[settings]\ndeny = \"t/secret\"\ncache = \"none\"\n";
+    let setup = start(
+        tempfile::tempdir().unwrap(),
+        &[("deliver-deny", artifacts::DELIVER_DENY, toml)],
+        None,
+        |_| {},
+    )
+    .await;
+    let mut sub = RawClient::connected(setup.broker.addr, protocol, "sub").await;
+    sub.subscribe_qos("t/+", QoS::AtMostOnce).await;
+    let mut publisher = RawClient::connected(setup.broker.addr, protocol, "pub").await;
+    for packet_id in 1..=3 {
+        publish(
+            &mut publisher,
+            "t/secret",
+            QoS::AtLeastOnce,
+            false,
+            packet_id,
+        )
+        .await;
+    }
+    publish(&mut publisher, "t/x", QoS::AtLeastOnce, false, 4).await;
+    assert_eq!(next_topic(&mut sub).await, "t/x");
+    assert_eq!(
+        setup.calls("deliver-deny"),
+        4,
+        "each denied delivery asked again"
+    );
+    assert_eq!(setup.dropped_not_authorized(), 3);
+}
+
 both_versions!(
     acl_sql_keeps_a_denied_topic_from_wildcard_subscribers,
     a_fixture_keeps_a_denied_topic_from_wildcard_subscribers,
     a_denied_qos1_delivery_leaves_the_session_consistent,
     a_faulting_deliver_plugin_fails_closed_and_is_asked_again,
     a_0_1_plugin_loads_and_is_not_asked_about_deliveries,
+    a_lifetime_of_none_is_asked_again,
+    a_lifetime_of_the_connection_outlives_the_operators_ttl,
+    a_0_1_plugin_keeps_the_operators_ttl,
+    a_delivery_answer_of_lifetime_none_is_asked_again,
 );

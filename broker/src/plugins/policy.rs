@@ -112,6 +112,7 @@ impl PluginPolicy {
         Authorization {
             allowed,
             cacheable: !blind,
+            cache: outcome.cache,
         }
     }
 }
@@ -259,10 +260,7 @@ impl Hooks for PluginPolicy {
             // broker with no plugin does. `acl_nomatch` is for when plugins exist and
             // none of them decides.
             if !set.hooks().authz {
-                return Authorization {
-                    allowed: true,
-                    cacheable: true,
-                };
+                return Authorization::new(true);
             }
             let question = Question {
                 generation,
@@ -316,6 +314,7 @@ impl Hooks for PluginPolicy {
             Authorization {
                 allowed,
                 cacheable: !blind,
+                cache: outcome.cache,
             }
         })
     }

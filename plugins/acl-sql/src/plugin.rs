@@ -4,7 +4,9 @@
 use std::sync::OnceLock;
 
 use wasmq_plugin_sdk::sql::{self, SqlError, SqlValue};
-use wasmq_plugin_sdk::{Action, AuthResult, Client, Decision, Plugin, config, log};
+use wasmq_plugin_sdk::{
+    Action, AuthResult, AuthzResult, CacheLifetime, Client, Decision, Plugin, config, log,
+};
 
 use crate::password::{self, Scheme};
 use crate::rules::{self, AclRow, ClientInfo, Order, Value};
@@ -218,7 +220,7 @@ impl Plugin for AclSql {
         topic: String,
         _qos: u8,
         _retain: bool,
-    ) -> Decision {
+    ) -> AuthzResult {
         let action = match action {
             Action::Publish => rules::Action::Publish,
             Action::Subscribe => rules::Action::Subscribe,
@@ -229,19 +231,22 @@ impl Plugin for AclSql {
     /// A delivery through a wildcard subscription: the rows with subscribe access on
     /// the concrete topic (`rules::Action::Deliver`); no row leaves it to the
     /// subscription (ignore).
-    fn authorize_delivery(client: Client, topic: String, _qos: u8, _retain: bool) -> Decision {
+    fn authorize_delivery(client: Client, topic: String, _qos: u8, _retain: bool) -> AuthzResult {
         check(&client, rules::Action::Deliver, &topic)
     }
 }
 
-/// The rules of `acl_query`'s rows for `client` doing `action` on `topic`; fails
-/// closed (deny) when the settings, the query or a row is wrong.
-fn check(client: &Client, action: rules::Action, topic: &str) -> Decision {
+/// The rules of `acl_query`'s rows for `client` doing `action` on `topic`, kept for the
+/// operator's TTL (the rows may change under it: `[authz_cache] ttl_ms` is how stale the
+/// operator accepts). Fails closed (deny) when the settings, the query or a row is
+/// wrong, and then says not to keep the answer: it was made without the rules.
+fn check(client: &Client, action: rules::Action, topic: &str) -> AuthzResult {
+    let blind = AuthzResult::deny().cached(CacheLifetime::None);
     let settings = match settings() {
         Ok(s) => s,
         Err(e) => {
             log::error(&format!("acl-sql misconfigured: {e}; denying"));
-            return Decision::Deny;
+            return blind;
         }
     };
     let info = ClientInfo {
@@ -262,7 +267,7 @@ fn check(client: &Client, action: rules::Action, topic: &str) -> Decision {
                 sql_error(&e),
                 client.client_id
             ));
-            return Decision::Deny;
+            return blind;
         }
     };
     let rows = rows
@@ -275,15 +280,15 @@ fn check(client: &Client, action: rules::Action, topic: &str) -> Decision {
         Ok(decision)
     });
     match decision {
-        Ok(rules::Decision::Allow) => Decision::Allow,
-        Ok(rules::Decision::Deny) => Decision::Deny,
-        Ok(rules::Decision::NoMatch) => Decision::Ignore,
+        Ok(rules::Decision::Allow) => Decision::Allow.into(),
+        Ok(rules::Decision::Deny) => Decision::Deny.into(),
+        Ok(rules::Decision::NoMatch) => Decision::Ignore.into(),
         Err(e) => {
             log::error(&format!(
                 "{e}; denying {action:?} {topic:?} for client {:?}",
                 client.client_id
             ));
-            Decision::Deny
+            blind
         }
     }
 }

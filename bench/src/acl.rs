@@ -868,6 +868,10 @@ fn markdown(
         },
         meta.wall_s,
     );
+    if decisions.is_empty() && scenarios.is_empty() {
+        // `--delivery-only`: the delivery-ACL row follows alone.
+        return md;
+    }
     md.push_str(
         "### Decisions\n\n\
          `PluginPolicy`'s `Hooks::authorize` in process with the built-in `acl-sql`, through \

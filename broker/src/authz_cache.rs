@@ -22,12 +22,12 @@ use wasmq_codec::QoS;
 
 use crate::hooks::{Action, TransformEdit};
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Key {
+/// What else an answer is about, beside its topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Question {
     action: Action,
     qos: QoS,
     retain: bool,
-    topic: ByteString,
 }
 
 /// Lookups of one kind of cache that found a fresh answer, and that did not (read
@@ -96,10 +96,16 @@ pub struct CacheLookups {
 }
 
 /// Cached answers of one connection: `V` is `bool` for authorization decisions.
+///
+/// Kept by topic, then by what else the question was (action, QoS, retain: nearly always
+/// one per topic): a lookup borrows the topic (`&str`) instead of cloning it into a key,
+/// which for a delivery is a reference count shared by every subscriber of the message.
 #[derive(Debug)]
 pub struct DecisionCache<V> {
     /// Each value with when it expires (`None`: for the connection).
-    entries: HashMap<Key, (V, Option<Instant>)>,
+    entries: HashMap<ByteString, Vec<(Question, V, Option<Instant>)>>,
+    /// Values in `entries`.
+    len: usize,
     ttl: Duration,
     capacity: usize,
     generation: u64,
@@ -119,6 +125,7 @@ impl<V: Cached> DecisionCache<V> {
     pub fn new(ttl: Duration, capacity: usize) -> DecisionCache<V> {
         DecisionCache {
             entries: HashMap::new(),
+            len: 0,
             ttl,
             capacity,
             generation: 0,
@@ -130,44 +137,76 @@ impl<V: Cached> DecisionCache<V> {
         &mut self,
         generation: u64,
         action: Action,
-        topic: &ByteString,
+        topic: &str,
         qos: QoS,
         retain: bool,
     ) -> Option<V> {
-        let found = self.lookup(generation, action, topic, qos, retain);
-        let lookups = V::lookups();
+        let found = self.peek(generation, action, topic, qos, retain);
         match found {
-            Some(_) => lookups.hits.fetch_add(1, Relaxed),
-            None => lookups.misses.fetch_add(1, Relaxed),
-        };
+            Some(_) => Self::count(1, 0),
+            None => Self::count(0, 1),
+        }
         found
     }
 
-    fn lookup(
+    /// [`DecisionCache::get`] without counting the lookup: for a caller that counts
+    /// many at once ([`DecisionCache::count`]), as a connection pulling a batch of
+    /// deliveries does (one shared counter per delivery was a cost of its own).
+    pub fn peek(
         &mut self,
         generation: u64,
         action: Action,
-        topic: &ByteString,
+        topic: &str,
+        qos: QoS,
+        retain: bool,
+    ) -> Option<V> {
+        self.peek_at(Instant::now(), generation, action, topic, qos, retain)
+    }
+
+    /// [`DecisionCache::peek`] at `now`, for a caller that read the clock already.
+    pub fn peek_at(
+        &mut self,
+        now: Instant,
+        generation: u64,
+        action: Action,
+        topic: &str,
         qos: QoS,
         retain: bool,
     ) -> Option<V> {
         if generation != self.generation {
             self.entries.clear();
+            self.len = 0;
             self.generation = generation;
             return None;
         }
-        let key = Key {
+        let question = Question {
             action,
             qos,
             retain,
-            topic: topic.clone(),
         };
-        let (value, expires) = self.entries.get(&key)?;
-        if expires.is_none_or(|at| Instant::now() < at) {
+        let answers = self.entries.get_mut(topic)?;
+        let index = answers.iter().position(|(q, _, _)| *q == question)?;
+        let (_, value, expires) = &answers[index];
+        if expires.is_none_or(|at| now < at) {
             return Some(value.clone());
         }
-        self.entries.remove(&key);
+        answers.swap_remove(index);
+        self.len -= 1;
+        if answers.is_empty() {
+            self.entries.remove(topic);
+        }
         None
+    }
+
+    /// Counts lookups made with [`DecisionCache::peek`].
+    pub fn count(hits: u64, misses: u64) {
+        let lookups = V::lookups();
+        if hits > 0 {
+            lookups.hits.fetch_add(hits, Relaxed);
+        }
+        if misses > 0 {
+            lookups.misses.fetch_add(misses, Relaxed);
+        }
     }
 
     /// Remembers a decision made under `generation` for the cache's TTL; false when it
@@ -189,7 +228,7 @@ impl<V: Cached> DecisionCache<V> {
     /// connection), as the plugin that answered says. A zero lifetime keeps nothing.
     #[expect(
         clippy::too_many_arguments,
-        reason = "the key's four parts, as in `insert`"
+        reason = "the question's four parts, as in `insert`"
     )]
     pub fn insert_for(
         &mut self,
@@ -205,25 +244,36 @@ impl<V: Cached> DecisionCache<V> {
             return false;
         }
         let now = Instant::now();
-        if self.entries.len() >= self.capacity {
+        if self.len >= self.capacity {
             // Drop the expired entries first; if none, the whole cache: refilling costs
             // one plugin call per topic, and a client cycling over more topics than the
             // capacity gains nothing from finer eviction.
-            self.entries
-                .retain(|_, (_, expires)| expires.is_none_or(|at| now < at));
-            if self.entries.len() >= self.capacity {
+            let mut len = 0;
+            self.entries.retain(|_, answers| {
+                answers.retain(|(_, _, expires)| expires.is_none_or(|at| now < at));
+                len += answers.len();
+                !answers.is_empty()
+            });
+            self.len = len;
+            if self.len >= self.capacity {
                 self.entries.clear();
+                self.len = 0;
             }
         }
-        self.entries.insert(
-            Key {
-                action,
-                qos,
-                retain,
-                topic,
-            },
-            (value, lifetime.map(|d| now + d)),
-        );
+        let question = Question {
+            action,
+            qos,
+            retain,
+        };
+        let expires = lifetime.map(|d| now + d);
+        let answers = self.entries.entry(topic).or_default();
+        match answers.iter_mut().find(|(q, _, _)| *q == question) {
+            Some(entry) => *entry = (question, value, expires),
+            None => {
+                answers.push((question, value, expires));
+                self.len += 1;
+            }
+        }
         true
     }
 
@@ -234,12 +284,12 @@ impl<V: Cached> DecisionCache<V> {
 
     /// Number of cached decisions.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
     /// Whether nothing is cached.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len == 0
     }
 }
 

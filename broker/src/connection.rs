@@ -1263,6 +1263,8 @@ impl Connection {
         loop {
             let mut expired = 0;
             let mut denied = 0;
+            // Read-cache lookups, counted once per batch.
+            let (mut read_hits, mut read_misses) = (0, 0);
             let more = {
                 let mut state = self.session.lock();
                 if state.owner.as_ref().map(|o| o.connection_id) != Some(self.connection_id) {
@@ -1288,20 +1290,23 @@ impl Connection {
                     }
                     if check_reads && front.check_read {
                         let topic = &front.message.publish.topic;
-                        let allowed = self
-                            .read_cache
-                            .get(
-                                generation,
-                                Action::Subscribe,
-                                topic,
-                                front.qos,
-                                front.retain,
-                            )
-                            .or_else(|| {
-                                self.read_verdict
-                                    .take_if(|(q, _)| q.is_about(front))
-                                    .map(|(_, allowed)| allowed)
-                            });
+                        let cached = self.read_cache.peek_at(
+                            now,
+                            generation,
+                            Action::Subscribe,
+                            topic,
+                            front.qos,
+                            front.retain,
+                        );
+                        match cached {
+                            Some(_) => read_hits += 1,
+                            None => read_misses += 1,
+                        }
+                        let allowed = cached.or_else(|| {
+                            self.read_verdict
+                                .take_if(|(q, _)| q.is_about(front))
+                                .map(|(_, allowed)| allowed)
+                        });
                         match allowed {
                             Some(true) => {}
                             Some(false) => {
@@ -1356,6 +1361,7 @@ impl Connection {
             if denied > 0 {
                 Metrics::add(&self.broker.metrics.messages_dropped_not_authorized, denied);
             }
+            AuthzCache::count(read_hits, read_misses);
             let mut too_large = Vec::new();
             for (packet_id, delivery) in scratch.drain(..) {
                 if !self.write_publish(packet_id, &delivery, false) && packet_id != 0 {

@@ -565,13 +565,17 @@ impl Connection {
         }
         let low_water = self.broker.queue_marks().low;
         loop {
+            let mut read_decided = false;
             if self.pending && self.outbox.len() < high_water {
                 self.pull();
                 // The next delivery needs a read decision (`deliver` hook): asked here,
                 // on this subscriber's own task, so no publisher ever waits for it.
                 if let Some(question) = self.read_question.take() {
                     self.decide_read(question).await;
-                    continue;
+                    // Pulled again at once, but through the `select!`: a queue of
+                    // questions must not keep the socket, a kick or the shutdown
+                    // waiting (one plugin call each, up to its timeout).
+                    read_decided = true;
                 }
             }
             // Held back, the broker is what does not read: the client's silence is not
@@ -627,6 +631,7 @@ impl Connection {
                     }
                 }
                 _ = self.session.wake.notified() => self.pending = true,
+                () = std::future::ready(()), if read_decided => {}
                 _ = sleep_until(keep_alive_deadline) => {
                     return Close::protocol(ReasonCode::KEEP_ALIVE_TIMEOUT, "keep alive timeout");
                 }

@@ -184,6 +184,9 @@ enum Cmd {
         /// Decisions only, no end-to-end throughput.
         #[arg(long)]
         no_e2e: bool,
+        /// Only the delivery-ACL row (fan-out through a wildcard, the check on and off).
+        #[arg(long)]
+        delivery_only: bool,
         #[arg(long, default_value = "scripts/bench")]
         command: String,
     },
@@ -399,6 +402,7 @@ fn main() -> anyhow::Result<()> {
                 quick,
                 databases,
                 no_e2e,
+                delivery_only,
                 command,
             } => {
                 acl::run_acl(acl::AclOptions {
@@ -411,6 +415,7 @@ fn main() -> anyhow::Result<()> {
                     threads: cli.threads,
                     databases,
                     no_e2e,
+                    delivery_only,
                 })
                 .await?;
             }

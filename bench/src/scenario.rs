@@ -56,6 +56,9 @@ pub enum Topology {
     FanIn { publishers: u32 },
     /// One publisher, `subscribers` on its topic.
     FanOut { subscribers: u32 },
+    /// One publisher, `subscribers` on a `+` filter matching its topic: with a plugin
+    /// that checks deliveries (`deliver`), each delivery is checked for its subscriber.
+    FanOutWildcard { subscribers: u32 },
     /// `publishers` on their own topics, `subscribers` in one share group on a `+` filter.
     SharedFanIn { publishers: u32, subscribers: u32 },
 }
@@ -65,7 +68,7 @@ impl Topology {
         match self {
             Topology::Pairs { n } => n,
             Topology::FanIn { publishers } | Topology::SharedFanIn { publishers, .. } => publishers,
-            Topology::FanOut { .. } => 1,
+            Topology::FanOut { .. } | Topology::FanOutWildcard { .. } => 1,
         }
     }
 
@@ -73,16 +76,18 @@ impl Topology {
         match self {
             Topology::Pairs { n } => n,
             Topology::FanIn { .. } => 1,
-            Topology::FanOut { subscribers } | Topology::SharedFanIn { subscribers, .. } => {
-                subscribers
-            }
+            Topology::FanOut { subscribers }
+            | Topology::FanOutWildcard { subscribers }
+            | Topology::SharedFanIn { subscribers, .. } => subscribers,
         }
     }
 
     /// Receivers of each message.
     fn fanout(self) -> u64 {
         match self {
-            Topology::FanOut { subscribers } => u64::from(subscribers),
+            Topology::FanOut { subscribers } | Topology::FanOutWildcard { subscribers } => {
+                u64::from(subscribers)
+            }
             _ => 1,
         }
     }
@@ -288,6 +293,7 @@ async fn run_flow(
             Topology::Pairs { .. } => format!("wqb/{tag}/p/{i}"),
             Topology::FanIn { .. } => format!("wqb/{tag}/in/+"),
             Topology::FanOut { .. } => format!("wqb/{tag}/out"),
+            Topology::FanOutWildcard { .. } => format!("wqb/{tag}/wild/+"),
             Topology::SharedFanIn { .. } => format!("$share/g/wqb/{tag}/sh/+"),
         };
         let id = format!("wqb-{tag}-s{i}");
@@ -302,6 +308,7 @@ async fn run_flow(
             Topology::Pairs { .. } => format!("wqb/{tag}/p/{i}"),
             Topology::FanIn { .. } => format!("wqb/{tag}/in/{i}"),
             Topology::FanOut { .. } => format!("wqb/{tag}/out"),
+            Topology::FanOutWildcard { .. } => format!("wqb/{tag}/wild/out"),
             Topology::SharedFanIn { .. } => format!("wqb/{tag}/sh/{i}"),
         };
         let id = format!("wqb-{tag}-p{i}");

@@ -885,6 +885,9 @@ pub fn describe(s: &Scenario) -> String {
                 Topology::Pairs { n } => format!("{n} pub -> {n} sub, 1:1"),
                 Topology::FanIn { publishers } => format!("{publishers} pub -> 1 sub"),
                 Topology::FanOut { subscribers } => format!("1 pub -> {subscribers} sub"),
+                Topology::FanOutWildcard { subscribers } => {
+                    format!("1 pub -> {subscribers} sub on `+`")
+                }
                 Topology::SharedFanIn {
                     publishers,
                     subscribers,

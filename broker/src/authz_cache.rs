@@ -22,12 +22,12 @@ use wasmq_codec::QoS;
 
 use crate::hooks::{Action, TransformEdit};
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Key {
+/// What else an answer is about, beside its topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Question {
     action: Action,
     qos: QoS,
     retain: bool,
-    topic: ByteString,
 }
 
 /// Lookups of one kind of cache that found a fresh answer, and that did not (read
@@ -96,9 +96,16 @@ pub struct CacheLookups {
 }
 
 /// Cached answers of one connection: `V` is `bool` for authorization decisions.
+///
+/// Kept by topic, then by what else the question was (action, QoS, retain: nearly always
+/// one per topic): a lookup borrows the topic (`&str`) instead of cloning it into a key,
+/// which for a delivery is a reference count shared by every subscriber of the message.
 #[derive(Debug)]
 pub struct DecisionCache<V> {
-    entries: HashMap<Key, (V, Instant)>,
+    /// Each value with when it expires (`None`: for the connection).
+    entries: HashMap<ByteString, Vec<(Question, V, Option<Instant>)>>,
+    /// Values in `entries`.
+    len: usize,
     ttl: Duration,
     capacity: usize,
     generation: u64,
@@ -118,6 +125,7 @@ impl<V: Cached> DecisionCache<V> {
     pub fn new(ttl: Duration, capacity: usize) -> DecisionCache<V> {
         DecisionCache {
             entries: HashMap::new(),
+            len: 0,
             ttl,
             capacity,
             generation: 0,
@@ -129,47 +137,80 @@ impl<V: Cached> DecisionCache<V> {
         &mut self,
         generation: u64,
         action: Action,
-        topic: &ByteString,
+        topic: &str,
         qos: QoS,
         retain: bool,
     ) -> Option<V> {
-        let found = self.lookup(generation, action, topic, qos, retain);
-        let lookups = V::lookups();
+        let found = self.peek(generation, action, topic, qos, retain);
         match found {
-            Some(_) => lookups.hits.fetch_add(1, Relaxed),
-            None => lookups.misses.fetch_add(1, Relaxed),
-        };
+            Some(_) => Self::count(1, 0),
+            None => Self::count(0, 1),
+        }
         found
     }
 
-    fn lookup(
+    /// [`DecisionCache::get`] without counting the lookup: for a caller that counts
+    /// many at once ([`DecisionCache::count`]), as a connection pulling a batch of
+    /// deliveries does (one shared counter per delivery was a cost of its own).
+    pub fn peek(
         &mut self,
         generation: u64,
         action: Action,
-        topic: &ByteString,
+        topic: &str,
+        qos: QoS,
+        retain: bool,
+    ) -> Option<V> {
+        self.peek_at(Instant::now(), generation, action, topic, qos, retain)
+    }
+
+    /// [`DecisionCache::peek`] at `now`, for a caller that read the clock already.
+    pub fn peek_at(
+        &mut self,
+        now: Instant,
+        generation: u64,
+        action: Action,
+        topic: &str,
         qos: QoS,
         retain: bool,
     ) -> Option<V> {
         if generation != self.generation {
             self.entries.clear();
+            self.len = 0;
             self.generation = generation;
             return None;
         }
-        let key = Key {
+        let question = Question {
             action,
             qos,
             retain,
-            topic: topic.clone(),
         };
-        let (value, at) = self.entries.get(&key)?;
-        if at.elapsed() < self.ttl {
+        let answers = self.entries.get_mut(topic)?;
+        let index = answers.iter().position(|(q, _, _)| *q == question)?;
+        let (_, value, expires) = &answers[index];
+        if expires.is_none_or(|at| now < at) {
             return Some(value.clone());
         }
-        self.entries.remove(&key);
+        answers.swap_remove(index);
+        self.len -= 1;
+        if answers.is_empty() {
+            self.entries.remove(topic);
+        }
         None
     }
 
-    /// Remembers a decision made under `generation`.
+    /// Counts lookups made with [`DecisionCache::peek`].
+    pub fn count(hits: u64, misses: u64) {
+        let lookups = V::lookups();
+        if hits > 0 {
+            lookups.hits.fetch_add(hits, Relaxed);
+        }
+        if misses > 0 {
+            lookups.misses.fetch_add(misses, Relaxed);
+        }
+    }
+
+    /// Remembers a decision made under `generation` for the cache's TTL; false when it
+    /// was not kept (the cache is off, or the generation changed meanwhile).
     pub fn insert(
         &mut self,
         generation: u64,
@@ -178,39 +219,77 @@ impl<V: Cached> DecisionCache<V> {
         qos: QoS,
         retain: bool,
         value: V,
-    ) {
-        if self.capacity == 0 || generation != self.generation {
-            return;
+    ) -> bool {
+        let ttl = Some(self.ttl);
+        self.insert_for(generation, action, topic, qos, retain, value, ttl)
+    }
+
+    /// [`DecisionCache::insert`] for `lifetime` instead of the TTL (`None`: for the
+    /// connection), as the plugin that answered says. A zero lifetime keeps nothing.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the question's four parts, as in `insert`"
+    )]
+    pub fn insert_for(
+        &mut self,
+        generation: u64,
+        action: Action,
+        topic: ByteString,
+        qos: QoS,
+        retain: bool,
+        value: V,
+        lifetime: Option<Duration>,
+    ) -> bool {
+        if self.capacity == 0 || generation != self.generation || lifetime == Some(Duration::ZERO) {
+            return false;
         }
-        if self.entries.len() >= self.capacity {
+        let now = Instant::now();
+        if self.len >= self.capacity {
             // Drop the expired entries first; if none, the whole cache: refilling costs
             // one plugin call per topic, and a client cycling over more topics than the
             // capacity gains nothing from finer eviction.
-            let ttl = self.ttl;
-            self.entries.retain(|_, (_, at)| at.elapsed() < ttl);
-            if self.entries.len() >= self.capacity {
+            let mut len = 0;
+            self.entries.retain(|_, answers| {
+                answers.retain(|(_, _, expires)| expires.is_none_or(|at| now < at));
+                len += answers.len();
+                !answers.is_empty()
+            });
+            self.len = len;
+            if self.len >= self.capacity {
                 self.entries.clear();
+                self.len = 0;
             }
         }
-        self.entries.insert(
-            Key {
-                action,
-                qos,
-                retain,
-                topic,
-            },
-            (value, Instant::now()),
-        );
+        let question = Question {
+            action,
+            qos,
+            retain,
+        };
+        let expires = lifetime.map(|d| now + d);
+        let answers = self.entries.entry(topic).or_default();
+        match answers.iter_mut().find(|(q, _, _)| *q == question) {
+            Some(entry) => *entry = (question, value, expires),
+            None => {
+                answers.push((question, value, expires));
+                self.len += 1;
+            }
+        }
+        true
+    }
+
+    /// The TTL the operator configured (`[authz_cache] ttl_ms`).
+    pub fn ttl(&self) -> Duration {
+        self.ttl
     }
 
     /// Number of cached decisions.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
     /// Whether nothing is cached.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len == 0
     }
 }
 
@@ -247,6 +326,33 @@ mod tests {
             cache.get(0, Action::Publish, &topic("a"), QoS::AtMostOnce, false),
             None
         );
+    }
+
+    #[test]
+    fn a_lifetime_of_its_own_replaces_the_ttl() {
+        let mut cache = AuthzCache::new(Duration::from_millis(30), 10);
+        let key = |t| (Action::Publish, topic(t), QoS::AtMostOnce, false);
+        cache.get(0, Action::Publish, &topic("x"), QoS::AtMostOnce, false);
+        for (t, lifetime) in [
+            ("none", Some(Duration::ZERO)),
+            ("long", Some(Duration::from_secs(60))),
+            ("connection", None),
+            ("ttl", Some(Duration::from_millis(30))),
+        ] {
+            let (a, tp, q, r) = key(t);
+            let kept = cache.insert_for(0, a, tp, q, r, true, lifetime);
+            assert_eq!(kept, t != "none", "{t}");
+        }
+        std::thread::sleep(Duration::from_millis(40));
+        let mut fresh = |t| cache.get(0, Action::Publish, &topic(t), QoS::AtMostOnce, false);
+        assert_eq!(fresh("none"), None, "none is never kept");
+        assert_eq!(fresh("ttl"), None, "the TTL's entry expired");
+        assert_eq!(
+            fresh("long"),
+            Some(true),
+            "longer than the TTL, as the plugin said"
+        );
+        assert_eq!(fresh("connection"), Some(true));
     }
 
     #[test]

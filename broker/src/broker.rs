@@ -616,7 +616,7 @@ impl Broker {
         {
             let router = self.router.read();
             router.matches(&publish.topic, |found| match found {
-                Match::Direct(who, data) => {
+                Match::Direct(who, data, wildcard) => {
                     let session = &who.0;
                     if data.options.no_local && message.origin.as_ref() == Some(&session.client_id)
                     {
@@ -634,6 +634,8 @@ impl Broker {
                             d.qos = d.qos.max(qos);
                             d.retain |= retain;
                             d.subscription_ids.extend(data.id);
+                            // An exact filter's subscribe check covered the topic.
+                            d.check_read &= wildcard;
                         }
                         return;
                     }
@@ -646,6 +648,7 @@ impl Broker {
                             subscription_ids: data.id.into_iter().collect(),
                             share: None,
                             stored: 0,
+                            check_read: wildcard,
                         },
                     ));
                 }
@@ -660,6 +663,7 @@ impl Broker {
                                 subscription_ids: data.id.into_iter().collect(),
                                 share: Some(group.filter.clone()),
                                 stored: 0,
+                                check_read: group.filter.has_wildcard(),
                             },
                         ));
                     }

@@ -229,6 +229,16 @@ struct Connection {
     scratch: Vec<(u16, Delivery)>,
     authz_cache: AuthzCache,
     transform_cache: TransformCache,
+    /// Read access of this client on topics it receives through wildcard filters (the
+    /// `deliver` hook), cached like `authz_cache` but apart from it (keyed by topic, QoS
+    /// and retain flag under [`Action::Subscribe`]).
+    read_cache: AuthzCache,
+    /// The delivery at the front of the queue needs a read decision that is not cached:
+    /// `pull` stopped before it, and the serve loop asks the hooks (`decide_read`).
+    read_question: Option<ReadQuestion>,
+    /// The answer to the last `read_question` when it was not cached (made blind, or
+    /// the cache is off): used by the next `pull` for that front delivery, then dropped.
+    read_verdict: Option<(ReadQuestion, bool)>,
     /// The session is persistent and the broker has a durable store.
     kept_session: bool,
     /// Replies that confirm something kept (PUBACK, PUBREC, PUBCOMP, SUBACK, UNSUBACK),
@@ -480,6 +490,12 @@ impl Connection {
                 broker.config.authz_cache.ttl(),
                 broker.config.authz_cache.max_entries,
             ),
+            read_cache: AuthzCache::new(
+                broker.config.authz_cache.ttl(),
+                broker.config.authz_cache.max_entries,
+            ),
+            read_question: None,
+            read_verdict: None,
         };
         let properties = if v5 {
             ConnAckProperties {
@@ -549,8 +565,18 @@ impl Connection {
         }
         let low_water = self.broker.queue_marks().low;
         loop {
+            let mut read_decided = false;
             if self.pending && self.outbox.len() < high_water {
                 self.pull();
+                // The next delivery needs a read decision (`deliver` hook): asked here,
+                // on this subscriber's own task, so no publisher ever waits for it.
+                if let Some(question) = self.read_question.take() {
+                    self.decide_read(question).await;
+                    // Pulled again at once, but through the `select!`: a queue of
+                    // questions must not keep the socket, a kick or the shutdown
+                    // waiting (one plugin call each, up to its timeout).
+                    read_decided = true;
+                }
             }
             // Held back, the broker is what does not read: the client's silence is not
             // counted against its keep-alive.
@@ -605,6 +631,7 @@ impl Connection {
                     }
                 }
                 _ = self.session.wake.notified() => self.pending = true,
+                () = std::future::ready(()), if read_decided => {}
                 _ = sleep_until(keep_alive_deadline) => {
                     return Close::protocol(ReasonCode::KEEP_ALIVE_TIMEOUT, "keep alive timeout");
                 }
@@ -1041,13 +1068,15 @@ impl Connection {
             .authorization(&self.client, action, topic, qos, retain)
             .await;
         if answer.cacheable {
-            self.authz_cache.insert(
+            let lifetime = answer.cache.duration(self.authz_cache.ttl());
+            self.authz_cache.insert_for(
                 generation,
                 action,
                 topic.clone(),
                 qos,
                 retain,
                 answer.allowed,
+                lifetime,
             );
         }
         answer.allowed
@@ -1118,6 +1147,9 @@ impl Connection {
                         subscription_ids: id.into_iter().collect(),
                         share: None,
                         stored: 0,
+                        // A retained `sensors/secret` must not reach a `sensors/#`
+                        // subscriber either.
+                        check_read: filter.has_wildcard(),
                     });
                 }
             }
@@ -1183,14 +1215,61 @@ impl Connection {
         })
     }
 
+    /// Asks the hooks whether this client may read `question`'s topic (a delivery that
+    /// matched only through wildcards), and remembers the answer for `pull`: in the
+    /// read cache when it may be cached, else as the verdict for the next pull.
+    async fn decide_read(&mut self, question: ReadQuestion) {
+        let Some(hooks) = self.broker.hooks.clone() else {
+            return;
+        };
+        let generation = self.broker.authz_generation();
+        let answer = hooks
+            .authorize_delivery(&self.client, &question.topic, question.qos, question.retain)
+            .await;
+        let lifetime = answer.cache.duration(self.read_cache.ttl());
+        let cached = answer.cacheable
+            && self.read_cache.insert_for(
+                generation,
+                Action::Subscribe,
+                question.topic.clone(),
+                question.qos,
+                question.retain,
+                answer.allowed,
+                lifetime,
+            );
+        if !cached {
+            self.read_verdict = Some((question, answer.allowed));
+        }
+    }
+
     /// Moves deliveries from the session queue into the write buffer, within the
     /// inflight window, until the buffer reaches its high-water mark.
+    ///
+    /// A delivery that matched only through wildcard filters is checked first when a
+    /// plugin checks deliveries (`Hooks::checks_deliveries`): allowed from the read
+    /// cache, it goes as any other; denied, it leaves the queue (and the durable store)
+    /// before it has a packet id, and is counted; not known, the pull stops before it
+    /// and sets `read_question` for the serve loop to ask.
     fn pull(&mut self) {
         let high_water = self.broker.config.limits.write_buffer_high_water;
         let low = self.broker.queue_marks().low;
+        let check_reads = !self.superuser
+            && self
+                .broker
+                .hooks
+                .as_deref()
+                .is_some_and(|h| h.checks_deliveries());
+        let generation = if check_reads {
+            self.broker.authz_generation()
+        } else {
+            0
+        };
         let mut scratch = std::mem::take(&mut self.scratch);
         loop {
             let mut expired = 0;
+            let mut denied = 0;
+            // Read-cache lookups, counted once per batch.
+            let (mut read_hits, mut read_misses) = (0, 0);
             let more = {
                 let mut state = self.session.lock();
                 if state.owner.as_ref().map(|o| o.connection_id) != Some(self.connection_id) {
@@ -1213,6 +1292,41 @@ impl Connection {
                     }
                     if front.qos != QoS::AtMostOnce && state.inflight.len() >= self.send_window {
                         break;
+                    }
+                    if check_reads && front.check_read {
+                        let topic = &front.message.publish.topic;
+                        let cached = self.read_cache.peek_at(
+                            now,
+                            generation,
+                            Action::Subscribe,
+                            topic,
+                            front.qos,
+                            front.retain,
+                        );
+                        match cached {
+                            Some(_) => read_hits += 1,
+                            None => read_misses += 1,
+                        }
+                        let allowed = cached.or_else(|| {
+                            self.read_verdict
+                                .take_if(|(q, _)| q.is_about(front))
+                                .map(|(_, allowed)| allowed)
+                        });
+                        match allowed {
+                            Some(true) => {}
+                            Some(false) => {
+                                debug!(%topic, "delivery not authorized for this subscriber: dropped");
+                                if let Some(gone) = state.queue.pop_front() {
+                                    state.forget(&gone);
+                                }
+                                denied += 1;
+                                continue;
+                            }
+                            None => {
+                                self.read_question = Some(ReadQuestion::of(front));
+                                break;
+                            }
+                        }
                     }
                     let Some(delivery) = state.queue.pop_front() else {
                         break;
@@ -1238,7 +1352,7 @@ impl Connection {
                     };
                     scratch.push((packet_id, delivery));
                 }
-                if !scratch.is_empty() || expired > 0 {
+                if !scratch.is_empty() || expired > 0 || denied > 0 {
                     self.session.drained(state.queue.len(), low);
                 }
                 // More can be taken now only if the window is not what stopped us.
@@ -1249,6 +1363,10 @@ impl Connection {
             if expired > 0 {
                 Metrics::add(&self.broker.metrics.messages_expired, expired);
             }
+            if denied > 0 {
+                Metrics::add(&self.broker.metrics.messages_dropped_not_authorized, denied);
+            }
+            AuthzCache::count(read_hits, read_misses);
             let mut too_large = Vec::new();
             for (packet_id, delivery) in scratch.drain(..) {
                 if !self.write_publish(packet_id, &delivery, false) && packet_id != 0 {
@@ -1269,12 +1387,19 @@ impl Connection {
                     continue;
                 }
             }
+            if self.read_question.is_some() {
+                // Pulled again once it is answered.
+                self.pending = true;
+                break;
+            }
             if !more || self.outbox.len() >= high_water {
                 self.pending = more;
                 break;
             }
         }
         self.scratch = scratch;
+        // A verdict is for the front delivery it was asked for, on this pull only.
+        self.read_verdict = None;
     }
 
     /// Encodes one delivery for this client; false when it exceeds the client's Maximum
@@ -1331,6 +1456,31 @@ impl Connection {
         }
         Metrics::add(&self.broker.metrics.messages_sent, 1);
         true
+    }
+}
+
+/// A read decision the front delivery of the queue waits for: the topic it goes out on,
+/// with its QoS and retain flag (the key of the read cache).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ReadQuestion {
+    topic: ByteString,
+    qos: QoS,
+    retain: bool,
+}
+
+impl ReadQuestion {
+    fn of(delivery: &Delivery) -> ReadQuestion {
+        ReadQuestion {
+            topic: delivery.message.publish.topic.clone(),
+            qos: delivery.qos,
+            retain: delivery.retain,
+        }
+    }
+
+    fn is_about(&self, delivery: &Delivery) -> bool {
+        self.topic == delivery.message.publish.topic
+            && self.qos == delivery.qos
+            && self.retain == delivery.retain
     }
 }
 

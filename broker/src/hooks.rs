@@ -1,6 +1,7 @@
-//! The policy seam: what the broker asks on CONNECT, PUBLISH and SUBSCRIBE. The plugin
-//! host implements [`Hooks`]; with no hooks installed the broker lets every client
-//! connect, publish and subscribe, as Mosquitto does with no plugin or ACL file.
+//! The policy seam: what the broker asks on CONNECT, PUBLISH and SUBSCRIBE, and on a
+//! delivery through a wildcard subscription. The plugin host implements [`Hooks`]; with
+//! no hooks installed the broker lets every client connect, publish, subscribe and
+//! receive, as Mosquitto does with no plugin or ACL file.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -142,7 +143,11 @@ impl TransformEdit {
     }
 }
 
-/// The answer to PUBLISH or SUBSCRIBE, with whether the broker may remember it.
+/// How long an answer may be kept: the plugins' word (`cache-lifetime`, contract 0.2.0).
+pub use wasmq_plugin_host::CacheLifetime;
+
+/// The answer to PUBLISH or SUBSCRIBE (or a delivery), with whether and for how long the
+/// broker may remember it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Authorization {
     /// Whether the request is allowed.
@@ -151,6 +156,20 @@ pub struct Authorization {
     /// failed, or a plugin faulted, so the answer is the fail-closed deny): remembering
     /// it would keep denying after the failure is over.
     pub cacheable: bool,
+    /// For how long, when it may be: what the plugins that were asked said (the
+    /// operator's TTL for 0.1.0 plugins and for answers no plugin made).
+    pub cache: CacheLifetime,
+}
+
+impl Authorization {
+    /// `allowed`, cached for the operator's TTL.
+    pub fn new(allowed: bool) -> Authorization {
+        Authorization {
+            allowed,
+            cacheable: true,
+            cache: CacheLifetime::OPERATOR_TTL,
+        }
+    }
 }
 
 /// The state of one policy plugin, for `$SYS/broker/plugins/<name>/...`.
@@ -198,11 +217,30 @@ pub trait Hooks: Send + Sync {
         retain: bool,
     ) -> BoxFuture<'a, Authorization> {
         Box::pin(async move {
-            Authorization {
-                allowed: self.authorize(client, action, topic, qos, retain).await,
-                cacheable: true,
-            }
+            Authorization::new(self.authorize(client, action, topic, qos, retain).await)
         })
+    }
+
+    /// Whether [`Hooks::authorize_delivery`] can deny anything (a plugin exports the
+    /// `deliver` hook); when false the broker never asks it, and a delivery costs
+    /// nothing more than without hooks.
+    fn checks_deliveries(&self) -> bool {
+        false
+    }
+
+    /// Decides whether `client` may receive a message on `topic` (a topic name) that
+    /// reaches it through a subscription whose filter has wildcards, delivered with
+    /// `qos` and `retain`. Asked by the subscriber's connection when it takes the
+    /// message off its queue, through its own cache. By default every delivery may go.
+    fn authorize_delivery<'a>(
+        &'a self,
+        client: &'a ClientInfo,
+        topic: &'a str,
+        qos: QoS,
+        retain: bool,
+    ) -> BoxFuture<'a, Authorization> {
+        let _ = (client, topic, qos, retain);
+        Box::pin(std::future::ready(Authorization::new(true)))
     }
 
     /// Transforms a PUBLISH before it is routed.

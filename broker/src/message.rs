@@ -140,4 +140,9 @@ pub struct Delivery {
     pub share: Option<TopicFilter>,
     /// The number it is kept under in the durable store; 0: not kept.
     pub stored: u64,
+    /// It matched only through filters with wildcards (`+`, `#`): the subscriber's
+    /// read access on the topic was not covered by its subscribe check, so its
+    /// connection asks [`crate::hooks::Hooks::authorize_delivery`] before sending it
+    /// (when a plugin checks deliveries). False when any matching filter is exact.
+    pub check_read: bool,
 }

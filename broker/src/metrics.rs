@@ -25,6 +25,9 @@ pub struct Metrics {
     pub messages_expired: AtomicU64,
     /// Messages not sent because they exceed the client's Maximum Packet Size.
     pub messages_dropped_too_large: AtomicU64,
+    /// Deliveries through a wildcard subscription that the subscriber may not read
+    /// (the `deliver` hook denied them): dropped for that subscriber, never sent.
+    pub messages_dropped_not_authorized: AtomicU64,
     /// Times a publisher was held back (its socket not read) by a congested queue.
     pub publishers_held: AtomicU64,
     /// Times a subscriber was found slow: it did not drain while a publisher waited.

@@ -62,8 +62,9 @@ impl<S> SharedGroup<S> {
 
 /// One match of a topic: a plain subscriber, or a share group to pick one member from.
 pub enum Match<'a, S> {
-    /// A non-shared subscription.
-    Direct(&'a S, &'a SubscriptionData),
+    /// A non-shared subscription, and whether its filter has wildcards (it matched
+    /// through a `+` or `#` level): the topic was not covered by its subscribe check.
+    Direct(&'a S, &'a SubscriptionData, bool),
     /// A share group whose filter matches.
     Shared(&'a SharedGroup<S>),
 }
@@ -135,9 +136,9 @@ impl<S: PartialEq> Subscribers<S> {
         }
     }
 
-    fn visit<'a>(&'a self, visit: &mut impl FnMut(Match<'a, S>)) {
+    fn visit<'a>(&'a self, wildcard: bool, visit: &mut impl FnMut(Match<'a, S>)) {
         for (s, data) in &self.direct {
-            visit(Match::Direct(s, data));
+            visit(Match::Direct(s, data, wildcard));
         }
         for group in &self.shared {
             visit(Match::Shared(group));
@@ -275,24 +276,26 @@ impl<S: Clone + PartialEq + Eq + Hash> Router<S> {
     /// Calls `visit` for every subscription matching `topic` (a valid topic name).
     pub fn matches<'a>(&'a self, topic: &str, mut visit: impl FnMut(Match<'a, S>)) {
         let dollar = topic.starts_with('$');
-        walk(&self.root, Some(topic), true, dollar, &mut visit);
+        walk(&self.root, Some(topic), true, dollar, false, &mut visit);
     }
 }
 
+/// `via_plus`: the path to `node` went through a `+` level.
 fn walk<'a, S: PartialEq>(
     node: &'a Node<S>,
     rest: Option<&str>,
     at_root: bool,
     dollar: bool,
+    via_plus: bool,
     visit: &mut impl FnMut(Match<'a, S>),
 ) {
     // A wildcard in the first level never matches a topic starting with '$' [MQTT-4.7.2-1].
     let wildcards = !(at_root && dollar);
     if wildcards {
-        node.multi.visit(visit);
+        node.multi.visit(true, visit);
     }
     let Some(rest) = rest else {
-        node.exact.visit(visit);
+        node.exact.visit(via_plus, visit);
         return;
     };
     let (level, tail) = match rest.split_once('/') {
@@ -300,10 +303,10 @@ fn walk<'a, S: PartialEq>(
         None => (rest, None),
     };
     if let Some(child) = node.children.get(level) {
-        walk(child, tail, false, dollar, visit);
+        walk(child, tail, false, dollar, via_plus, visit);
     }
     if wildcards && let Some(plus) = &node.plus {
-        walk(plus, tail, false, dollar, visit);
+        walk(plus, tail, false, dollar, true, visit);
     }
 }
 
@@ -357,7 +360,7 @@ mod tests {
     fn matched(router: &Router<u32>, topic: &str) -> Vec<u32> {
         let mut out = Vec::new();
         router.matches(topic, |m| match m {
-            Match::Direct(s, _) => out.push(*s),
+            Match::Direct(s, _, _) => out.push(*s),
             Match::Shared(g) => out.extend(g.members.iter().map(|(s, _)| *s)),
         });
         out.sort();
@@ -376,6 +379,25 @@ mod tests {
         assert!(!router.unsubscribe(&filter("a/+/c"), &1));
         assert!(router.unsubscribe(&filter("a/#"), &2));
         assert!(router.root.is_empty(), "empty branches are pruned");
+    }
+
+    #[test]
+    fn a_direct_match_says_whether_its_filter_has_wildcards() {
+        let mut router = Router::default();
+        for (who, f) in [(1, "a/b"), (2, "a/+"), (3, "#"), (4, "+/b"), (5, "a/b/#")] {
+            router.subscribe(&filter(f), who, data());
+        }
+        let mut seen = Vec::new();
+        router.matches("a/b", |m| {
+            if let Match::Direct(s, _, wildcard) = m {
+                seen.push((*s, wildcard));
+            }
+        });
+        seen.sort();
+        assert_eq!(
+            seen,
+            [(1, false), (2, true), (3, true), (4, true), (5, true)]
+        );
     }
 
     #[test]

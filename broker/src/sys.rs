@@ -30,7 +30,7 @@ pub async fn run(broker: Arc<Broker>, interval: Duration) {
 pub fn publish_once(broker: &Broker) {
     let m = &broker.metrics;
     let coalesced = broker.hooks.as_ref().map_or(0, |h| h.authz_coalesced());
-    let topics: [(&str, String); 16] = [
+    let topics: [(&str, String); 17] = [
         ("$SYS/broker/version", VERSION.to_string()),
         (
             "$SYS/broker/uptime",
@@ -56,6 +56,10 @@ pub fn publish_once(broker: &Broker) {
         (
             "$SYS/broker/messages/dropped/store_full",
             Metrics::get(&m.messages_dropped_store_full).to_string(),
+        ),
+        (
+            "$SYS/broker/messages/dropped/not_authorized",
+            Metrics::get(&m.messages_dropped_not_authorized).to_string(),
         ),
         (
             "$SYS/broker/messages/expired",
@@ -137,4 +141,5 @@ fn dropped(m: &Metrics) -> u64 {
         + Metrics::get(&m.messages_dropped_offline_qos0)
         + Metrics::get(&m.messages_dropped_store_full)
         + Metrics::get(&m.messages_dropped_too_large)
+        + Metrics::get(&m.messages_dropped_not_authorized)
 }

@@ -334,3 +334,74 @@ fn newest_journal(store: &Path) -> Option<std::path::PathBuf> {
     found.sort();
     found.pop().map(|(_, p)| p)
 }
+
+/// Runs `wasmq ARGS` (a `user` or `acl` command) in `dir`, on the same config.
+fn wasmq_command(dir: &Path, args: &[&str]) {
+    let exe = std::env::var("WASMQ_UNDER_TEST")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_wasmq").to_string());
+    let output = std::process::Command::new(exe)
+        .current_dir(dir)
+        .args(["--config", "wasmq.toml"])
+        .args(args)
+        .output()
+        .expect("run wasmq");
+    assert!(output.status.success(), "wasmq {args:?}: {output:?}");
+}
+
+/// Read ACL on delivery (the `deliver` hook of the default `acl-sql`) over the store: a
+/// message queued for an offline session through `sensors/#` comes back after kill -9,
+/// is checked again (whether it came through a wildcard is not kept), and, denied,
+/// leaves the store: once the deny row is gone, it does not come back.
+#[tokio::test]
+async fn a_denied_delivery_of_a_restored_session_leaves_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), "always").await;
+    let (mut keeper, _) = connect(broker.addr, persistent("keeper")).await;
+    keeper.subscribe_qos("sensors/#", QoS::AtLeastOnce).await;
+    keeper.disconnect().await;
+    // Over the default `$all` pubsub `#` rule (id 1): this is id 4.
+    wasmq_command(
+        dir.path(),
+        &[
+            "acl",
+            "add",
+            "--deny",
+            "--all",
+            "--access",
+            "sub",
+            "--topic",
+            "sensors/secret",
+        ],
+    );
+    let (mut publisher, _) = connect(broker.addr, connect_packet(Protocol::V5, "pub", true)).await;
+    for (packet_id, topic) in [(1, "sensors/secret"), (2, "sensors/temp")] {
+        let publish = publish_packet(topic, topic.as_bytes(), QoS::AtLeastOnce, false, packet_id);
+        publisher.send(Packet::Publish(publish)).await.unwrap();
+        match publisher.recv().await.unwrap() {
+            Packet::PubAck(ack) => assert!(!ack.reason_code.is_error(), "{ack:?}"),
+            other => panic!("expected PUBACK, got {other:?}"),
+        }
+    }
+    broker.kill().await;
+
+    let broker = Broker::start(dir.path(), "always").await;
+    let (mut keeper, present) = connect(broker.addr, persistent("keeper")).await;
+    assert!(present);
+    let got = drain(&mut keeper, Duration::from_secs(1)).await;
+    let topics: Vec<&str> = got.iter().map(|(p, _, _)| p.as_str()).collect();
+    assert_eq!(topics, ["sensors/temp"], "the secret is not delivered");
+    keeper.disconnect().await;
+    broker.kill().await;
+
+    // Without the deny row, a denied delivery still kept would now be sent.
+    wasmq_command(dir.path(), &["acl", "rm", "4"]);
+    let broker = Broker::start(dir.path(), "always").await;
+    let (mut keeper, present) = connect(broker.addr, persistent("keeper")).await;
+    assert!(present);
+    let got = drain(&mut keeper, Duration::from_secs(1)).await;
+    assert!(
+        got.iter().all(|(p, _, _)| p != "sensors/secret"),
+        "the denied delivery left the store: {got:?}"
+    );
+    broker.kill().await;
+}

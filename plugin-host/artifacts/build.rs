@@ -16,6 +16,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("ALLOC_UNBOUNDED", "wasmq-fixture-alloc-unbounded"),
     ("CLIENT_RECORD", "wasmq-fixture-client-record"),
     ("CONTRACT_V0_1", "wasmq-fixture-contract-v0-1"),
+    ("DELIVER_DENY", "wasmq-fixture-deliver-deny"),
     ("LOOP_FOREVER", "wasmq-fixture-loop-forever"),
     ("PANIC", "wasmq-fixture-panic"),
     ("SCRIPTED", "wasmq-fixture-scripted"),

@@ -21,7 +21,9 @@
 
 use std::sync::OnceLock;
 
-use crate::types::{Action, AuthOutcome, ClientInfo, Decision, ListenerKind, Message, Transformed};
+use crate::types::{
+    Action, AuthOutcome, CacheLifetime, ClientInfo, Decision, ListenerKind, Message, Transformed,
+};
 
 /// `wasmq:plugin@0.2.0`, the current contract. Generated from the file, not the
 /// folder `wit/`, whose `deps/` would bring the 0.1.0 package in too.
@@ -37,7 +39,7 @@ pub mod v0_2 {
         exports: { default: async },
     });
 
-    pub use exports::wasmq::plugin::{authn, authz, transform};
+    pub use exports::wasmq::plugin::{authn, authz, deliver, transform};
     pub use wasmq::plugin::types as wit;
 }
 
@@ -166,6 +168,19 @@ macro_rules! answers {
 
 answers!(v0_2);
 answers!(v0_1);
+
+/// A 0.2.0 authorization answer: the decision and how long it may be kept.
+impl From<wit::AuthzResult> for (Decision, CacheLifetime) {
+    fn from(r: wit::AuthzResult) -> Self {
+        let cache = match r.cache {
+            wit::CacheLifetime::OperatorTtl => CacheLifetime::OPERATOR_TTL,
+            wit::CacheLifetime::None => CacheLifetime::NONE,
+            wit::CacheLifetime::Seconds(secs) => CacheLifetime::seconds(secs),
+            wit::CacheLifetime::Connection => CacheLifetime::CONNECTION,
+        };
+        (r.decision.into(), cache)
+    }
+}
 
 impl From<Message> for wit::Message {
     fn from(m: Message) -> Self {

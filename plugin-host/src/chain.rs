@@ -19,7 +19,9 @@ use arc_swap::ArcSwap;
 
 use crate::bindings::{PreparedClient, wit};
 use crate::plugin::{OnTransformFault, Plugin};
-use crate::types::{Action, AuthOutcome, ClientInfo, Decision, Hooks, Message, Transformed};
+use crate::types::{
+    Action, AuthOutcome, CacheLifetime, ClientInfo, Decision, Hooks, Message, Transformed,
+};
 
 /// An immutable, ordered set of plugins: one generation of the plugin folder.
 #[derive(Clone, Debug, Default)]
@@ -46,6 +48,7 @@ impl PluginSet {
             Hooks {
                 authn: all.authn || h.authn,
                 authz: all.authz || h.authz,
+                deliver: all.deliver || h.deliver,
                 transform: all.transform || h.transform,
             }
         });
@@ -145,6 +148,42 @@ impl PluginSet {
             .await
     }
 
+    /// Runs the delivery chain: may `client` receive a message on `topic` (it reaches
+    /// the client through a wildcard subscription)? The plugins that export `deliver`,
+    /// in order; the first allow or deny decides, a fault denies (`faulted`). `Ignore`
+    /// when none decided: the caller lets the delivery go (the subscription's grant
+    /// stands).
+    pub async fn authorize_delivery(
+        &self,
+        client: &PreparedClient,
+        topic: &str,
+        qos: u8,
+        retain: bool,
+    ) -> AuthzOutcome {
+        let mut cache = CacheLifetime::CONNECTION;
+        if !self.hooks.deliver {
+            return AuthzOutcome::decided(Decision::Ignore, CacheLifetime::OPERATOR_TTL);
+        }
+        // A plain loop with `continue`, as in `authorize_counted` (a `Send` future).
+        for plugin in &self.plugins {
+            if !plugin.hooks().deliver {
+                continue;
+            }
+            match plugin
+                .authorize_delivery_wit(client, topic, qos, retain)
+                .await
+            {
+                Ok((Decision::Ignore, lifetime)) => cache = cache.shortest(lifetime),
+                Ok((decision, lifetime)) => {
+                    return AuthzOutcome::decided(decision, cache.shortest(lifetime));
+                }
+                // Already logged and counted by the plugin; fail closed.
+                Err(_) => return AuthzOutcome::FAULTED,
+            }
+        }
+        AuthzOutcome::decided(Decision::Ignore, cache)
+    }
+
     /// Runs the transform chain on `message`.
     pub async fn transform(&self, client: &ClientInfo, message: &Message) -> Transformed {
         self.transform_counted(&client.into(), message.clone(), None)
@@ -193,15 +232,14 @@ impl PluginSet {
         retain: bool,
         counters: Option<&ChainCounters>,
     ) -> AuthzOutcome {
-        let decided = |decision| AuthzOutcome {
-            decision,
-            faulted: false,
-        };
         // A plain loop with `continue` rather than a `filter` iterator held
         // across `.await`: that keeps the future `Send`.
         if !self.hooks.authz {
-            return decided(Decision::Ignore);
+            return AuthzOutcome::decided(Decision::Ignore, CacheLifetime::OPERATOR_TTL);
         }
+        // Every plugin asked bounds how long the answer may be kept, those that
+        // ignore included.
+        let mut cache = CacheLifetime::CONNECTION;
         for plugin in &self.plugins {
             if !plugin.hooks().authz {
                 continue;
@@ -210,21 +248,20 @@ impl PluginSet {
                 .authorize_wit(client, action, topic, qos, retain)
                 .await
             {
-                Ok(Decision::Ignore) => continue,
-                Ok(decision) => return decided(decision),
+                Ok((Decision::Ignore, lifetime)) => cache = cache.shortest(lifetime),
+                Ok((decision, lifetime)) => {
+                    return AuthzOutcome::decided(decision, cache.shortest(lifetime));
+                }
                 Err(_) => {
                     // Already logged and counted by the plugin; fail closed.
                     if let Some(c) = counters {
                         c.failed_closed.fetch_add(1, Ordering::Relaxed);
                     }
-                    return AuthzOutcome {
-                        decision: Decision::Deny,
-                        faulted: true,
-                    };
+                    return AuthzOutcome::FAULTED;
                 }
             }
         }
-        decided(Decision::Ignore)
+        AuthzOutcome::decided(Decision::Ignore, cache)
     }
 
     /// Takes the message by value: it is moved, not copied, into the record
@@ -298,6 +335,27 @@ pub struct AuthzOutcome {
     pub decision: Decision,
     /// Whether a plugin faulted (then `decision` is `Deny`).
     pub faulted: bool,
+    /// How long the answer may be kept: the shortest lifetime among the plugins
+    /// asked (the deciding one and those that ignored before it). A faulted answer
+    /// is not kept ([`CacheLifetime::NONE`]).
+    pub cache: CacheLifetime,
+}
+
+impl AuthzOutcome {
+    /// The fail-closed deny of a plugin that faulted: not kept.
+    pub const FAULTED: AuthzOutcome = AuthzOutcome {
+        decision: Decision::Deny,
+        faulted: true,
+        cache: CacheLifetime::NONE,
+    };
+
+    fn decided(decision: Decision, cache: CacheLifetime) -> AuthzOutcome {
+        AuthzOutcome {
+            decision,
+            faulted: false,
+            cache,
+        }
+    }
 }
 
 /// On a cache line of its own: every chain run writes one, and `Chain::current`

@@ -184,13 +184,15 @@ pub(crate) fn inspect(engine: &Engine, component: &Component) -> Inspection {
         match item {
             "authn" => hooks.authn = true,
             "authz" => hooks.authz = true,
+            // Only in 0.2.0: a `deliver@0.1.0` is no interface of 0.1.0.
+            "deliver" if version != Contract::V0_1.version() => hooks.deliver = true,
             "transform" => hooks.transform = true,
             _ => problems.push(format!("exports `{name}`, which is not a hook")),
         }
     }
     if hooks.is_empty() && problems.is_empty() {
         problems.push(format!(
-            "exports no hook: a plugin exports at least one of {PACKAGE}authn, authz or transform @{}",
+            "exports no hook: a plugin exports at least one of {PACKAGE}authn, authz, deliver or transform @{}",
             versions()
         ));
     }

@@ -18,7 +18,8 @@
 //!   first allow/deny wins, faults fail closed, transforms compose) and
 //!   [`Chain`] (the current set, swapped atomically on reload).
 //! - [`types`]: the plain Rust types of the calls ([`ClientInfo`],
-//!   [`Action`], [`Decision`], [`AuthOutcome`], [`Message`], [`Transformed`]);
+//!   [`Action`], [`Decision`], [`AuthOutcome`], [`CacheLifetime`], [`Message`],
+//!   [`Transformed`]);
 //!   `bindings` (private) holds the generated bindings of each contract
 //!   version ([`Contract`]), converts to and from them (0.1.0 in one place: the
 //!   client without what 0.2.0 added), and holds [`PreparedClient`], a client
@@ -40,7 +41,9 @@
 //!        -> take a warm instance (or instantiate from InstancePre)
 //!        -> set the epoch deadline -> call the export (async)
 //!        -> Ok: instance back to the pool | Err: drop it, count, maybe disable
-//!   -> first Allow/Deny wins; a fault is Deny; all Ignore is Ignore
+//!   -> first Allow/Deny wins; a fault is Deny; all Ignore is Ignore; the answer
+//!      keeps the shortest cache lifetime of the plugins asked (AuthzOutcome::cache)
+//! PluginSet::authorize_delivery: the same over the plugins that export `deliver`
 //! ```
 //!
 //! Loading is CPU-bound (compilation): call [`PluginHost::load`] off the
@@ -71,6 +74,6 @@ pub use plugin::{
     Limits, OnTransformFault, Plugin, PluginConfig, PluginState, PluginStats, Retry, SqlGrant,
 };
 pub use types::{
-    Action, AuthOutcome, Capabilities, CertificateIdentity, ClientInfo, Decision, Hooks,
-    ListenerKind, Message, Transformed,
+    Action, AuthOutcome, CacheLifetime, Capabilities, CertificateIdentity, ClientInfo, Decision,
+    Hooks, ListenerKind, Message, Transformed,
 };

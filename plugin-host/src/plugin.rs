@@ -31,7 +31,8 @@ use crate::host::HostInner;
 use crate::pool::Pool;
 use crate::state::{HostState, PluginIdentity, SqlAccess};
 use crate::types::{
-    Action, AuthOutcome, Capabilities, ClientInfo, Decision, Hooks, Message, Transformed,
+    Action, AuthOutcome, CacheLifetime, Capabilities, ClientInfo, Decision, Hooks, Message,
+    Transformed,
 };
 
 /// The limits of one plugin.
@@ -376,19 +377,24 @@ enum Indices {
             v0_1::transform::GuestIndices,
         >,
     ),
+    /// With the `deliver` hook, which only 0.2.0 has.
     V0_2(
         HookSet<
             v0_2::authn::GuestIndices,
             v0_2::authz::GuestIndices,
             v0_2::transform::GuestIndices,
         >,
+        Option<v0_2::deliver::GuestIndices>,
     ),
 }
 
 /// One instance's hooks.
 enum Guests {
     V0_1(HookSet<v0_1::authn::Guest, v0_1::authz::Guest, v0_1::transform::Guest>),
-    V0_2(HookSet<v0_2::authn::Guest, v0_2::authz::Guest, v0_2::transform::Guest>),
+    V0_2(
+        HookSet<v0_2::authn::Guest, v0_2::authz::Guest, v0_2::transform::Guest>,
+        Option<v0_2::deliver::Guest>,
+    ),
 }
 
 /// Locates the enabled hooks with `$v`'s bindings (the same code for every version).
@@ -466,7 +472,14 @@ impl Plugin {
         }
         let indices = match inspection.contract.unwrap_or_default() {
             Contract::V0_1 => Indices::V0_1(locate!(v0_1, enabled, &pre)),
-            Contract::V0_2 => Indices::V0_2(locate!(v0_2, enabled, &pre)),
+            Contract::V0_2 => Indices::V0_2(
+                locate!(v0_2, enabled, &pre),
+                enabled
+                    .deliver
+                    .then(|| v0_2::deliver::GuestIndices::new(&pre))
+                    .transpose()
+                    .map_err(|e| LoadError::Invalid(format!("{e}")))?,
+            ),
         };
         let tick_ms = host.config.epoch_tick_ms.max(1);
         let deadline_ticks = config.limits.call_timeout_ms.div_ceil(tick_ms) + 1;
@@ -625,7 +638,7 @@ impl Plugin {
     pub fn contract(&self) -> Contract {
         match self.inner.indices {
             Indices::V0_1(_) => Contract::V0_1,
-            Indices::V0_2(_) => Contract::V0_2,
+            Indices::V0_2(..) => Contract::V0_2,
         }
     }
 
@@ -640,6 +653,36 @@ impl Plugin {
     ) -> Result<Decision, Fault> {
         self.authorize_wit(&PreparedClient::from(client), action, topic, qos, retain)
             .await
+            .map(|(decision, _)| decision)
+    }
+
+    /// [`Plugin::authorize`], with how long the plugin says its answer may be kept
+    /// (always the operator's TTL for a 0.1.0 plugin).
+    pub async fn authorize_cached(
+        &self,
+        client: &ClientInfo,
+        action: Action,
+        topic: &str,
+        qos: u8,
+        retain: bool,
+    ) -> Result<(Decision, CacheLifetime), Fault> {
+        self.authorize_wit(&PreparedClient::from(client), action, topic, qos, retain)
+            .await
+    }
+
+    /// Calls the `deliver` hook: may `client` receive a message on `topic` (through a
+    /// wildcard subscription)? `Ok(Ignore)` when the hook is not enabled, and always for
+    /// a 0.1.0 plugin (0.1.0 has no such hook).
+    pub async fn authorize_delivery(
+        &self,
+        client: &ClientInfo,
+        topic: &str,
+        qos: u8,
+        retain: bool,
+    ) -> Result<Decision, Fault> {
+        self.authorize_delivery_wit(&PreparedClient::from(client), topic, qos, retain)
+            .await
+            .map(|(decision, _)| decision)
     }
 
     /// Calls the `transform` hook. `Ok(Keep)` when the hook is not enabled.
@@ -671,7 +714,7 @@ impl Plugin {
                         .await
                         .map(AuthOutcome::from)
                 }
-                Guests::V0_2(g) => {
+                Guests::V0_2(g, _) => {
                     let guest = g.authn.clone().expect("authn loaded when enabled");
                     guest
                         .call_authenticate(&mut w.store, client.v0_2(), password)
@@ -691,9 +734,9 @@ impl Plugin {
         topic: &str,
         qos: u8,
         retain: bool,
-    ) -> Result<Decision, Fault> {
+    ) -> Result<(Decision, CacheLifetime), Fault> {
         if !self.inner.enabled.authz {
-            return Ok(Decision::Ignore);
+            return Ok((Decision::Ignore, CacheLifetime::OPERATOR_TTL));
         }
         self.call("authz", |mut w| async move {
             let r = match &w.guests {
@@ -709,9 +752,9 @@ impl Plugin {
                             retain,
                         )
                         .await
-                        .map(Decision::from)
+                        .map(|d| (Decision::from(d), CacheLifetime::OPERATOR_TTL))
                 }
-                Guests::V0_2(g) => {
+                Guests::V0_2(g, _) => {
                     let guest = g.authz.clone().expect("authz loaded when enabled");
                     guest
                         .call_authorize(
@@ -723,8 +766,33 @@ impl Plugin {
                             retain,
                         )
                         .await
-                        .map(Decision::from)
+                        .map(<(Decision, CacheLifetime)>::from)
                 }
+            };
+            (w, r)
+        })
+        .await
+    }
+
+    pub(crate) async fn authorize_delivery_wit(
+        &self,
+        client: &PreparedClient,
+        topic: &str,
+        qos: u8,
+        retain: bool,
+    ) -> Result<(Decision, CacheLifetime), Fault> {
+        if !self.inner.enabled.deliver || !matches!(self.inner.indices, Indices::V0_2(..)) {
+            return Ok((Decision::Ignore, CacheLifetime::OPERATOR_TTL));
+        }
+        self.call("deliver", |mut w| async move {
+            let r = match &w.guests {
+                Guests::V0_2(_, Some(guest)) => guest
+                    .clone()
+                    .call_authorize_delivery(&mut w.store, client.v0_2(), topic, qos, retain)
+                    .await
+                    .map(<(Decision, CacheLifetime)>::from),
+                // Not located (not enabled) or a 0.1.0 instance: checked above.
+                _ => Ok((Decision::Ignore, CacheLifetime::OPERATOR_TTL)),
             };
             (w, r)
         })
@@ -755,7 +823,7 @@ impl Plugin {
                     *message = old.into();
                     r
                 }
-                Guests::V0_2(g) => {
+                Guests::V0_2(g, _) => {
                     let guest = g.transform.clone().expect("transform loaded when enabled");
                     guest
                         .call_on_publish(&mut w.store, client.v0_2(), message)
@@ -880,7 +948,16 @@ impl Plugin {
         };
         let guests = match &inner.indices {
             Indices::V0_1(set) => Guests::V0_1(load_hooks!(set, &mut store, &instance)),
-            Indices::V0_2(set) => Guests::V0_2(load_hooks!(set, &mut store, &instance)),
+            Indices::V0_2(set, deliver) => Guests::V0_2(
+                load_hooks!(set, &mut store, &instance),
+                match deliver {
+                    Some(ix) => Some(
+                        ix.load(&mut store, &instance)
+                            .map_err(|e| Fault::Unavailable(format!("{e}")))?,
+                    ),
+                    None => None,
+                },
+            ),
         };
         inner
             .counters

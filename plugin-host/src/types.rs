@@ -73,6 +73,72 @@ pub enum Decision {
     Ignore,
 }
 
+/// How long an authorization answer may be kept (WIT `types.cache-lifetime`, since
+/// contract 0.2.0), and what the answers of a chain combine to: a bound in seconds
+/// and/or the operator's TTL, whichever is shorter; neither is "for the connection".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CacheLifetime {
+    /// At most this many seconds (0: not kept).
+    pub max_secs: Option<u32>,
+    /// At most the operator's `[authz_cache]` TTL.
+    pub operator_ttl: bool,
+}
+
+impl CacheLifetime {
+    /// The operator's TTL (what 0.1.0 answers and a fault-free default get).
+    pub const OPERATOR_TTL: CacheLifetime = CacheLifetime {
+        max_secs: None,
+        operator_ttl: true,
+    };
+    /// Not kept at all.
+    pub const NONE: CacheLifetime = CacheLifetime {
+        max_secs: Some(0),
+        operator_ttl: false,
+    };
+    /// For the rest of the connection.
+    pub const CONNECTION: CacheLifetime = CacheLifetime {
+        max_secs: None,
+        operator_ttl: false,
+    };
+
+    /// Up to `secs` seconds.
+    pub const fn seconds(secs: u32) -> CacheLifetime {
+        CacheLifetime {
+            max_secs: Some(secs),
+            operator_ttl: false,
+        }
+    }
+
+    /// The shorter of both (what a chain's answer gets from every plugin asked).
+    pub fn shortest(self, other: CacheLifetime) -> CacheLifetime {
+        CacheLifetime {
+            max_secs: match (self.max_secs, other.max_secs) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+            operator_ttl: self.operator_ttl || other.operator_ttl,
+        }
+    }
+
+    /// How long, given the operator's TTL; `None`: for the connection.
+    pub fn duration(self, ttl: std::time::Duration) -> Option<std::time::Duration> {
+        let secs = self
+            .max_secs
+            .map(|s| std::time::Duration::from_secs(u64::from(s)));
+        let ttl = self.operator_ttl.then_some(ttl);
+        match (secs, ttl) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+impl Default for CacheLifetime {
+    fn default() -> Self {
+        CacheLifetime::OPERATOR_TTL
+    }
+}
+
 /// The answer of an authentication hook or chain (WIT `types.auth-result`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuthOutcome {
@@ -161,6 +227,9 @@ pub struct Hooks {
     pub authn: bool,
     /// Exports `wasmq:plugin/authz`.
     pub authz: bool,
+    /// Exports `wasmq:plugin/deliver` (since contract 0.2.0): read access on each
+    /// delivery through a wildcard subscription.
+    pub deliver: bool,
     /// Exports `wasmq:plugin/transform`.
     pub transform: bool,
 }
@@ -170,6 +239,7 @@ impl Hooks {
     pub const ALL: Hooks = Hooks {
         authn: true,
         authz: true,
+        deliver: true,
         transform: true,
     };
 
@@ -178,13 +248,14 @@ impl Hooks {
         Hooks {
             authn: self.authn && other.authn,
             authz: self.authz && other.authz,
+            deliver: self.deliver && other.deliver,
             transform: self.transform && other.transform,
         }
     }
 
     /// Whether no hook is set.
     pub fn is_empty(self) -> bool {
-        !(self.authn || self.authz || self.transform)
+        !(self.authn || self.authz || self.deliver || self.transform)
     }
 }
 
@@ -193,6 +264,7 @@ impl fmt::Display for Hooks {
         let names: Vec<&str> = [
             (self.authn, "authn"),
             (self.authz, "authz"),
+            (self.deliver, "deliver"),
             (self.transform, "transform"),
         ]
         .into_iter()
@@ -232,5 +304,43 @@ impl fmt::Display for Capabilities {
         } else {
             f.write_str(&names.join(", "))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::CacheLifetime;
+
+    #[test]
+    fn a_chain_keeps_its_answer_for_the_shortest_lifetime_asked() {
+        let ttl = Duration::from_secs(60);
+        let l = CacheLifetime::CONNECTION;
+        assert_eq!(l.duration(ttl), None);
+        assert_eq!(
+            l.shortest(CacheLifetime::OPERATOR_TTL).duration(ttl),
+            Some(ttl)
+        );
+        let five = CacheLifetime::seconds(5);
+        assert_eq!(
+            five.shortest(CacheLifetime::OPERATOR_TTL).duration(ttl),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            CacheLifetime::seconds(120)
+                .shortest(CacheLifetime::OPERATOR_TTL)
+                .duration(ttl),
+            Some(ttl)
+        );
+        assert_eq!(
+            CacheLifetime::seconds(120).duration(ttl),
+            Some(Duration::from_secs(120)),
+            "a plugin's own lifetime may be longer than the operator's TTL"
+        );
+        assert_eq!(
+            five.shortest(CacheLifetime::NONE).duration(ttl),
+            Some(Duration::ZERO)
+        );
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! A Wasmq plugin is a WebAssembly component that the broker calls at its hook
 //! points: **authentication** on CONNECT, **authorization** on PUBLISH and
-//! SUBSCRIBE, and **message transform** on PUBLISH. This crate hides the
+//! SUBSCRIBE, **read access on delivery** through wildcard subscriptions, and
+//! **message transform** on PUBLISH. This crate hides the
 //! component-model plumbing: implement [`Plugin`] (every method has a default
 //! that passes the decision on), then name the hooks you implement in
 //! [`export_plugin!`]. The broker finds out which hooks a plugin has by
@@ -28,18 +29,18 @@
 //! `src/lib.rs`:
 //!
 //! ```
-//! use wasmq_plugin_sdk::{Action, Client, Decision, Plugin, export_plugin, log};
+//! use wasmq_plugin_sdk::{Action, AuthzResult, Client, Decision, Plugin, export_plugin, log};
 //!
 //! struct ReadOnly;
 //!
 //! impl Plugin for ReadOnly {
-//!     fn authorize(client: Client, action: Action, topic: String, _qos: u8, _retain: bool) -> Decision {
+//!     fn authorize(client: Client, action: Action, topic: String, _qos: u8, _retain: bool) -> AuthzResult {
 //!         let protected = topic == "readonly" || topic.starts_with("readonly/");
 //!         if action == Action::Publish && protected && !client.client_id.starts_with("admin-") {
 //!             log::info(&format!("{} may not publish to {topic}", client.client_id));
-//!             return Decision::Deny;
+//!             return Decision::Deny.into(); // kept for the operator's TTL
 //!         }
-//!         Decision::Ignore // not mine: ask the next plugin
+//!         Decision::Ignore.into() // not mine: ask the next plugin
 //!     }
 //! }
 //!
@@ -54,10 +55,12 @@
 //! # Map
 //!
 //! - [`Plugin`]: the hooks, with defaults ([`Decision::Ignore`], [`Transformed::Keep`]).
-//! - [`export_plugin!`]: exports the chosen hooks (`authn`, `authz`, `transform`).
+//! - [`export_plugin!`]: exports the chosen hooks (`authn`, `authz`, `deliver`,
+//!   `transform`). Only plugins that export `deliver` are asked about deliveries.
 //! - The contract's types (`wasmq:plugin@0.2.0`), re-exported: [`Client`] (with
 //!   its [`ListenerKind`], [`CertificateIdentity`] and CONNECT user properties),
-//!   [`Action`], [`Decision`], [`AuthResult`], [`Message`], [`Transformed`].
+//!   [`Action`], [`Decision`], [`AuthResult`], [`AuthzResult`] (a decision and its
+//!   [`CacheLifetime`]), [`Message`], [`Transformed`].
 //! - Host capabilities: [`log`] (always granted), [`config`] (the plugin's own
 //!   settings, always granted), [`sql`] (only when the operator grants it).
 //!
@@ -127,6 +130,22 @@ pub mod wit {
         });
     }
 
+    /// Bindings for a component that exports `deliver`, sharing the types above.
+    pub mod deliver_world {
+        wit_bindgen::generate!({
+            path: "../wit/plugin.wit",
+            world: "deliver-plugin",
+            pub_export_macro: true,
+            export_macro_name: "export_deliver",
+            with: {
+                "wasmq:plugin/types@0.2.0": crate::wit::wasmq::plugin::types,
+                "wasmq:plugin/log@0.2.0": crate::wit::wasmq::plugin::log,
+                "wasmq:plugin/config@0.2.0": crate::wit::wasmq::plugin::config,
+                "wasmq:plugin/sql@0.2.0": crate::wit::wasmq::plugin::sql,
+            },
+        });
+    }
+
     /// Bindings for a component that exports `transform`, sharing the types above.
     pub mod transform_world {
         wit_bindgen::generate!({
@@ -145,8 +164,45 @@ pub mod wit {
 }
 
 pub use wit::wasmq::plugin::types::{
-    Action, AuthResult, CertificateIdentity, Client, Decision, ListenerKind, Message, Transformed,
+    Action, AuthResult, AuthzResult, CacheLifetime, CertificateIdentity, Client, Decision,
+    ListenerKind, Message, Transformed,
 };
+
+/// A decision kept for the operator's TTL (`[authz_cache] ttl_ms`), as every answer
+/// was before plugins could say: `Decision::Deny.into()`.
+impl From<Decision> for AuthzResult {
+    fn from(decision: Decision) -> Self {
+        AuthzResult {
+            decision,
+            cache: CacheLifetime::OperatorTtl,
+        }
+    }
+}
+
+impl AuthzResult {
+    /// Allow, kept for the operator's TTL.
+    pub fn allow() -> Self {
+        Decision::Allow.into()
+    }
+
+    /// Deny, kept for the operator's TTL.
+    pub fn deny() -> Self {
+        Decision::Deny.into()
+    }
+
+    /// Not mine: ask the next plugin (kept for the operator's TTL).
+    pub fn ignore() -> Self {
+        Decision::Ignore.into()
+    }
+
+    /// The same decision, kept as `cache` says: [`CacheLifetime::None`] for an answer
+    /// that may change at any time (or was made without the data it needed),
+    /// [`CacheLifetime::Seconds`], or [`CacheLifetime::Connection`] for one that holds
+    /// as long as the client stays connected.
+    pub fn cached(self, cache: CacheLifetime) -> Self {
+        AuthzResult { cache, ..self }
+    }
+}
 
 impl Client {
     /// The value of the first CONNECT user property named `name` (MQTT 5; a 3.1.1
@@ -222,9 +278,31 @@ pub trait Plugin {
     /// Authorization, on PUBLISH and SUBSCRIBE (exported with `authz`).
     /// `topic` is a topic name for [`Action::Publish`] and a topic filter for
     /// [`Action::Subscribe`].
-    fn authorize(client: Client, action: Action, topic: String, qos: u8, retain: bool) -> Decision {
+    ///
+    /// Return a [`Decision`] with `.into()` to have it kept for the operator's TTL, or
+    /// say how long with [`AuthzResult::cached`].
+    fn authorize(
+        client: Client,
+        action: Action,
+        topic: String,
+        qos: u8,
+        retain: bool,
+    ) -> AuthzResult {
         let _ = (client, action, topic, qos, retain);
-        Decision::Ignore
+        AuthzResult::ignore()
+    }
+
+    /// Read access on delivery (exported with `deliver`): may `client` receive a
+    /// message published to `topic` (a topic name), which reaches it through a
+    /// subscription whose filter has wildcards? The subscription itself was
+    /// authorized already ([`Plugin::authorize`] with [`Action::Subscribe`]); this is
+    /// the check of each topic the filter reaches, so a rule denying
+    /// `sensors/secret` keeps it from a `sensors/#` subscriber. Asked once per
+    /// connection and topic (cached as `authorize` is). [`Decision::Ignore`] from
+    /// every plugin lets the delivery go.
+    fn authorize_delivery(client: Client, topic: String, qos: u8, retain: bool) -> AuthzResult {
+        let _ = (client, topic, qos, retain);
+        AuthzResult::ignore()
     }
 
     /// Message transform, on PUBLISH after authorization (exported with
@@ -248,8 +326,14 @@ impl<P: Plugin> wit::authn_world::exports::wasmq::plugin::authn::Guest for Expor
 }
 
 impl<P: Plugin> wit::authz_world::exports::wasmq::plugin::authz::Guest for Export<P> {
-    fn authorize(c: Client, a: Action, topic: String, qos: u8, retain: bool) -> Decision {
+    fn authorize(c: Client, a: Action, topic: String, qos: u8, retain: bool) -> AuthzResult {
         P::authorize(c, a, topic, qos, retain)
+    }
+}
+
+impl<P: Plugin> wit::deliver_world::exports::wasmq::plugin::deliver::Guest for Export<P> {
+    fn authorize_delivery(c: Client, topic: String, qos: u8, retain: bool) -> AuthzResult {
+        P::authorize_delivery(c, topic, qos, retain)
     }
 }
 
@@ -260,7 +344,7 @@ impl<P: Plugin> wit::transform_world::exports::wasmq::plugin::transform::Guest f
 }
 
 /// Exports a [`Plugin`] implementation for the hooks named after the colon:
-/// any of `authn`, `authz` and `transform`, comma-separated.
+/// any of `authn`, `authz`, `deliver` and `transform`, comma-separated.
 ///
 /// ```
 /// # use wasmq_plugin_sdk::{Plugin, export_plugin};
@@ -292,6 +376,9 @@ macro_rules! __wasmq_export_hook {
     (authz) => {
         $crate::__export_authz_plugin_impl!(__WasmqExport with_types_in $crate::wit::authz_world);
     };
+    (deliver) => {
+        $crate::__export_deliver_plugin_impl!(__WasmqExport with_types_in $crate::wit::deliver_world);
+    };
     (transform) => {
         $crate::__export_transform_plugin_impl!(__WasmqExport with_types_in $crate::wit::transform_world);
     };
@@ -299,7 +386,7 @@ macro_rules! __wasmq_export_hook {
         compile_error!(concat!(
             "unknown Wasmq hook `",
             stringify!($other),
-            "`: expected authn, authz or transform"
+            "`: expected authn, authz, deliver or transform"
         ));
     };
 }

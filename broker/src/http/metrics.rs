@@ -183,7 +183,8 @@ impl Collector for BrokerCollector {
             "wasmq_messages_dropped",
             "Messages not delivered, by reason: a full session queue (or retained store, \
              or a share group with no member left), QoS 0 for an offline session, the durable store full, larger \
-             than the client's Maximum Packet Size, expired before it could be sent.",
+             than the client's Maximum Packet Size, expired before it could be sent, not \
+             authorized for the subscriber (the deliver hook).",
             ["reason"],
             &[
                 (["queue_full"], get(&m.messages_dropped_queue_full)),
@@ -191,6 +192,7 @@ impl Collector for BrokerCollector {
                 (["store_full"], get(&m.messages_dropped_store_full)),
                 (["too_large"], get(&m.messages_dropped_too_large)),
                 (["expired"], get(&m.messages_expired)),
+                (["not_authorized"], get(&m.messages_dropped_not_authorized)),
             ],
         )?;
         counter(

@@ -12,7 +12,8 @@ use wasmq_plugin_host::{Hooks, Limits, OnTransformFault, PluginConfig, Retry, Sq
 pub struct PluginToml {
     /// Chain position: lower runs first (ties in name order). Default 0.
     priority: i32,
-    /// The hooks to call, among `authn`, `authz`, `transform`. Default: all exported.
+    /// The hooks to call, among `authn`, `authz`, `deliver`, `transform`. Default: all
+    /// exported.
     hooks: Option<Vec<HookName>>,
     /// `keep` (default) or `drop` the message when this plugin's transform fails.
     on_transform_fault: Option<FaultAction>,
@@ -37,6 +38,7 @@ pub struct PluginToml {
 enum HookName {
     Authn,
     Authz,
+    Deliver,
     Transform,
 }
 
@@ -131,6 +133,7 @@ impl PluginToml {
             config.hooks = Hooks {
                 authn: hooks.iter().any(|h| matches!(h, HookName::Authn)),
                 authz: hooks.iter().any(|h| matches!(h, HookName::Authz)),
+                deliver: hooks.iter().any(|h| matches!(h, HookName::Deliver)),
                 transform: hooks.iter().any(|h| matches!(h, HookName::Transform)),
             };
         }
@@ -221,6 +224,7 @@ mod tests {
             Hooks {
                 authn: false,
                 authz: true,
+                deliver: false,
                 transform: false
             }
         );

@@ -112,6 +112,7 @@ impl PluginPolicy {
         Authorization {
             allowed,
             cacheable: !blind,
+            cache: outcome.cache,
         }
     }
 }
@@ -259,10 +260,7 @@ impl Hooks for PluginPolicy {
             // broker with no plugin does. `acl_nomatch` is for when plugins exist and
             // none of them decides.
             if !set.hooks().authz {
-                return Authorization {
-                    allowed: true,
-                    cacheable: true,
-                };
+                return Authorization::new(true);
             }
             let question = Question {
                 generation,
@@ -281,6 +279,43 @@ impl Hooks for PluginPolicy {
                     self.ask_chain(&set, client, action, topic, qos, retain)
                 })
                 .await
+        })
+    }
+
+    fn checks_deliveries(&self) -> bool {
+        self.chain.chain.hooks().deliver
+    }
+
+    fn authorize_delivery<'a>(
+        &'a self,
+        client: &'a ClientInfo,
+        topic: &'a str,
+        qos: QoS,
+        retain: bool,
+    ) -> BoxFuture<'a, Authorization> {
+        Box::pin(async move {
+            let set = self.chain.chain.current();
+            // As in `ask_chain`: a query that failed meanwhile makes the answer blind.
+            let failures_before = self.database_failures();
+            let outcome = set
+                .authorize_delivery(prepared(client), topic, qos as u8, retain)
+                .await;
+            let blind = outcome.faulted || self.database_failures() != failures_before;
+            let allowed = match outcome.decision {
+                host::Decision::Deny => {
+                    debug!(topic, "delivery denied");
+                    false
+                }
+                // No plugin decided: the subscription's own grant stands (this is a
+                // re-check of read access, not a new request: `acl_nomatch` is not
+                // asked).
+                host::Decision::Allow | host::Decision::Ignore => true,
+            };
+            Authorization {
+                allowed,
+                cacheable: !blind,
+                cache: outcome.cache,
+            }
         })
     }
 

@@ -276,6 +276,9 @@ pub fn decode_delivery(
         subscription_ids,
         share,
         stored: 0,
+        // Whether it came through a wildcard is not kept: checked again, to be safe
+        // (an exact subscriber's check gives the answer its subscription had).
+        check_read: true,
     };
     let stage = match stage {
         0 => return Ok(StoredDelivery::Queued(delivery)),
@@ -526,6 +529,7 @@ mod tests {
             subscription_ids: vec![3, 70_000],
             share: Some(TopicFilter::new("$share/g/a/#".into(), 16).unwrap()),
             stored: 5,
+            check_read: false,
         };
         let (now, wall) = (Instant::now(), SystemTime::now());
         let queued = encode_delivery(&delivery, None);
@@ -557,6 +561,7 @@ mod tests {
             subscription_ids: vec![],
             share: None,
             stored: 1,
+            check_read: false,
         };
         let value = encode_delivery(&delivery, None);
         let later = SystemTime::now() + Duration::from_secs(45);

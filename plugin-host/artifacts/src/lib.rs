@@ -4,7 +4,8 @@
 //!
 //! Examples: [`READONLY_ACL`], [`STAMP`]. Fixtures: [`SCRIPTED`] (answers
 //! from its settings, for chain tests) and the hostile ones:
-//! [`LOOP_FOREVER`], [`ALLOC_UNBOUNDED`], [`PANIC`], [`SLOW`]; [`SQL_PROBE`] for the `sql` capability. Contract versions:
+//! [`LOOP_FOREVER`], [`ALLOC_UNBOUNDED`], [`PANIC`], [`SLOW`]; [`SQL_PROBE`] for the `sql` capability;
+//! [`DELIVER_DENY`] for the `deliver` hook. Contract versions:
 //! [`CONTRACT_V0_1`] (built against the frozen `wasmq:plugin@0.1.0`) and
 //! [`CLIENT_RECORD`] (keyed on the client fields 0.2.0 added).
 

@@ -4,7 +4,9 @@
 use std::sync::OnceLock;
 
 use wasmq_plugin_sdk::sql::{self, SqlError, SqlValue};
-use wasmq_plugin_sdk::{Action, AuthResult, Client, Decision, Plugin, config, log};
+use wasmq_plugin_sdk::{
+    Action, AuthResult, AuthzResult, CacheLifetime, Client, Decision, Plugin, config, log,
+};
 
 use crate::password::{self, Scheme};
 use crate::rules::{self, AclRow, ClientInfo, Order, Value};
@@ -125,6 +127,7 @@ fn log_refusal(
     let what = match action {
         rules::Action::Publish => "publish to",
         rules::Action::Subscribe => "subscribe to",
+        rules::Action::Deliver => "delivery of",
     };
     let who = match &client.username {
         Some(user) => format!(
@@ -137,6 +140,8 @@ fn log_refusal(
         (rules::Decision::Deny, Some(row)) => log::debug(&format!(
             "denied {what} {topic:?} for {who}: mqtt_acl row {row}"
         )),
+        // No row on a delivery is no refusal: the subscription's grant stands.
+        (rules::Decision::NoMatch, _) if action == rules::Action::Deliver => {}
         (rules::Decision::NoMatch, _) => {
             // The surprise of `$app/x` behind a `#` rule: say why.
             let hint = if topic.starts_with('$') {
@@ -215,63 +220,78 @@ impl Plugin for AclSql {
         topic: String,
         _qos: u8,
         _retain: bool,
-    ) -> Decision {
-        let settings = match settings() {
-            Ok(s) => s,
-            Err(e) => {
-                log::error(&format!("acl-sql misconfigured: {e}; denying"));
-                return Decision::Deny;
-            }
-        };
-        let info = ClientInfo {
-            client_id: &client.client_id,
-            username: client.username.as_deref(),
-            peer_addr: &client.peer_addr,
-        };
-        let params = [
-            text_or_null(rules::ip_param(&client.peer_addr).as_deref()),
-            text_or_null(info.matchable_username()),
-            SqlValue::Text(client.client_id.clone()),
-        ];
+    ) -> AuthzResult {
         let action = match action {
             Action::Publish => rules::Action::Publish,
             Action::Subscribe => rules::Action::Subscribe,
         };
-        let rows = match sql::query("acl_query", &params) {
-            Ok(rows) => rows,
-            Err(e) => {
-                log::error(&format!(
-                    "acl_query failed: {}; denying {action:?} {topic:?} for client {:?}",
-                    sql_error(&e),
-                    client.client_id
-                ));
-                return Decision::Deny;
-            }
-        };
-        let rows = rows
-            .into_iter()
-            .map(|r| AclRow::from_columns(r.columns.into_iter().map(value).collect()))
-            .collect::<Result<Vec<_>, _>>();
-        let decision = rows.and_then(|rows| {
-            let (decision, row) =
-                rules::decide_by_row(&rows, &info, action, &topic, settings.order)?;
-            log_refusal(decision, row.map(|i| &rows[i]), action, &topic, &client);
-            Ok(decision)
-        });
-        match decision {
-            Ok(rules::Decision::Allow) => Decision::Allow,
-            Ok(rules::Decision::Deny) => Decision::Deny,
-            Ok(rules::Decision::NoMatch) => Decision::Ignore,
-            Err(e) => {
-                log::error(&format!(
-                    "{e}; denying {action:?} {topic:?} for client {:?}",
-                    client.client_id
-                ));
-                Decision::Deny
-            }
+        check(&client, action, &topic)
+    }
+
+    /// A delivery through a wildcard subscription: the rows with subscribe access on
+    /// the concrete topic (`rules::Action::Deliver`); no row leaves it to the
+    /// subscription (ignore).
+    fn authorize_delivery(client: Client, topic: String, _qos: u8, _retain: bool) -> AuthzResult {
+        check(&client, rules::Action::Deliver, &topic)
+    }
+}
+
+/// The rules of `acl_query`'s rows for `client` doing `action` on `topic`, kept for the
+/// operator's TTL (the rows may change under it: `[authz_cache] ttl_ms` is how stale the
+/// operator accepts). Fails closed (deny) when the settings, the query or a row is
+/// wrong, and then says not to keep the answer: it was made without the rules.
+fn check(client: &Client, action: rules::Action, topic: &str) -> AuthzResult {
+    let blind = AuthzResult::deny().cached(CacheLifetime::None);
+    let settings = match settings() {
+        Ok(s) => s,
+        Err(e) => {
+            log::error(&format!("acl-sql misconfigured: {e}; denying"));
+            return blind;
+        }
+    };
+    let info = ClientInfo {
+        client_id: &client.client_id,
+        username: client.username.as_deref(),
+        peer_addr: &client.peer_addr,
+    };
+    let params = [
+        text_or_null(rules::ip_param(&client.peer_addr).as_deref()),
+        text_or_null(info.matchable_username()),
+        SqlValue::Text(client.client_id.clone()),
+    ];
+    let rows = match sql::query("acl_query", &params) {
+        Ok(rows) => rows,
+        Err(e) => {
+            log::error(&format!(
+                "acl_query failed: {}; denying {action:?} {topic:?} for client {:?}",
+                sql_error(&e),
+                client.client_id
+            ));
+            return blind;
+        }
+    };
+    let rows = rows
+        .into_iter()
+        .map(|r| AclRow::from_columns(r.columns.into_iter().map(value).collect()))
+        .collect::<Result<Vec<_>, _>>();
+    let decision = rows.and_then(|rows| {
+        let (decision, row) = rules::decide_by_row(&rows, &info, action, topic, settings.order)?;
+        log_refusal(decision, row.map(|i| &rows[i]), action, topic, client);
+        Ok(decision)
+    });
+    match decision {
+        Ok(rules::Decision::Allow) => Decision::Allow.into(),
+        Ok(rules::Decision::Deny) => Decision::Deny.into(),
+        Ok(rules::Decision::NoMatch) => Decision::Ignore.into(),
+        Err(e) => {
+            log::error(&format!(
+                "{e}; denying {action:?} {topic:?} for client {:?}",
+                client.client_id
+            ));
+            blind
         }
     }
 }
 
 #[cfg(target_family = "wasm")]
-wasmq_plugin_sdk::export_plugin!(AclSql: authn, authz);
+wasmq_plugin_sdk::export_plugin!(AclSql: authn, authz, deliver);

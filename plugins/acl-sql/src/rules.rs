@@ -106,6 +106,15 @@ pub enum Action {
     Publish,
     /// Subscribe to a topic filter.
     Subscribe,
+    /// Receive a message on a topic name through a subscription whose filter has
+    /// wildcards (the broker's `deliver` hook): the rows with subscribe access (1 or
+    /// 3) decide, first match wins as for the others, on the concrete topic. So a
+    /// deny row on `sensors/secret` keeps it from a `sensors/#` subscriber whom an
+    /// allow row on `sensors/#` (lower in the order) let subscribe; an allow row
+    /// that comes first still allows, as it would a subscription to that very
+    /// topic. No row matching is [`Decision::NoMatch`]: the plugin then leaves the
+    /// delivery to its subscription's grant (it does not deny it).
+    Deliver,
 }
 
 /// The answer of the rules.
@@ -372,7 +381,7 @@ impl Rule {
     pub fn matches(&self, client: &ClientInfo<'_>, action: Action, topic: &str) -> bool {
         let access = match action {
             Action::Publish => self.publish,
-            Action::Subscribe => self.subscribe,
+            Action::Subscribe | Action::Deliver => self.subscribe,
         };
         access && self.who_matches(client) && self.topic_matches(client, topic)
     }

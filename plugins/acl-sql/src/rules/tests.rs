@@ -1786,3 +1786,140 @@ fn decide_by_row_names_the_row_that_decided_for_the_log() {
         "quotes and newlines escaped, bytes that are not UTF-8 replaced"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Delivery through a wildcard subscription (the `deliver` hook).
+// ---------------------------------------------------------------------------
+
+#[test]
+fn deliver_deny_rows_with_sub_access_apply_to_the_concrete_topic() {
+    use Action::Deliver as R;
+    // The case of issue 12: `$all` may subscribe to `sensors/#`, `sensors/secret`
+    // is denied (a higher id: checked first).
+    let sensors = || {
+        vec![
+            all(1, ALLOW, SUB, "sensors/#"),
+            all(2, DENY, SUB, "sensors/secret"),
+        ]
+    };
+    check_all(&[
+        case(
+            "the filter itself is granted",
+            sensors(),
+            ALICE,
+            S,
+            "sensors/#",
+            A,
+        ),
+        case(
+            "a denied topic under it is not delivered",
+            sensors(),
+            ALICE,
+            R,
+            "sensors/secret",
+            D,
+        ),
+        case(
+            "the other topics are",
+            sensors(),
+            ALICE,
+            R,
+            "sensors/temp",
+            A,
+        ),
+        case(
+            "a deny by wildcard row",
+            vec![all(1, ALLOW, SUB, "#"), all(2, DENY, SUB, "sensors/+/raw")],
+            ALICE,
+            R,
+            "sensors/a/raw",
+            D,
+        ),
+        case(
+            "eq rows match the literal topic",
+            vec![
+                all(1, ALLOW, SUB, "#"),
+                all(2, DENY, SUB, "eq sensors/secret"),
+            ],
+            ALICE,
+            R,
+            "sensors/secret",
+            D,
+        ),
+        case(
+            "eq # never matches a topic name",
+            vec![all(1, ALLOW, SUB, "#"), all(2, DENY, SUB, "eq #")],
+            ALICE,
+            R,
+            "sensors/x",
+            A,
+        ),
+        case(
+            "publish-only deny rows do not apply",
+            vec![all(1, ALLOW, SUB, "#"), all(2, DENY, PUB, "sensors/secret")],
+            ALICE,
+            R,
+            "sensors/secret",
+            A,
+        ),
+        case(
+            "pubsub deny rows do",
+            vec![
+                all(1, ALLOW, SUB, "#"),
+                all(2, DENY, BOTH, "sensors/secret"),
+            ],
+            ALICE,
+            R,
+            "sensors/secret",
+            D,
+        ),
+        case(
+            "an allow row checked first still allows",
+            vec![
+                all(1, ALLOW, SUB, "#"),
+                all(2, DENY, SUB, "sensors/secret"),
+                user(3, ALLOW, "alice", SUB, "sensors/secret"),
+            ],
+            ALICE,
+            R,
+            "sensors/secret",
+            A,
+        ),
+        case(
+            "...for its user only",
+            vec![
+                all(1, ALLOW, SUB, "#"),
+                all(2, DENY, SUB, "sensors/secret"),
+                user(3, ALLOW, "bob", SUB, "sensors/secret"),
+            ],
+            ALICE,
+            R,
+            "sensors/secret",
+            D,
+        ),
+        case(
+            "no row: left to the subscription",
+            vec![all(2, DENY, SUB, "other/#")],
+            ALICE,
+            R,
+            "sensors/secret",
+            N,
+        ),
+        case(
+            "placeholders",
+            vec![all(1, ALLOW, SUB, "#"), all(2, DENY, SUB, "private/%c/#")],
+            with_id("c9"),
+            R,
+            "private/c9/x",
+            D,
+        ),
+        asc(case(
+            "id-asc: the lower id first",
+            sensors(),
+            ALICE,
+            R,
+            "sensors/secret",
+            A,
+        )),
+    ]);
+}

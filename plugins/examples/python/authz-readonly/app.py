@@ -7,7 +7,18 @@ The same behaviour as plugins/examples/rust/readonly-acl.
 
 from wit_world import exports
 from wit_world.imports import log
-from wit_world.imports.types import Action, Client, Decision
+from wit_world.imports.types import (
+    Action,
+    AuthzResult,
+    CacheLifetime_OperatorTtl,
+    Client,
+    Decision,
+)
+
+
+def answer(decision: Decision) -> AuthzResult:
+    """The decision, kept by the broker for the operator's TTL."""
+    return AuthzResult(decision=decision, cache=CacheLifetime_OperatorTtl())
 
 
 def is_readonly(topic: str) -> bool:
@@ -18,10 +29,10 @@ def is_readonly(topic: str) -> bool:
 class Authz(exports.Authz):
     def authorize(
         self, c: Client, a: Action, topic: str, qos: int, retain: bool
-    ) -> Decision:
+    ) -> AuthzResult:
         if a == Action.PUBLISH and is_readonly(topic):
             if c.client_id.startswith("admin-"):
-                return Decision.ALLOW
+                return answer(Decision.ALLOW)
             log.log(log.Level.INFO, f"{c.client_id} may not publish to {topic}")
-            return Decision.DENY
-        return Decision.IGNORE
+            return answer(Decision.DENY)
+        return answer(Decision.IGNORE)

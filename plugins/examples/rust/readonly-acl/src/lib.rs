@@ -2,7 +2,9 @@
 //! whose id starts with `admin-`. Every other question is left to the next
 //! plugin (`Ignore`).
 
-use wasmq_plugin_sdk::{Action, Client, Decision, Plugin, export_plugin, log};
+use wasmq_plugin_sdk::{
+    Action, AuthzResult, CacheLifetime, Client, Decision, Plugin, export_plugin, log,
+};
 
 struct ReadOnly;
 
@@ -18,15 +20,17 @@ impl Plugin for ReadOnly {
         topic: String,
         _qos: u8,
         _retain: bool,
-    ) -> Decision {
+    ) -> AuthzResult {
         if action == Action::Publish && is_readonly(&topic) {
             if client.client_id.starts_with("admin-") {
-                return Decision::Allow;
+                return Decision::Allow.into();
             }
             log::info(&format!("{} may not publish to {topic}", client.client_id));
-            return Decision::Deny;
+            // The rule depends on nothing but the client id and the topic: the answer
+            // holds for the whole connection.
+            return AuthzResult::deny().cached(CacheLifetime::Connection);
         }
-        Decision::Ignore
+        Decision::Ignore.into() // kept for the operator's TTL
     }
 }
 

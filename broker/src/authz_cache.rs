@@ -43,6 +43,12 @@ static AUTHZ_LOOKUPS: Lookups = Lookups {
     hits: AtomicU64::new(0),
     misses: AtomicU64::new(0),
 };
+/// The read caches' (delivery checks), counted apart: a `#` subscriber asks once per
+/// delivery, so mixed with the PUBLISH/SUBSCRIBE questions they would drown them.
+static DELIVER_LOOKUPS: Lookups = Lookups {
+    hits: AtomicU64::new(0),
+    misses: AtomicU64::new(0),
+};
 static TRANSFORM_LOOKUPS: Lookups = Lookups {
     hits: AtomicU64::new(0),
     misses: AtomicU64::new(0),
@@ -67,16 +73,33 @@ impl Cached for Arc<TransformEdit> {
     }
 }
 
+/// Counts lookups of a subscriber's read cache (delivery checks).
+pub fn count_deliveries(hits: u64, misses: u64) {
+    add(&DELIVER_LOOKUPS, hits, misses);
+}
+
+fn add(lookups: &Lookups, hits: u64, misses: u64) {
+    if hits > 0 {
+        lookups.hits.fetch_add(hits, Relaxed);
+    }
+    if misses > 0 {
+        lookups.misses.fetch_add(misses, Relaxed);
+    }
+}
+
 /// Hits and misses of every connection's caches since the process started (a process
 /// runs one broker; tests that start several in one process see their sum). A miss is
 /// a lookup that found nothing fresh (none cached, expired, purged, or the cache off).
 pub fn lookups() -> CacheLookups {
     let read = |l: &Lookups| (l.hits.load(Relaxed), l.misses.load(Relaxed));
     let (authz_hits, authz_misses) = read(&AUTHZ_LOOKUPS);
+    let (deliver_hits, deliver_misses) = read(&DELIVER_LOOKUPS);
     let (transform_hits, transform_misses) = read(&TRANSFORM_LOOKUPS);
     CacheLookups {
         authz_hits,
         authz_misses,
+        deliver_hits,
+        deliver_misses,
         transform_hits,
         transform_misses,
     }
@@ -89,6 +112,10 @@ pub struct CacheLookups {
     pub authz_hits: u64,
     /// Authorization questions that went to the plugins.
     pub authz_misses: u64,
+    /// Delivery checks answered from a subscriber's read cache.
+    pub deliver_hits: u64,
+    /// Delivery checks that went to the plugins.
+    pub deliver_misses: u64,
     /// PUBLISHes whose per-topic transform was repeated from a cache.
     pub transform_hits: u64,
     /// PUBLISHes of a per-topic transform chain that went to the plugins.
@@ -200,13 +227,7 @@ impl<V: Cached> DecisionCache<V> {
 
     /// Counts lookups made with [`DecisionCache::peek`].
     pub fn count(hits: u64, misses: u64) {
-        let lookups = V::lookups();
-        if hits > 0 {
-            lookups.hits.fetch_add(hits, Relaxed);
-        }
-        if misses > 0 {
-            lookups.misses.fetch_add(misses, Relaxed);
-        }
+        add(V::lookups(), hits, misses);
     }
 
     /// Remembers a decision made under `generation` for the cache's TTL; false when it

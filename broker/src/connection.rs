@@ -239,6 +239,9 @@ struct Connection {
     /// The answer to the last `read_question` when it was not cached (made blind, or
     /// the cache is off): used by the next `pull` for that front delivery, then dropped.
     read_verdict: Option<(ReadQuestion, bool)>,
+    /// The last `read_question`, when its answer went into the read cache: the next
+    /// `pull` finds it there without counting that as a cache hit (it was a miss).
+    read_asked: Option<ReadQuestion>,
     /// The session is persistent and the broker has a durable store.
     kept_session: bool,
     /// Replies that confirm something kept (PUBACK, PUBREC, PUBCOMP, SUBACK, UNSUBACK),
@@ -496,6 +499,7 @@ impl Connection {
             ),
             read_question: None,
             read_verdict: None,
+            read_asked: None,
         };
         let properties = if v5 {
             ConnAckProperties {
@@ -1237,7 +1241,9 @@ impl Connection {
                 answer.allowed,
                 lifetime,
             );
-        if !cached {
+        if cached {
+            self.read_asked = Some(question);
+        } else {
             self.read_verdict = Some((question, answer.allowed));
         }
     }
@@ -1303,9 +1309,9 @@ impl Connection {
                             front.qos,
                             front.retain,
                         );
-                        match cached {
-                            Some(_) => read_hits += 1,
-                            None => read_misses += 1,
+                        let just_asked = self.read_asked.take_if(|q| q.is_about(front));
+                        if cached.is_some() && just_asked.is_none() {
+                            read_hits += 1;
                         }
                         let allowed = cached.or_else(|| {
                             self.read_verdict
@@ -1323,6 +1329,7 @@ impl Connection {
                                 continue;
                             }
                             None => {
+                                read_misses += 1;
                                 self.read_question = Some(ReadQuestion::of(front));
                                 break;
                             }
@@ -1366,7 +1373,7 @@ impl Connection {
             if denied > 0 {
                 Metrics::add(&self.broker.metrics.messages_dropped_not_authorized, denied);
             }
-            AuthzCache::count(read_hits, read_misses);
+            crate::authz_cache::count_deliveries(read_hits, read_misses);
             let mut too_large = Vec::new();
             for (packet_id, delivery) in scratch.drain(..) {
                 if !self.write_publish(packet_id, &delivery, false) && packet_id != 0 {
@@ -1400,6 +1407,7 @@ impl Connection {
         self.scratch = scratch;
         // A verdict is for the front delivery it was asked for, on this pull only.
         self.read_verdict = None;
+        self.read_asked = None;
     }
 
     /// Encodes one delivery for this client; false when it exceeds the client's Maximum

@@ -215,6 +215,16 @@ async fn metrics_move_with_real_traffic() {
     };
     assert_eq!(lookup("hit"), 4.0);
     assert_eq!(lookup("miss"), 4.0);
+    // The default plugin checks deliveries on `m/#`: the subscriber's read cache asked
+    // it once per topic (m/x, m/retained) and answered the other four itself.
+    let delivery = |result| {
+        after.value(
+            "wasmq_cache_lookups_total",
+            &[("cache", "deliver"), ("result", result)],
+        )
+    };
+    assert_eq!(delivery("miss"), 2.0);
+    assert_eq!(delivery("hit"), 4.0);
     let acl = [("plugin", "acl-sql")];
     let calls = after.value("wasmq_plugin_calls_total", &acl);
     assert!(

@@ -237,12 +237,15 @@ impl Collector for BrokerCollector {
         counters(
             &mut e,
             "wasmq_cache_lookups",
-            "Lookups in the per-connection caches of authorization decisions (authz) and \
-             per-topic transforms (transform); a miss asks the plugins.",
+            "Lookups in the per-connection caches of authorization decisions (authz), \
+             delivery checks on wildcard subscriptions (deliver) and per-topic transforms \
+             (transform); a miss asks the plugins.",
             ["cache", "result"],
             &[
                 (["authz", "hit"], lookups.authz_hits),
                 (["authz", "miss"], lookups.authz_misses),
+                (["deliver", "hit"], lookups.deliver_hits),
+                (["deliver", "miss"], lookups.deliver_misses),
                 (["transform", "hit"], lookups.transform_hits),
                 (["transform", "miss"], lookups.transform_misses),
             ],

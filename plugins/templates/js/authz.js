@@ -8,6 +8,15 @@
 
 import { log } from "wasmq:plugin/log@0.2.0";
 
+/**
+ * The decision, kept by the broker for the operator's TTL (`[authz_cache]`).
+ * `{ tag: "none" }`, `{ tag: "seconds", val: n }` or `{ tag: "connection" }`
+ * say otherwise.
+ */
+function answer(decision) {
+  return { decision, cache: { tag: "operator-ttl" } };
+}
+
 /** `readonly/#` matches `readonly` itself and everything below it. */
 function isReadonly(topic) {
   return topic === "readonly" || topic.startsWith("readonly/");
@@ -17,11 +26,11 @@ export const authz = {
   authorize(client, action, topic, _qos, _retain) {
     if (action === "publish" && isReadonly(topic)) {
       if (client.clientId.startsWith("admin-")) {
-        return "allow";
+        return answer("allow");
       }
       log("info", `${client.clientId} may not publish to ${topic}`);
-      return "deny";
+      return answer("deny");
     }
-    return "ignore";
+    return answer("ignore");
   },
 };

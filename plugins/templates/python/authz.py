@@ -8,7 +8,20 @@ is answered IGNORE, so the next plugin, or the broker's `acl_nomatch`, decides.
 
 from wit_world import exports
 from wit_world.imports import log
-from wit_world.imports.types import Action, Client, Decision
+from wit_world.imports.types import (
+    Action,
+    AuthzResult,
+    CacheLifetime_OperatorTtl,
+    Client,
+    Decision,
+)
+
+
+def answer(decision: Decision) -> AuthzResult:
+    """The decision, kept by the broker for the operator's TTL (`[authz_cache]`).
+    The other `CacheLifetime_*` cases of the generated types (none, seconds,
+    connection) say otherwise."""
+    return AuthzResult(decision=decision, cache=CacheLifetime_OperatorTtl())
 
 
 def is_readonly(topic: str) -> bool:
@@ -19,10 +32,10 @@ def is_readonly(topic: str) -> bool:
 class Authz(exports.Authz):
     def authorize(
         self, c: Client, a: Action, topic: str, qos: int, retain: bool
-    ) -> Decision:
+    ) -> AuthzResult:
         if a == Action.PUBLISH and is_readonly(topic):
             if c.client_id.startswith("admin-"):
-                return Decision.ALLOW
+                return answer(Decision.ALLOW)
             log.log(log.Level.INFO, f"{c.client_id} may not publish to {topic}")
-            return Decision.DENY
-        return Decision.IGNORE
+            return answer(Decision.DENY)
+        return answer(Decision.IGNORE)

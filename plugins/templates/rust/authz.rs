@@ -5,7 +5,7 @@
 //! except clients whose id starts with `admin-`. Every other question is answered
 //! `Ignore`, so the next plugin, or the broker's `acl_nomatch`, decides.
 
-use wasmq_plugin_sdk::{Action, Client, Decision, Plugin, export_plugin, log};
+use wasmq_plugin_sdk::{Action, AuthzResult, Client, Decision, Plugin, export_plugin, log};
 
 struct Policy;
 
@@ -21,15 +21,17 @@ impl Plugin for Policy {
         topic: String,
         _qos: u8,
         _retain: bool,
-    ) -> Decision {
+    ) -> AuthzResult {
+        // A bare decision is kept for the operator's TTL (`[authz_cache]`);
+        // `AuthzResult::deny().cached(CacheLifetime::Connection)` and the like say otherwise.
         if action == Action::Publish && is_readonly(&topic) {
             if client.client_id.starts_with("admin-") {
-                return Decision::Allow;
+                return Decision::Allow.into();
             }
             log::info(&format!("{} may not publish to {topic}", client.client_id));
-            return Decision::Deny;
+            return Decision::Deny.into();
         }
-        Decision::Ignore
+        Decision::Ignore.into()
     }
 }
 

@@ -602,7 +602,7 @@ impl Broker {
                         topic = message.topic(),
                         capacity, "retained store full: message not retained"
                     );
-                    Metrics::add(&self.metrics.messages_dropped_queue_full, 1);
+                    Metrics::add(&self.metrics.retained_refused_full, 1);
                 }
             }
         }
@@ -741,7 +741,7 @@ impl Broker {
                 }
                 None => {
                     warn!(group = ?filter, "no other member of the share group: message dropped");
-                    Metrics::add(&self.metrics.messages_dropped_queue_full, 1);
+                    Metrics::add(&self.metrics.messages_dropped_no_share_member, 1);
                 }
             }
         }

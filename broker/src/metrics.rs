@@ -17,6 +17,12 @@ pub struct Metrics {
     pub bytes_sent: AtomicU64,
     /// Messages dropped because a session's queue was full.
     pub messages_dropped_queue_full: AtomicU64,
+    /// Retained messages on a new topic not retained because the retained store is at
+    /// `max_retained_messages` (the message itself is still routed).
+    pub retained_refused_full: AtomicU64,
+    /// Messages for a share group none of whose members could take them (the
+    /// publisher was the only one, or every member was offline at QoS 0).
+    pub messages_dropped_no_share_member: AtomicU64,
     /// Messages for persistent sessions not taken because the durable store is full.
     pub messages_dropped_store_full: AtomicU64,
     /// QoS 0 messages not queued for offline sessions.

@@ -30,7 +30,7 @@ pub async fn run(broker: Arc<Broker>, interval: Duration) {
 pub fn publish_once(broker: &Broker) {
     let m = &broker.metrics;
     let coalesced = broker.hooks.as_ref().map_or(0, |h| h.authz_coalesced());
-    let topics: [(&str, String); 17] = [
+    let topics: [(&str, String); 19] = [
         ("$SYS/broker/version", VERSION.to_string()),
         (
             "$SYS/broker/uptime",
@@ -53,6 +53,10 @@ pub fn publish_once(broker: &Broker) {
             Metrics::get(&m.messages_sent).to_string(),
         ),
         ("$SYS/broker/messages/dropped", dropped(m).to_string()),
+        (
+            "$SYS/broker/messages/dropped/no_share_member",
+            Metrics::get(&m.messages_dropped_no_share_member).to_string(),
+        ),
         (
             "$SYS/broker/messages/dropped/store_full",
             Metrics::get(&m.messages_dropped_store_full).to_string(),
@@ -80,6 +84,10 @@ pub fn publish_once(broker: &Broker) {
         (
             "$SYS/broker/retained messages/count",
             broker.retained_count().to_string(),
+        ),
+        (
+            "$SYS/broker/retained messages/refused",
+            Metrics::get(&m.retained_refused_full).to_string(),
         ),
         // Not Mosquitto's: how often a request waited for the same one in flight.
         ("$SYS/broker/authorization/coalesced", coalesced.to_string()),
@@ -142,4 +150,5 @@ fn dropped(m: &Metrics) -> u64 {
         + Metrics::get(&m.messages_dropped_store_full)
         + Metrics::get(&m.messages_dropped_too_large)
         + Metrics::get(&m.messages_dropped_not_authorized)
+        + Metrics::get(&m.messages_dropped_no_share_member)
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use bytestring::ByteString;
 use wasmq::config::MAX_TOPIC_LEVELS;
+use wasmq::metrics::Metrics;
 use wasmq_codec::{LastWill, Packet, Protocol, QoS, ReasonCode, SubscriptionOptions, Unsubscribe};
 use wasmq_tests::{RawClient, TestBroker, connect_packet, publish_packet};
 
@@ -86,6 +87,17 @@ async fn the_retained_store_is_bounded(protocol: Protocol) {
         .map(|(t, p)| (t.to_string(), p.to_string()))
         .into();
     assert_eq!(retained, expected, "r/3 did not fit; replacing r/1 did");
+    let metrics = &broker.broker.metrics;
+    assert_eq!(
+        Metrics::get(&metrics.retained_refused_full),
+        1,
+        "r/3, counted as refused"
+    );
+    assert_eq!(
+        Metrics::get(&metrics.messages_dropped_queue_full),
+        0,
+        "no session queue was full"
+    );
 }
 
 /// A QoS 1 PUBLISH that must arrive at `subscriber`.

@@ -7,6 +7,7 @@ use std::collections::{BTreeSet, HashSet};
 
 use bytestring::ByteString;
 use tokio::sync::mpsc;
+use wasmq::metrics::Metrics;
 use wasmq_tests::codec::{
     Packet, Protocol, PubAckBody, Publish, QoS, ReasonCode, RetainHandling, Subscribe,
     SubscribeProperties, SubscriptionOptions, Unsubscribe,
@@ -19,6 +20,7 @@ wasmq_tests::both_versions!(
     overlapping_subscriptions_deliver_one_copy_at_the_highest_qos,
     shared_subscription_member_leaving_loses_nothing,
     shared_subscription_member_unsubscribing_hands_over_its_queue,
+    the_last_shared_member_leaving_drops_its_share_and_counts_it,
     unsubscribe,
     invalid_filters_are_refused_per_filter,
     live_messages_are_forwarded_with_retain_0_by_default,
@@ -467,6 +469,43 @@ async fn shared_subscription_member_leaving_loses_nothing(protocol: Protocol) {
     }
     assert_eq!(done, all);
     staying.expect_nothing().await;
+}
+
+async fn the_last_shared_member_leaving_drops_its_share_and_counts_it(protocol: Protocol) {
+    let broker = TestBroker::start_with(|c| c.limits.max_inflight = 1).await;
+    let mut member = RawClient::connected(broker.addr, protocol, "member").await;
+    member
+        .subscribe_qos("$share/g/work/+", QoS::AtLeastOnce)
+        .await;
+    let mut publisher = RawClient::connected(broker.addr, protocol, "pub").await;
+    for i in 0..3u16 {
+        let topic = format!("work/{i}");
+        publish_acked(
+            &mut publisher,
+            publish_packet(&topic, b"job", QoS::AtLeastOnce, false, i + 1),
+        )
+        .await;
+    }
+    // One in flight, two queued; the member goes (a clean session) with no one to take
+    // them over.
+    member.recv_publish().await;
+    member.drop_connection();
+    let metrics = &broker.broker.metrics;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while Metrics::get(&metrics.messages_dropped_no_share_member) < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "dropped for want of a member: {}",
+            Metrics::get(&metrics.messages_dropped_no_share_member)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(Metrics::get(&metrics.messages_dropped_no_share_member), 3);
+    assert_eq!(
+        Metrics::get(&metrics.messages_dropped_queue_full),
+        0,
+        "no queue was full"
+    );
 }
 
 async fn shared_subscription_member_unsubscribing_hands_over_its_queue(protocol: Protocol) {

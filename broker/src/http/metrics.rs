@@ -147,6 +147,13 @@ impl Collector for BrokerCollector {
             "Retained messages stored.",
             broker.retained_count() as u64,
         )?;
+        counter(
+            &mut e,
+            "wasmq_retained_refused",
+            "Retained messages on a new topic not retained because the retained store was \
+             at max_retained_messages (the messages themselves were routed).",
+            Metrics::get(&m.retained_refused_full),
+        )?;
         let depths = broker.queue_depths();
         gauge(
             &mut e,
@@ -181,13 +188,17 @@ impl Collector for BrokerCollector {
         counters(
             &mut e,
             "wasmq_messages_dropped",
-            "Messages not delivered, by reason: a full session queue (or retained store, \
-             or a share group with no member left), QoS 0 for an offline session, the durable store full, larger \
-             than the client's Maximum Packet Size, expired before it could be sent, not \
-             authorized for the subscriber (the deliver hook).",
+            "Messages not delivered, by reason: a full session queue, a share group with \
+             no member to take it, QoS 0 for an offline session, the durable store full, \
+             larger than the client's Maximum Packet Size, expired before it could be \
+             sent, not authorized for the subscriber (the deliver hook).",
             ["reason"],
             &[
                 (["queue_full"], get(&m.messages_dropped_queue_full)),
+                (
+                    ["no_share_member"],
+                    get(&m.messages_dropped_no_share_member),
+                ),
                 (["offline_qos0"], get(&m.messages_dropped_offline_qos0)),
                 (["store_full"], get(&m.messages_dropped_store_full)),
                 (["too_large"], get(&m.messages_dropped_too_large)),

@@ -910,6 +910,23 @@ fn markdown(
          | scenario | runs | wasmq+acl-sql | wasmq, no plugins | mosquitto | on/off | on/off per CPU-s | on/mosquitto |\n\
          |---|---|---|---|---|---|---|---|\n",
     );
+    on_off_rows(
+        &mut md,
+        scenarios,
+        summaries,
+        ("wasmq+acl-sql", "wasmq-no-plugins"),
+    );
+    md
+}
+
+/// A row per scenario: Wasmq with something on, with it off, and Mosquitto, with the
+/// ratios between them.
+fn on_off_rows(
+    md: &mut String,
+    scenarios: &[Scenario],
+    summaries: &[Summary],
+    (on_name, off_name): (&str, &str),
+) {
     let find = |name: &str, broker: &str| {
         summaries
             .iter()
@@ -917,8 +934,8 @@ fn markdown(
     };
     for s in scenarios {
         let (Some(on), Some(off), Some(m)) = (
-            find(&s.name, "wasmq+acl-sql"),
-            find(&s.name, "wasmq-no-plugins"),
+            find(&s.name, on_name),
+            find(&s.name, off_name),
             find(&s.name, "mosquitto"),
         ) else {
             continue;
@@ -939,7 +956,6 @@ fn markdown(
             ratio(on.throughput, m.throughput),
         );
     }
-    md
 }
 
 /// The delivery-ACL row: fan-out through a `+` filter, the check on and off.
@@ -960,34 +976,11 @@ fn delivery_markdown(scenarios: &[Scenario], summaries: &[Summary]) -> String {
          | scenario | runs | check on | check off | mosquitto | on/off | on/off per CPU-s | on/mosquitto |\n\
          |---|---|---|---|---|---|---|---|\n",
     );
-    let find = |name: &str, broker: &str| {
-        summaries
-            .iter()
-            .find(|s| s.scenario == name && s.broker == broker)
-    };
-    for s in scenarios {
-        let (Some(on), Some(off), Some(m)) = (
-            find(&s.name, "wasmq+deliver-acl"),
-            find(&s.name, "wasmq-no-deliver-acl"),
-            find(&s.name, "mosquitto"),
-        ) else {
-            continue;
-        };
-        let _ = writeln!(
-            md,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
-            s.name,
-            on.runs,
-            rate(on.throughput),
-            rate(off.throughput),
-            rate(m.throughput),
-            ratio(on.throughput, off.throughput),
-            ratio(
-                on.per_broker_cpu_s.unwrap_or(0.0),
-                off.per_broker_cpu_s.unwrap_or(0.0)
-            ),
-            ratio(on.throughput, m.throughput),
-        );
-    }
+    on_off_rows(
+        &mut md,
+        scenarios,
+        summaries,
+        ("wasmq+deliver-acl", "wasmq-no-deliver-acl"),
+    );
     md
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
-use wasmq_codec::{Packet, Publish, QoS, Subscribe, SubscriptionOptions};
+use wasmq_codec::{Packet, QoS, Subscribe, SubscriptionOptions};
 
 use crate::client::{Client, Target};
 use crate::scenario::{self, ACK_WINDOW, Kind, Pace, Scenario, Topology};
@@ -199,7 +199,8 @@ async fn restart(
     let mut client = Client::connect(&target, 1, "wqb-retainer").await?;
     let body = bytes::Bytes::from_static(b"0123456789abcdef");
     for i in 0..options.retained {
-        publish_retained(&mut client, format!("wqb/ret/{i}").into(), body.clone()).await?;
+        scenario::publish_and_wait(&mut client, format!("wqb/ret/{i}").into(), body.clone())
+            .await?;
     }
     client.disconnect().await;
     for i in 0..options.sessions {
@@ -231,27 +232,6 @@ async fn restart(
         empty_bytes: empty,
         filled_bytes: bytes,
     })
-}
-
-async fn publish_retained(
-    client: &mut Client,
-    topic: ByteString,
-    payload: bytes::Bytes,
-) -> anyhow::Result<()> {
-    let publish = Packet::Publish(Publish {
-        dup: false,
-        qos: QoS::AtLeastOnce,
-        retain: true,
-        topic,
-        packet_id: 1,
-        payload,
-        properties: Default::default(),
-    });
-    client.send(&publish).await?;
-    match client.recv_timeout().await? {
-        Packet::PubAck(_) => Ok(()),
-        other => anyhow::bail!("expected PUBACK, got {other:?}"),
-    }
 }
 
 /// The retained messages `wqb/ret/0` .. `wqb/ret/{total - 1}` a new subscriber gets,

@@ -853,7 +853,7 @@ async fn run_retained(
 }
 
 /// One retained QoS 1 PUBLISH, answered by its PUBACK before it returns.
-async fn publish_and_wait(
+pub async fn publish_and_wait(
     client: &mut Client,
     topic: ByteString,
     payload: bytes::Bytes,

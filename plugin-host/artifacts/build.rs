@@ -13,6 +13,7 @@ use std::process::Command;
 const PLUGINS: &[(&str, &str)] = &[
     ("READONLY_ACL", "wasmq-example-readonly-acl"),
     ("STAMP", "wasmq-example-stamp"),
+    ("SCRAM_SHA256", "wasmq-example-scram-sha256"),
     ("ALLOC_UNBOUNDED", "wasmq-fixture-alloc-unbounded"),
     ("CLIENT_RECORD", "wasmq-fixture-client-record"),
     ("CONTRACT_V0_1", "wasmq-fixture-contract-v0-1"),

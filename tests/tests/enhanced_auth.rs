@@ -105,7 +105,7 @@ impl ScramClient {
 struct Running {
     broker: TestBroker,
     _plugins: Plugins,
-    _database: Arc<Database>,
+    database: Arc<Database>,
     _dir: tempfile::TempDir,
 }
 
@@ -151,7 +151,7 @@ async fn start(adjust: impl FnOnce(&mut wasmq::Config)) -> Running {
     Running {
         broker,
         _plugins: plugins,
-        _database: database,
+        database,
         _dir: dir,
     }
 }
@@ -367,5 +367,33 @@ async fn a_client_that_does_not_answer_the_challenge_is_closed_at_the_connect_ti
         started.elapsed() < Duration::from_secs(2),
         "{:?}",
         started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_user_made_by_wasmq_user_add_scram_connects() {
+    let running = start(|_| {}).await;
+    wasmq::manage::scram_user_add(&running.database, "bob", "hunter2", false, 4096)
+        .await
+        .expect("bob added");
+    let (_client, connack, signature) = exchange(&running, "bob", "hunter2").await;
+    assert_eq!(connack.reason_code, ReasonCode::SUCCESS, "{connack:?}");
+    // The ServerKey it stored proves the broker to the client.
+    let expected = format!("v={}", B64.encode(signature));
+    assert_eq!(
+        connack.properties.authentication_data.as_deref(),
+        Some(expected.as_bytes())
+    );
+    let (_client, connack, _) = exchange(&running, "bob", "hunter3").await;
+    assert_eq!(
+        connack.reason_code,
+        ReasonCode::NOT_AUTHORIZED,
+        "{connack:?}"
+    );
+    assert!(
+        wasmq::manage::scram_user_add(&running.database, "bob", "again", false, 4096)
+            .await
+            .is_err(),
+        "a second bob is refused"
     );
 }

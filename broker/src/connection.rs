@@ -881,7 +881,7 @@ impl Connection {
         let Some(method) = self.auth_method.clone() else {
             return Err(Close::protocol(
                 ReasonCode::PROTOCOL_ERROR,
-                "[MQTT-4.12.0-1] AUTH without an authentication method",
+                "[MQTT-4.12.0-7] AUTH without an authentication method in CONNECT",
             ));
         };
         let Some(hooks) = self.broker.hooks.clone() else {

@@ -184,7 +184,7 @@ pub(crate) async fn at_connect(
                     return Ok(Ended::Refused((
                         ReasonCode::PROTOCOL_ERROR,
                         format!(
-                            "[MQTT-4.12.0-2] {} during enhanced authentication",
+                            "[MQTT-4.12.0-3] {} during enhanced authentication",
                             other.kind()
                         ),
                     )));

@@ -397,3 +397,37 @@ async fn a_user_made_by_wasmq_user_add_scram_connects() {
         "a second bob is refused"
     );
 }
+
+#[tokio::test]
+async fn auth_without_an_authentication_method_in_connect_is_a_protocol_error() {
+    let running = start(|_| {}).await;
+    let mut client = RawClient::connected(running.broker.addr, Protocol::V5, "plain").await;
+    client
+        .send(auth(
+            ReasonCode::REAUTHENTICATE,
+            METHOD,
+            Bytes::from_static(b"n,,n=alice,r=x"),
+        ))
+        .await
+        .unwrap();
+    client.expect_closed(ReasonCode::PROTOCOL_ERROR).await;
+}
+
+#[tokio::test]
+async fn authentication_data_over_the_limit_is_not_authorized() {
+    // The client's first message (14 bytes) fits, the plugin's challenge (about 90) not.
+    let running = start(|config| config.limits.auth_data_max_bytes = 40).await;
+    RawClient::expect_refused(
+        running.broker.addr,
+        scram_connect("c", Bytes::from_static(b"n,,n=alice,r=x")),
+        ReasonCode::NOT_AUTHORIZED,
+    )
+    .await;
+    // And a client's data over it.
+    RawClient::expect_refused(
+        running.broker.addr,
+        scram_connect("c", Bytes::from(vec![b'x'; 41])),
+        ReasonCode::NOT_AUTHORIZED,
+    )
+    .await;
+}

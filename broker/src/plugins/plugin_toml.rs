@@ -276,7 +276,7 @@ mod tests {
     fn unknown_keys_are_refused() {
         assert!(PluginToml::parse("priorty = 1").is_err());
         assert!(PluginToml::parse("[limits]\ntimeout = 1").is_err());
-        assert!(PluginToml::parse("hooks = [\"auth\"]").is_err());
+        assert!(PluginToml::parse("hooks = [\"authenticate\"]").is_err());
         assert!(PluginToml::parse("[sql]\nstatement = {}").is_err());
         assert!(PluginToml::parse("[retry]\nbackoff_ms = 1").is_err());
     }

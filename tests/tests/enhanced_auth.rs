@@ -431,3 +431,51 @@ async fn authentication_data_over_the_limit_is_not_authorized() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_connect_user_name_other_than_the_scram_user_is_not_authorized() {
+    // Authorization keys on the CONNECT's User Name: proving bob must not make one alice.
+    let running = start(|_| {}).await;
+    running
+        .database
+        .execute(
+            "INSERT INTO mqtt_scram_user (username, salt, iterations, stored_key, server_key) \
+             SELECT 'bob', salt, iterations, stored_key, server_key FROM mqtt_scram_user \
+             WHERE username = 'alice'",
+            &[],
+        )
+        .await
+        .unwrap();
+    // bob's row is a copy of alice's (the same password): only bob's own name may pass.
+    for (connect_user, expected) in [
+        (Some("bob"), ReasonCode::SUCCESS),
+        (Some("alice"), ReasonCode::NOT_AUTHORIZED),
+        (None, ReasonCode::SUCCESS),
+    ] {
+        let scram = ScramClient::new("bob", "secret");
+        let mut client = RawClient::open(running.broker.addr, Protocol::V5)
+            .await
+            .unwrap();
+        let mut connect = scram_connect("c", scram.first());
+        connect.username = connect_user.map(ByteString::from);
+        client
+            .send(Packet::Connect(Box::new(connect)))
+            .await
+            .unwrap();
+        match client.recv().await.unwrap() {
+            Packet::Auth(a) => {
+                let (last, _) = scram.last(&a.properties.authentication_data.unwrap());
+                client
+                    .send(auth(ReasonCode::CONTINUE_AUTHENTICATION, METHOD, last))
+                    .await
+                    .unwrap();
+                match client.recv().await.unwrap() {
+                    Packet::ConnAck(c) => assert_eq!(c.reason_code, expected, "{connect_user:?}"),
+                    other => panic!("expected CONNACK, got {other:?}"),
+                }
+            }
+            Packet::ConnAck(c) => assert_eq!(c.reason_code, expected, "{connect_user:?}"),
+            other => panic!("expected AUTH or CONNACK, got {other:?}"),
+        }
+    }
+}

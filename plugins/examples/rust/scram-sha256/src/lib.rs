@@ -48,14 +48,14 @@ impl Plugin for Scram {
         vec![METHOD.into()]
     }
 
-    fn auth_start(_client: Client, method: String, data: Option<Vec<u8>>) -> AuthStep {
+    fn auth_start(client: Client, method: String, data: Option<Vec<u8>>) -> AuthStep {
         if method != METHOD {
             return AuthStep::Ignore;
         }
         let Some(data) = data else {
             return AuthStep::Failure("no client-first-message".into());
         };
-        match first(&data) {
+        match first(&data, client.username.as_deref()) {
             Ok(step) => step,
             Err(why) => AuthStep::Failure(why),
         }
@@ -81,8 +81,10 @@ impl Plugin for Scram {
 }
 
 /// The client-first-message (`gs2-header client-first-message-bare`) answered with
-/// the server-first-message.
-fn first(data: &[u8]) -> Result<AuthStep, String> {
+/// the server-first-message. `connect_username` is the CONNECT's User Name: the
+/// authorization plugins key on it, so when there is one it must be the SCRAM user (or
+/// a client could prove it is bob and be authorized as alice).
+fn first(data: &[u8], connect_username: Option<&str>) -> Result<AuthStep, String> {
     let message = std::str::from_utf8(data).map_err(|_| "client-first-message is not UTF-8")?;
     // gs2-header: no channel binding ("n") or not used though supported ("y"); no authzid.
     let bare = message
@@ -100,6 +102,11 @@ fn first(data: &[u8]) -> Result<AuthStep, String> {
         }
     }
     let username = username.ok_or("no user name")?;
+    if connect_username.is_some_and(|u| u != username) {
+        return Err(format!(
+            "SCRAM user {username:?} is not the CONNECT's User Name {connect_username:?}"
+        ));
+    }
     let client_nonce = client_nonce.ok_or("no client nonce")?;
     let credentials = lookup(&username)?;
     let mut random = [0u8; NONCE_BYTES];

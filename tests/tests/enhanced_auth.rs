@@ -479,3 +479,24 @@ async fn a_connect_user_name_other_than_the_scram_user_is_not_authorized() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_faulting_auth_plugin_refuses_the_client() {
+    // Beside scram-sha256: the fixture that lists `PANIC` and traps.
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("plugins");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::copy(artifacts::AUTH_PANIC, folder.join("auth-panic.wasm")).unwrap();
+    let fallbacks = wasmq::Config::parse("[plugins]\nallow_anonymous = true\n").unwrap();
+    let config = PluginsConfig {
+        dir: folder,
+        cache_dir: dir.path().join("cache"),
+        watch: false,
+        ..fallbacks.plugins
+    };
+    let plugins = Plugins::start_with_database(&config, None).await.unwrap();
+    let broker = TestBroker::start_with_hooks(|_| {}, Some(plugins.hooks())).await;
+    let mut connect = scram_connect("c", Bytes::from_static(b"x"));
+    connect.properties.authentication_method = Some(ByteString::from("PANIC"));
+    RawClient::expect_refused(broker.addr, connect, ReasonCode::NOT_AUTHORIZED).await;
+}

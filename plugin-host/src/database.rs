@@ -610,9 +610,9 @@ impl Database {
         self.query(&self.prepare(sql), params).await
     }
 
-    /// Creates `mqtt_acl`, `mqtt_user` and `mqtt_scram_user` if they are missing; inserts the default
-    /// rules when `mqtt_acl` was just created (never into an existing table, so an
-    /// operator's rules, or an emptied table, stay as they are).
+    /// Creates `mqtt_acl`, `mqtt_user` and `mqtt_scram_user` if they are missing;
+    /// inserts the default rules when `mqtt_acl` was just created (never into an
+    /// existing table, so an operator's rules, or an emptied table, stay as they are).
     pub async fn ensure_schema(&self) -> Result<SchemaReport, OpenError> {
         let err = |e| OpenError::Schema(self.name.clone(), e);
         let acl_existed = self.table_exists("mqtt_acl").await.map_err(err)?;

@@ -71,6 +71,8 @@ impl Default for Config {
 pub struct Limits {
     pub max_connections: usize,
     pub connect_timeout_ms: u64,
+    pub auth_rounds_max: u32,
+    pub auth_data_max_bytes: usize,
     pub max_packet_size: u32,
     pub receive_maximum: u16,
     pub max_inflight: u16,
@@ -92,6 +94,8 @@ impl Default for Limits {
         Limits {
             max_connections: 10_000,
             connect_timeout_ms: 10_000,
+            auth_rounds_max: 8,
+            auth_data_max_bytes: 4096,
             max_packet_size: 1024 * 1024,
             receive_maximum: 128,
             max_inflight: 128,

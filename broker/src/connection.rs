@@ -18,13 +18,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, oneshot, watch};
 use tracing::{Instrument, debug, field, info, info_span, warn};
 use wasmq_codec::{
-    AckProperties, ConnAck, ConnAckProperties, Connect, DecodeError, Disconnect,
+    AckProperties, Auth, ConnAck, ConnAckProperties, Connect, DecodeError, Disconnect,
     DisconnectProperties, Packet, Protocol, PubAckBody, Publish, QoS, ReasonCode, RetainHandling,
     SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
@@ -33,8 +33,9 @@ use crate::authz_cache::{AuthzCache, TransformCache};
 use crate::backpressure::Hold;
 use crate::broker::Broker;
 use crate::config::DenyAction;
+use crate::enhanced_auth;
 use crate::hooks::{
-    Action, AuthDecision, CertificateIdentity, ClientInfo, TransformEdit, Transformed,
+    Action, AuthDecision, AuthExchange, CertificateIdentity, ClientInfo, TransformEdit, Transformed,
 };
 use crate::listener::Endpoint;
 use crate::message::{Delivery, Message, own_bytes, own_str, own_user_properties};
@@ -180,7 +181,12 @@ async fn run(
         peer,
         endpoint,
         peer_certificate,
-        &mut writer,
+        &mut enhanced_auth::Handshake {
+            reader: &mut reader,
+            writer: &mut writer,
+            rbuf: &mut rbuf,
+            deadline,
+        },
     )
     .await?
     else {
@@ -249,6 +255,11 @@ struct Connection {
     unkept: Vec<Packet>,
     /// The journal change the held replies wait for.
     keep_upto: u64,
+    /// The Authentication Method of CONNECT (MQTT 5 enhanced authentication): a
+    /// re-authentication must use the same [MQTT-4.12.1-1]. None without one.
+    auth_method: Option<ByteString>,
+    /// A re-authentication under way: where its exchange stands and its rounds so far.
+    reauth: Option<(AuthExchange, u32)>,
 }
 
 impl Connection {
@@ -264,7 +275,7 @@ impl Connection {
         peer: SocketAddr,
         endpoint: &Endpoint,
         peer_certificate: Option<CertificateIdentity>,
-        writer: &mut Writer,
+        hs: &mut enhanced_auth::Handshake<'_>,
     ) -> anyhow::Result<Option<Connection>> {
         let limits = &broker.config.limits;
         let protocol = connect.protocol;
@@ -285,20 +296,22 @@ impl Connection {
             .encode(protocol, &mut out);
             out
         };
-        let mut refuse =
-            async |code: ReasonCode, why: &str| -> anyhow::Result<Option<Connection>> {
-                let out = refusal(code, why);
-                let _ = tokio::time::timeout(FAREWELL_TIMEOUT, writer.write_all(&out)).await;
-                Ok(None)
-            };
+        // A macro, not a closure: a closure would hold `writer` for the whole function,
+        // and the enhanced authentication exchange writes to it too.
+        macro_rules! refuse {
+            ($code:expr, $why:expr $(,)?) => {{
+                let out = refusal($code, $why);
+                let _ = tokio::time::timeout(FAREWELL_TIMEOUT, hs.writer.write_all(&out)).await;
+                return Ok(None);
+            }};
+        }
 
         let client_id = if connect.client_id.is_empty() {
             if !v5 && !connect.clean_start {
-                return refuse(
+                refuse!(
                     ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
                     "[MQTT-3.1.3-8] empty client id needs clean session",
-                )
-                .await;
+                );
             }
             let id = ByteString::from(generated_client_id(broker.connection_id()));
             if v5 {
@@ -311,11 +324,10 @@ impl Connection {
             own_str(&connect.client_id)
         };
         if client_id.len() > limits.client_id_max_len {
-            return refuse(
+            refuse!(
                 ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
                 "client id too long",
-            )
-            .await;
+            );
         }
 
         let max_keep_alive = limits.keep_alive_max_secs;
@@ -326,11 +338,10 @@ impl Connection {
                 keep_alive = max_keep_alive;
                 server_keep_alive = Some(max_keep_alive);
             } else if keep_alive > max_keep_alive {
-                return refuse(
+                refuse!(
                     ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
                     "keep alive above the maximum",
-                )
-                .await;
+                );
             }
         }
 
@@ -344,19 +355,17 @@ impl Connection {
                 debug!(%error, "connection refused: will topic");
                 return Ok(None);
             }
-            return refuse(
+            refuse!(
                 ReasonCode::TOPIC_NAME_INVALID,
                 &format!("will topic: {error}"),
-            )
-            .await;
+            );
         }
-        if connect.properties.authentication_method.is_some() {
-            return refuse(
-                ReasonCode::BAD_AUTHENTICATION_METHOD,
-                "enhanced authentication is not supported",
-            )
-            .await;
-        }
+        // MQTT 5 enhanced authentication (§4.12); v3.1.1 has no such property.
+        let auth_method = connect
+            .properties
+            .authentication_method
+            .as_deref()
+            .map(ByteString::from);
 
         // `use_identity_as_username`: the verified certificate is the authentication
         // (the CONNECT's username and password are not used, as in Mosquitto), and its
@@ -368,11 +377,10 @@ impl Connection {
             {
                 Some(cn) => Some(ByteString::from(cn)),
                 None => {
-                    return refuse(
+                    refuse!(
                         ReasonCode::NOT_AUTHORIZED,
                         "the client certificate has no subject CN to use as the username",
-                    )
-                    .await;
+                    );
                 }
             }
         } else {
@@ -398,13 +406,38 @@ impl Connection {
                 .collect(),
             prepared: OnceLock::new(),
         };
-        let superuser = match &broker.hooks {
-            None => false,
-            Some(_) if identity.is_some() => false,
-            Some(hooks) => match hooks.authenticate(&client, connect.password.as_ref()).await {
-                AuthDecision::Allow { superuser } => superuser,
-                AuthDecision::Deny(code) => return refuse(code, "authentication failed").await,
-            },
+        let mut auth_data_out = None;
+        let superuser = match (&broker.hooks, &auth_method) {
+            (None, Some(_)) => {
+                refuse!(
+                    ReasonCode::BAD_AUTHENTICATION_METHOD,
+                    "no plugin does enhanced authentication",
+                );
+            }
+            // The plugin that knows the method decides alone: the authn chain is not asked.
+            (Some(hooks), Some(method)) => {
+                let data = connect
+                    .properties
+                    .authentication_data
+                    .as_ref()
+                    .map(|d| Bytes::copy_from_slice(d));
+                match enhanced_auth::at_connect(&**hooks, limits, &client, method, data, hs).await?
+                {
+                    enhanced_auth::Ended::Success { data, superuser } => {
+                        auth_data_out = data;
+                        superuser
+                    }
+                    enhanced_auth::Ended::Refused((code, why)) => refuse!(code, &why),
+                }
+            }
+            (None, None) => false,
+            (Some(_), None) if identity.is_some() => false,
+            (Some(hooks), None) => {
+                match hooks.authenticate(&client, connect.password.as_ref()).await {
+                    AuthDecision::Allow { superuser } => superuser,
+                    AuthDecision::Deny(code) => refuse!(code, "authentication failed"),
+                }
+            }
         };
 
         let requested_expiry = match (v5, connect.clean_start) {
@@ -500,6 +533,8 @@ impl Connection {
             read_question: None,
             read_verdict: None,
             read_asked: None,
+            auth_method,
+            reauth: None,
         };
         let properties = if v5 {
             ConnAckProperties {
@@ -510,6 +545,8 @@ impl Connection {
                 topic_alias_maximum: (limits.topic_alias_maximum > 0)
                     .then_some(limits.topic_alias_maximum),
                 server_keep_alive,
+                authentication_method: connection.auth_method.clone(),
+                authentication_data: auth_data_out,
                 ..Default::default()
             }
         } else {
@@ -812,10 +849,7 @@ impl Connection {
                 ReasonCode::PROTOCOL_ERROR,
                 "[MQTT-3.1.0-2] second CONNECT",
             )),
-            Packet::Auth(_) => Err(Close::protocol(
-                ReasonCode::PROTOCOL_ERROR,
-                "[MQTT-4.12.0-1] AUTH without an authentication method",
-            )),
+            Packet::Auth(auth) => self.on_auth(auth).await,
             other => Err(Close::protocol(
                 ReasonCode::PROTOCOL_ERROR,
                 format!("{} is not sent by clients", other.kind()),
@@ -837,6 +871,64 @@ impl Connection {
                 ?stage,
                 "acknowledgement for no message in flight"
             ),
+        }
+    }
+
+    /// An AUTH from the client after CONNACK: the start (0x19) or a step (0x18) of a
+    /// re-authentication with the CONNECT's method [MQTT-4.12.1-1]. Success answers
+    /// AUTH 0x00; a refusal closes the connection with DISCONNECT 0x87.
+    async fn on_auth(&mut self, auth: Auth) -> Result<(), Close> {
+        let Some(method) = self.auth_method.clone() else {
+            return Err(Close::protocol(
+                ReasonCode::PROTOCOL_ERROR,
+                "[MQTT-4.12.0-7] AUTH without an authentication method in CONNECT",
+            ));
+        };
+        let Some(hooks) = self.broker.hooks.clone() else {
+            return Err(Close::protocol(
+                ReasonCode::NOT_AUTHORIZED,
+                "re-authentication with no plugins",
+            ));
+        };
+        let limits = &self.broker.config.limits;
+        let (expected, exchange, round) = match self.reauth.take() {
+            None => (ReasonCode::REAUTHENTICATE, None, 1),
+            Some((exchange, round)) => (
+                ReasonCode::CONTINUE_AUTHENTICATION,
+                Some(exchange),
+                round + 1,
+            ),
+        };
+        let data = enhanced_auth::client_answer(auth, &method, expected, limits)
+            .map_err(|(code, why)| Close::protocol(code, why))?;
+        let step = hooks
+            .enhanced_auth(&self.client, &method, data.as_ref(), exchange)
+            .await;
+        match enhanced_auth::next(step, round, limits) {
+            enhanced_auth::Next::Challenge { data, exchange } => {
+                self.reauth = Some((exchange, round));
+                self.send(enhanced_auth::auth_packet(
+                    ReasonCode::CONTINUE_AUTHENTICATION,
+                    &method,
+                    Some(data),
+                ));
+                Ok(())
+            }
+            enhanced_auth::Next::Success { data, superuser } => {
+                debug!("re-authenticated");
+                self.superuser = superuser;
+                self.send(enhanced_auth::auth_packet(
+                    ReasonCode::SUCCESS,
+                    &method,
+                    data,
+                ));
+                Ok(())
+            }
+            // 0x8C (the method's plugin is gone) too: the client is no longer authenticated.
+            enhanced_auth::Next::Refused((_, why)) => Err(Close::protocol(
+                ReasonCode::NOT_AUTHORIZED,
+                format!("re-authentication refused: {why}"),
+            )),
         }
     }
 

@@ -62,6 +62,53 @@ pub enum AuthDecision {
     Deny(ReasonCode),
 }
 
+/// Where an MQTT 5 enhanced authentication exchange stands between two AUTH packets:
+/// the plugin that answered the last step and what it asked to be handed back. The
+/// connection keeps it until the client answers, then gives it to
+/// [`Hooks::enhanced_auth`]; nothing else keeps it (no cache).
+#[derive(Clone)]
+pub struct AuthExchange {
+    /// The plugin that continues the exchange.
+    pub plugin: String,
+    /// Opaque bytes from that plugin (nonces, stored keys): never sent, never logged.
+    pub state: Vec<u8>,
+}
+
+impl std::fmt::Debug for AuthExchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "AuthExchange {{ plugin: {:?}, state: {} bytes }}",
+            self.plugin,
+            self.state.len()
+        )
+    }
+}
+
+/// The answer to one step of enhanced authentication (CONNECT or AUTH with an
+/// Authentication Method).
+#[derive(Debug, Clone)]
+pub enum AuthStep {
+    /// Send the client an AUTH 0x18 with this Authentication Data, and ask again with
+    /// `exchange` when it answers.
+    Continue {
+        /// The challenge for the client.
+        data: Bytes,
+        /// What to hand back with the client's answer.
+        exchange: AuthExchange,
+    },
+    /// Authenticated: CONNACK (or AUTH 0x00) carrying `data` when there is any.
+    Success {
+        /// The final Authentication Data.
+        data: Option<Bytes>,
+        /// Whether authorization checks are skipped for this client.
+        superuser: bool,
+    },
+    /// Refused with this reason code: 0x8C Bad authentication method when no plugin
+    /// knows the method, 0x87 Not authorized when the plugin refused or faulted.
+    Refuse(ReasonCode),
+}
+
 /// What a client wants to do with a topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
@@ -194,6 +241,23 @@ pub trait Hooks: Send + Sync {
         client: &'a ClientInfo,
         password: Option<&'a Bytes>,
     ) -> BoxFuture<'a, AuthDecision>;
+
+    /// One step of MQTT 5 enhanced authentication (§4.12) with Authentication Method
+    /// `method`: a new exchange (`exchange` is `None`: the CONNECT, or an AUTH 0x19
+    /// re-authentication) or the client's answer to the last [`AuthStep::Continue`].
+    /// By default no method is known (0x8C).
+    fn enhanced_auth<'a>(
+        &'a self,
+        client: &'a ClientInfo,
+        method: &'a str,
+        data: Option<&'a Bytes>,
+        exchange: Option<AuthExchange>,
+    ) -> BoxFuture<'a, AuthStep> {
+        let _ = (client, method, data, exchange);
+        Box::pin(std::future::ready(AuthStep::Refuse(
+            ReasonCode::BAD_AUTHENTICATION_METHOD,
+        )))
+    }
 
     /// Decides a PUBLISH (topic name) or a SUBSCRIBE (one topic filter, with any
     /// `$share/<group>/` prefix already stripped); true allows.

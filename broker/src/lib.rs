@@ -31,6 +31,7 @@ pub mod backpressure;
 pub mod broker;
 pub mod config;
 mod connection;
+pub(crate) mod enhanced_auth;
 pub mod hooks;
 pub mod http;
 pub mod listener;

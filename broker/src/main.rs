@@ -64,6 +64,13 @@ enum UserCommand {
         /// The user skips the ACL.
         #[arg(long)]
         superuser: bool,
+        /// A SCRAM-SHA-256 user (MQTT 5 enhanced authentication, the scram-sha256
+        /// plugin) in `mqtt_scram_user`, instead of a password user in `mqtt_user`.
+        #[arg(long)]
+        scram: bool,
+        /// The SCRAM iteration count (with --scram).
+        #[arg(long, default_value_t = manage::SCRAM_ITERATIONS, requires = "scram")]
+        iterations: u32,
     },
     /// Sets a user's password.
     Passwd {
@@ -392,6 +399,20 @@ async fn user_command(config: &Config, command: &UserCommand) -> anyhow::Result<
             username,
             password,
             superuser,
+            scram: true,
+            iterations,
+        } => {
+            let plain = password_from(password)?;
+            manage::scram_user_add(&db, username, &plain, *superuser, *iterations).await?;
+            let role = if *superuser { " (superuser)" } else { "" };
+            println!("SCRAM-SHA-256 user {username} added{role}");
+        }
+        UserCommand::Add {
+            username,
+            password,
+            superuser,
+            scram: false,
+            ..
         } => {
             let scheme = manage::password_scheme(&config.plugins.dir)?;
             manage::user_add(&db, scheme, username, &password_from(password)?, *superuser).await?;

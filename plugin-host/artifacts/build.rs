@@ -13,7 +13,9 @@ use std::process::Command;
 const PLUGINS: &[(&str, &str)] = &[
     ("READONLY_ACL", "wasmq-example-readonly-acl"),
     ("STAMP", "wasmq-example-stamp"),
+    ("SCRAM_SHA256", "wasmq-example-scram-sha256"),
     ("ALLOC_UNBOUNDED", "wasmq-fixture-alloc-unbounded"),
+    ("AUTH_PANIC", "wasmq-fixture-auth-panic"),
     ("CLIENT_RECORD", "wasmq-fixture-client-record"),
     ("CONTRACT_V0_1", "wasmq-fixture-contract-v0-1"),
     ("DELIVER_DENY", "wasmq-fixture-deliver-deny"),

@@ -22,3 +22,18 @@ CREATE TABLE IF NOT EXISTS `mqtt_user` (
   PRIMARY KEY (`id`),
   UNIQUE KEY `mqtt_username` (`username`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+-- SCRAM-SHA-256 credentials (the scram-sha256 plugin, MQTT 5 enhanced authentication):
+-- RFC 5802's salt, iteration count, StoredKey and ServerKey, base64, never the password.
+CREATE TABLE IF NOT EXISTS `mqtt_scram_user` (
+  `id` int(11) unsigned NOT NULL AUTO_INCREMENT,
+  `username` varchar(100) NOT NULL,
+  `salt` varchar(64) NOT NULL,
+  `iterations` int(11) NOT NULL,
+  `stored_key` varchar(64) NOT NULL,
+  `server_key` varchar(64) NOT NULL,
+  `is_superuser` tinyint(1) DEFAULT 0,
+  `created` datetime DEFAULT NULL,
+  PRIMARY KEY (`id`),
+  UNIQUE KEY `mqtt_scram_username` (`username`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;

@@ -20,3 +20,16 @@ CREATE TABLE IF NOT EXISTS mqtt_user (
   is_superuser BOOLEAN DEFAULT FALSE,
   created TIMESTAMP DEFAULT NULL
 );
+
+-- SCRAM-SHA-256 credentials (the scram-sha256 plugin, MQTT 5 enhanced authentication):
+-- RFC 5802's salt, iteration count, StoredKey and ServerKey, base64, never the password.
+CREATE TABLE IF NOT EXISTS mqtt_scram_user (
+  id SERIAL PRIMARY KEY,
+  username CHARACTER VARYING(100) NOT NULL UNIQUE,
+  salt CHARACTER VARYING(64) NOT NULL,
+  iterations INTEGER NOT NULL,
+  stored_key CHARACTER VARYING(64) NOT NULL,
+  server_key CHARACTER VARYING(64) NOT NULL,
+  is_superuser SMALLINT DEFAULT 0,
+  created TIMESTAMP DEFAULT NULL
+);

@@ -18,3 +18,16 @@ CREATE TABLE IF NOT EXISTS mqtt_user (
   is_superuser TINYINT(1) DEFAULT 0,
   created DATETIME DEFAULT NULL
 );
+
+-- SCRAM-SHA-256 credentials (the scram-sha256 plugin, MQTT 5 enhanced authentication):
+-- RFC 5802's salt, iteration count, StoredKey and ServerKey, base64, never the password.
+CREATE TABLE IF NOT EXISTS mqtt_scram_user (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  username VARCHAR(100) NOT NULL UNIQUE,
+  salt VARCHAR(64) NOT NULL,
+  iterations INTEGER NOT NULL,
+  stored_key VARCHAR(64) NOT NULL,
+  server_key VARCHAR(64) NOT NULL,
+  is_superuser TINYINT(1) DEFAULT 0,
+  created DATETIME DEFAULT NULL
+);

@@ -22,7 +22,8 @@
 use std::sync::OnceLock;
 
 use crate::types::{
-    Action, AuthOutcome, CacheLifetime, ClientInfo, Decision, ListenerKind, Message, Transformed,
+    Action, AuthOutcome, AuthStep, CacheLifetime, ClientInfo, Decision, ListenerKind, Message,
+    Transformed,
 };
 
 /// `wasmq:plugin@0.2.0`, the current contract. Generated from the file, not the
@@ -39,7 +40,7 @@ pub mod v0_2 {
         exports: { default: async },
     });
 
-    pub use exports::wasmq::plugin::{authn, authz, deliver, transform};
+    pub use exports::wasmq::plugin::{auth, authn, authz, deliver, transform};
     pub use wasmq::plugin::types as wit;
 }
 
@@ -179,6 +180,23 @@ impl From<wit::AuthzResult> for (Decision, CacheLifetime) {
             wit::CacheLifetime::Connection => CacheLifetime::CONNECTION,
         };
         (r.decision.into(), cache)
+    }
+}
+
+impl From<wit::AuthStep> for AuthStep {
+    fn from(s: wit::AuthStep) -> Self {
+        match s {
+            wit::AuthStep::Continue(c) => AuthStep::Continue {
+                data: c.data,
+                state: c.state,
+            },
+            wit::AuthStep::Success(s) => AuthStep::Success {
+                data: s.data,
+                superuser: s.superuser,
+            },
+            wit::AuthStep::Failure(reason) => AuthStep::Failure(reason),
+            wit::AuthStep::Ignore => AuthStep::Ignore,
+        }
     }
 }
 

@@ -20,7 +20,7 @@ use arc_swap::ArcSwap;
 use crate::bindings::{PreparedClient, wit};
 use crate::plugin::{OnTransformFault, Plugin};
 use crate::types::{
-    Action, AuthOutcome, CacheLifetime, ClientInfo, Decision, Hooks, Message, Transformed,
+    Action, AuthOutcome, AuthStep, CacheLifetime, ClientInfo, Decision, Hooks, Message, Transformed,
 };
 
 /// An immutable, ordered set of plugins: one generation of the plugin folder.
@@ -50,6 +50,7 @@ impl PluginSet {
                 authz: all.authz || h.authz,
                 deliver: all.deliver || h.deliver,
                 transform: all.transform || h.transform,
+                auth: all.auth || h.auth,
             }
         });
         let transforms = || plugins.iter().filter(|p| p.hooks().transform);
@@ -182,6 +183,63 @@ impl PluginSet {
             }
         }
         AuthzOutcome::decided(Decision::Ignore, cache)
+    }
+
+    /// Starts an enhanced authentication exchange: the plugins whose `auth` hook lists
+    /// `method`, in order, until one answers something other than `Ignore`. Returns
+    /// that plugin's name (the one to continue the exchange with, [`PluginSet::auth_step`])
+    /// and its answer; `None` when no plugin takes the method. A plugin that faults
+    /// answers [`AuthStep::Failure`] (fail closed).
+    pub async fn auth_start(
+        &self,
+        client: &PreparedClient,
+        method: &str,
+        data: Option<&[u8]>,
+    ) -> Option<(&str, AuthStep)> {
+        if !self.hooks.auth {
+            return None;
+        }
+        for plugin in &self.plugins {
+            if !plugin.hooks().auth {
+                continue;
+            }
+            let lists = match plugin.auth_methods().await {
+                Ok(methods) => methods.iter().any(|m| m == method),
+                Err(fault) => {
+                    return Some((plugin.name(), AuthStep::Failure(fault.to_string())));
+                }
+            };
+            if !lists {
+                continue;
+            }
+            match plugin.auth_step(client, method, data, None).await {
+                Ok(AuthStep::Ignore) => continue,
+                Ok(step) => return Some((plugin.name(), step)),
+                Err(fault) => return Some((plugin.name(), AuthStep::Failure(fault.to_string()))),
+            }
+        }
+        None
+    }
+
+    /// The next step of an exchange that plugin `plugin` started, with the `state` its
+    /// last answer gave. A plugin no longer in the set (unloaded meanwhile), an `Ignore`
+    /// at this point and a fault all answer [`AuthStep::Failure`].
+    pub async fn auth_step(
+        &self,
+        plugin: &str,
+        client: &PreparedClient,
+        method: &str,
+        data: Option<&[u8]>,
+        state: &[u8],
+    ) -> AuthStep {
+        let Some(plugin) = self.get(plugin) else {
+            return AuthStep::Failure(format!("plugin {plugin} is gone"));
+        };
+        match plugin.auth_step(client, method, data, Some(state)).await {
+            Ok(AuthStep::Ignore) => AuthStep::Failure("ignored a step of its own exchange".into()),
+            Ok(step) => step,
+            Err(fault) => AuthStep::Failure(fault.to_string()),
+        }
     }
 
     /// Runs the transform chain on `message`.

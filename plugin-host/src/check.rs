@@ -187,12 +187,13 @@ pub(crate) fn inspect(engine: &Engine, component: &Component) -> Inspection {
             // Only in 0.2.0: a `deliver@0.1.0` is no interface of 0.1.0.
             "deliver" if version != Contract::V0_1.version() => hooks.deliver = true,
             "transform" => hooks.transform = true,
+            "auth" if version != Contract::V0_1.version() => hooks.auth = true,
             _ => problems.push(format!("exports `{name}`, which is not a hook")),
         }
     }
     if hooks.is_empty() && problems.is_empty() {
         problems.push(format!(
-            "exports no hook: a plugin exports at least one of {PACKAGE}authn, authz, deliver or transform @{}",
+            "exports no hook: a plugin exports at least one of {PACKAGE}authn, authz, deliver, transform or auth @{}",
             versions()
         ));
     }

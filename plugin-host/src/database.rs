@@ -14,8 +14,9 @@
 //! - Result columns become [`Value`]s by their type: integers (booleans as 0/1),
 //!   reals, text, bytes, NULL. Other types (dates, decimals, JSON) are refused with
 //!   a message saying to cast them in the statement.
-//! - [`Database::ensure_schema`]: the EMQX 4.x tables `mqtt_acl` and `mqtt_user`
-//!   (`schema/*.sql`), created when missing, and the default rules
+//! - [`Database::ensure_schema`]: the EMQX 4.x tables `mqtt_acl` and `mqtt_user`, and
+//!   `mqtt_scram_user` (SCRAM-SHA-256 credentials for the `scram-sha256` example
+//!   plugin) (`schema/*.sql`), created when missing, and the default rules
 //!   (`schema/default-acl.sql`) inserted only when `mqtt_acl` was just created.
 //! - SQLite: the file (and its folder) is created when missing unless the URL says
 //!   `mode=ro` or `mode=rw`, and it is put in WAL mode, where readers never wait for a
@@ -609,9 +610,9 @@ impl Database {
         self.query(&self.prepare(sql), params).await
     }
 
-    /// Creates `mqtt_acl` and `mqtt_user` if they are missing; inserts the default
-    /// rules when `mqtt_acl` was just created (never into an existing table, so an
-    /// operator's rules, or an emptied table, stay as they are).
+    /// Creates `mqtt_acl`, `mqtt_user` and `mqtt_scram_user` if they are missing;
+    /// inserts the default rules when `mqtt_acl` was just created (never into an
+    /// existing table, so an operator's rules, or an emptied table, stay as they are).
     pub async fn ensure_schema(&self) -> Result<SchemaReport, OpenError> {
         let err = |e| OpenError::Schema(self.name.clone(), e);
         let acl_existed = self.table_exists("mqtt_acl").await.map_err(err)?;

@@ -128,6 +128,8 @@ impl PluginHost {
             .await
             .map_err(|e| LoadError::Invalid(format!("loader task failed: {e}")))??;
         plugin.warm_up().await?;
+        // Asked once, at load: a CONNECT picks its plugin by method.
+        plugin.auth_methods().await?;
         Ok(plugin)
     }
 

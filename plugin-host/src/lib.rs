@@ -74,6 +74,6 @@ pub use plugin::{
     Limits, OnTransformFault, Plugin, PluginConfig, PluginState, PluginStats, Retry, SqlGrant,
 };
 pub use types::{
-    Action, AuthOutcome, CacheLifetime, Capabilities, CertificateIdentity, ClientInfo, Decision,
-    Hooks, ListenerKind, Message, Transformed,
+    Action, AuthOutcome, AuthStep, CacheLifetime, Capabilities, CertificateIdentity, ClientInfo,
+    Decision, Hooks, ListenerKind, Message, Transformed,
 };

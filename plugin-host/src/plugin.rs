@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use wasmtime::component::{Component, InstancePre};
@@ -31,8 +31,8 @@ use crate::host::HostInner;
 use crate::pool::Pool;
 use crate::state::{HostState, PluginIdentity, SqlAccess};
 use crate::types::{
-    Action, AuthOutcome, CacheLifetime, Capabilities, ClientInfo, Decision, Hooks, Message,
-    Transformed,
+    Action, AuthOutcome, AuthStep, CacheLifetime, Capabilities, ClientInfo, Decision, Hooks,
+    Message, Transformed,
 };
 
 /// The limits of one plugin.
@@ -357,6 +357,15 @@ struct PluginInner {
     /// [`ACTIVE`], [`DISABLED`] or [`RETRYING`].
     state: AtomicU8,
     cycle: parking_lot::Mutex<FaultCycle>,
+    /// What the `auth` hook's `methods` answered, asked once (at load by
+    /// `PluginHost::load_async`, else on first need) and kept for the plugin's life.
+    auth_methods: OnceLock<Vec<String>>,
+}
+
+/// The hooks only 0.2.0 has, located (`GuestIndices`) or loaded (`Guest`).
+struct Since0_2<D, A> {
+    deliver: Option<D>,
+    auth: Option<A>,
 }
 
 /// The enabled hooks of one contract version: where they are in the component
@@ -377,14 +386,14 @@ enum Indices {
             v0_1::transform::GuestIndices,
         >,
     ),
-    /// With the `deliver` hook, which only 0.2.0 has.
+    /// With the `deliver` and `auth` hooks, which only 0.2.0 has.
     V0_2(
         HookSet<
             v0_2::authn::GuestIndices,
             v0_2::authz::GuestIndices,
             v0_2::transform::GuestIndices,
         >,
-        Option<v0_2::deliver::GuestIndices>,
+        Since0_2<v0_2::deliver::GuestIndices, v0_2::auth::GuestIndices>,
     ),
 }
 
@@ -393,7 +402,7 @@ enum Guests {
     V0_1(HookSet<v0_1::authn::Guest, v0_1::authz::Guest, v0_1::transform::Guest>),
     V0_2(
         HookSet<v0_2::authn::Guest, v0_2::authz::Guest, v0_2::transform::Guest>,
-        Option<v0_2::deliver::Guest>,
+        Since0_2<v0_2::deliver::Guest, v0_2::auth::Guest>,
     ),
 }
 
@@ -474,11 +483,18 @@ impl Plugin {
             Contract::V0_1 => Indices::V0_1(locate!(v0_1, enabled, &pre)),
             Contract::V0_2 => Indices::V0_2(
                 locate!(v0_2, enabled, &pre),
-                enabled
-                    .deliver
-                    .then(|| v0_2::deliver::GuestIndices::new(&pre))
-                    .transpose()
-                    .map_err(|e| LoadError::Invalid(format!("{e}")))?,
+                Since0_2 {
+                    deliver: enabled
+                        .deliver
+                        .then(|| v0_2::deliver::GuestIndices::new(&pre))
+                        .transpose()
+                        .map_err(|e| LoadError::Invalid(format!("{e}")))?,
+                    auth: enabled
+                        .auth
+                        .then(|| v0_2::auth::GuestIndices::new(&pre))
+                        .transpose()
+                        .map_err(|e| LoadError::Invalid(format!("{e}")))?,
+                },
             ),
         };
         let tick_ms = host.config.epoch_tick_ms.max(1);
@@ -545,6 +561,7 @@ impl Plugin {
                     fault: String::new(),
                     timer: None,
                 }),
+                auth_methods: OnceLock::new(),
                 config,
             }),
         })
@@ -786,13 +803,89 @@ impl Plugin {
         }
         self.call("deliver", |mut w| async move {
             let r = match &w.guests {
-                Guests::V0_2(_, Some(guest)) => guest
+                Guests::V0_2(
+                    _,
+                    Since0_2 {
+                        deliver: Some(guest),
+                        ..
+                    },
+                ) => guest
                     .clone()
                     .call_authorize_delivery(&mut w.store, client.v0_2(), topic, qos, retain)
                     .await
                     .map(<(Decision, CacheLifetime)>::from),
                 // Not located (not enabled) or a 0.1.0 instance: checked above.
                 _ => Ok((Decision::Ignore, CacheLifetime::OPERATOR_TTL)),
+            };
+            (w, r)
+        })
+        .await
+    }
+
+    /// The Authentication Methods the `auth` hook implements (its `methods`), asked
+    /// once and kept. Empty when the hook is not enabled (and for a 0.1.0 plugin);
+    /// a fault is returned and asked again next time.
+    pub async fn auth_methods(&self) -> Result<&[String], Fault> {
+        if !self.inner.enabled.auth {
+            return Ok(&[]);
+        }
+        if let Some(methods) = self.inner.auth_methods.get() {
+            return Ok(methods);
+        }
+        let methods = self
+            .call("auth", |mut w| async move {
+                let r = match &w.guests {
+                    Guests::V0_2(
+                        _,
+                        Since0_2 {
+                            auth: Some(guest), ..
+                        },
+                    ) => guest.clone().call_methods(&mut w.store).await,
+                    _ => Ok(Vec::new()),
+                };
+                (w, r)
+            })
+            .await?;
+        Ok(self.inner.auth_methods.get_or_init(|| methods))
+    }
+
+    /// Calls the `auth` hook: `start` when `state` is `None` (the CONNECT or AUTH 0x19
+    /// of a new exchange), `step` with it otherwise. `Ok(Ignore)` when the hook is not
+    /// enabled.
+    pub async fn auth_step(
+        &self,
+        client: &PreparedClient,
+        method: &str,
+        data: Option<&[u8]>,
+        state: Option<&[u8]>,
+    ) -> Result<AuthStep, Fault> {
+        if !self.inner.enabled.auth {
+            return Ok(AuthStep::Ignore);
+        }
+        self.call("auth", |mut w| async move {
+            let r = match &w.guests {
+                Guests::V0_2(
+                    _,
+                    Since0_2 {
+                        auth: Some(guest), ..
+                    },
+                ) => {
+                    let guest = guest.clone();
+                    match state {
+                        None => {
+                            guest
+                                .call_start(&mut w.store, client.v0_2(), method, data)
+                                .await
+                        }
+                        Some(state) => {
+                            guest
+                                .call_step(&mut w.store, client.v0_2(), method, data, state)
+                                .await
+                        }
+                    }
+                    .map(AuthStep::from)
+                }
+                _ => Ok(AuthStep::Ignore),
             };
             (w, r)
         })
@@ -948,16 +1041,22 @@ impl Plugin {
         };
         let guests = match &inner.indices {
             Indices::V0_1(set) => Guests::V0_1(load_hooks!(set, &mut store, &instance)),
-            Indices::V0_2(set, deliver) => Guests::V0_2(
-                load_hooks!(set, &mut store, &instance),
-                match deliver {
-                    Some(ix) => Some(
-                        ix.load(&mut store, &instance)
-                            .map_err(|e| Fault::Unavailable(format!("{e}")))?,
-                    ),
-                    None => None,
-                },
-            ),
+            Indices::V0_2(set, since) => {
+                let load_err = |e: wasmtime::Error| Fault::Unavailable(format!("{e}"));
+                Guests::V0_2(
+                    load_hooks!(set, &mut store, &instance),
+                    Since0_2 {
+                        deliver: match &since.deliver {
+                            Some(ix) => Some(ix.load(&mut store, &instance).map_err(load_err)?),
+                            None => None,
+                        },
+                        auth: match &since.auth {
+                            Some(ix) => Some(ix.load(&mut store, &instance).map_err(load_err)?),
+                            None => None,
+                        },
+                    },
+                )
+            }
         };
         inner
             .counters

@@ -220,6 +220,51 @@ pub enum Transformed {
     Drop(String),
 }
 
+/// One step of an enhanced authentication exchange, as a plugin answered it (the
+/// `auth` hook's `auth-step`).
+#[derive(Clone, PartialEq, Eq)]
+pub enum AuthStep {
+    /// Send the client `data` in an AUTH 0x18 and hand `state` to the next step.
+    Continue {
+        /// The challenge.
+        data: Vec<u8>,
+        /// Opaque to the host, kept by the caller until the client answers.
+        state: Vec<u8>,
+    },
+    /// Authenticated, with the final data for the client, if any.
+    Success {
+        /// The Authentication Data of the CONNACK (or AUTH 0x00).
+        data: Option<Vec<u8>>,
+        /// Whether authorization is skipped for the client.
+        superuser: bool,
+    },
+    /// Refused; the string is for the log.
+    Failure(String),
+    /// Not this plugin's method.
+    Ignore,
+}
+
+/// Lengths only: the data and state of an exchange are secrets (nonces, keys).
+impl fmt::Debug for AuthStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuthStep::Continue { data, state } => write!(
+                f,
+                "Continue {{ data: {} bytes, state: {} bytes }}",
+                data.len(),
+                state.len()
+            ),
+            AuthStep::Success { data, superuser } => write!(
+                f,
+                "Success {{ data: {:?} bytes, superuser: {superuser} }}",
+                data.as_ref().map(Vec::len)
+            ),
+            AuthStep::Failure(reason) => write!(f, "Failure({reason:?})"),
+            AuthStep::Ignore => f.write_str("Ignore"),
+        }
+    }
+}
+
 /// The hook interfaces a plugin exports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Hooks {
@@ -232,6 +277,9 @@ pub struct Hooks {
     pub deliver: bool,
     /// Exports `wasmq:plugin/transform`.
     pub transform: bool,
+    /// Exports `wasmq:plugin/auth` (since contract 0.2.0): MQTT 5 enhanced
+    /// authentication (AUTH packets).
+    pub auth: bool,
 }
 
 impl Hooks {
@@ -241,6 +289,7 @@ impl Hooks {
         authz: true,
         deliver: true,
         transform: true,
+        auth: true,
     };
 
     /// The hooks in both sets.
@@ -250,12 +299,13 @@ impl Hooks {
             authz: self.authz && other.authz,
             deliver: self.deliver && other.deliver,
             transform: self.transform && other.transform,
+            auth: self.auth && other.auth,
         }
     }
 
     /// Whether no hook is set.
     pub fn is_empty(self) -> bool {
-        !(self.authn || self.authz || self.deliver || self.transform)
+        !(self.authn || self.authz || self.deliver || self.transform || self.auth)
     }
 }
 
@@ -266,6 +316,7 @@ impl fmt::Display for Hooks {
             (self.authz, "authz"),
             (self.deliver, "deliver"),
             (self.transform, "transform"),
+            (self.auth, "auth"),
         ]
         .into_iter()
         .filter_map(|(on, name)| on.then_some(name))

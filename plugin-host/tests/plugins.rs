@@ -768,3 +768,38 @@ async fn plugin_output_and_log_calls_land_in_the_log_tagged_with_the_plugin_name
         "{log}"
     );
 }
+
+/// The `auth` hook (enhanced authentication, 0.2.0): found in the exports, its methods
+/// asked once, a CONNECT's method routed to the plugin that lists it, and a plugin that
+/// cannot read its credentials refusing (the query is not granted here: no database).
+#[tokio::test]
+async fn the_auth_hook_is_found_and_asked_by_method() {
+    let mut config = PluginConfig::new("scram");
+    config.grant_sql = wasmq_plugin_host::SqlGrant::Read;
+    let scram = load(artifacts::SCRAM_SHA256, config);
+    assert!(scram.hooks().auth, "{}", scram.hooks());
+    assert!(!scram.hooks().authn && !scram.hooks().authz);
+    assert_eq!(scram.auth_methods().await.unwrap(), ["SCRAM-SHA-256"]);
+    let stamp = load(artifacts::STAMP, PluginConfig::new("stamp"));
+    assert!(!stamp.hooks().auth);
+    assert!(stamp.auth_methods().await.unwrap().is_empty());
+    let old = load(artifacts::CONTRACT_V0_1, PluginConfig::new("old"));
+    assert!(!old.hooks().auth, "0.1.0 has no auth hook");
+
+    let set = PluginSet::new(vec![stamp, old, scram]);
+    assert!(set.hooks().auth);
+    let c = wasmq_plugin_host::PreparedClient::from(client("c"));
+    assert!(set.auth_start(&c, "SCRAM-SHA-1", None).await.is_none());
+    match set
+        .auth_start(&c, "SCRAM-SHA-256", Some(b"n,,n=alice,r=abc"))
+        .await
+    {
+        Some(("scram", wasmq_plugin_host::AuthStep::Failure(_))) => {}
+        other => panic!("expected scram's failure, got {other:?}"),
+    }
+    // A step of an exchange whose plugin is not in the set fails.
+    assert!(matches!(
+        set.auth_step("gone", &c, "SCRAM-SHA-256", None, b"").await,
+        wasmq_plugin_host::AuthStep::Failure(_)
+    ));
+}

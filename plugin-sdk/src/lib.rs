@@ -56,7 +56,9 @@
 //!
 //! - [`Plugin`]: the hooks, with defaults ([`Decision::Ignore`], [`Transformed::Keep`]).
 //! - [`export_plugin!`]: exports the chosen hooks (`authn`, `authz`, `deliver`,
-//!   `transform`). Only plugins that export `deliver` are asked about deliveries.
+//!   `transform`, `auth`). Only plugins that export `deliver` are asked about
+//!   deliveries; `auth` is MQTT 5 enhanced authentication ([`Plugin::auth_start`]:
+//!   AUTH packets, the exchange's state carried by the broker).
 //! - The contract's types (`wasmq:plugin@0.2.0`), re-exported: [`Client`] (with
 //!   its [`ListenerKind`], [`CertificateIdentity`] and CONNECT user properties),
 //!   [`Action`], [`Decision`], [`AuthResult`], [`AuthzResult`] (a decision and its
@@ -146,6 +148,22 @@ pub mod wit {
         });
     }
 
+    /// Bindings for a component that exports `auth`, sharing the types above.
+    pub mod auth_world {
+        wit_bindgen::generate!({
+            path: "../wit/plugin.wit",
+            world: "enhanced-auth-plugin",
+            pub_export_macro: true,
+            export_macro_name: "export_auth",
+            with: {
+                "wasmq:plugin/types@0.2.0": crate::wit::wasmq::plugin::types,
+                "wasmq:plugin/log@0.2.0": crate::wit::wasmq::plugin::log,
+                "wasmq:plugin/config@0.2.0": crate::wit::wasmq::plugin::config,
+                "wasmq:plugin/sql@0.2.0": crate::wit::wasmq::plugin::sql,
+            },
+        });
+    }
+
     /// Bindings for a component that exports `transform`, sharing the types above.
     pub mod transform_world {
         wit_bindgen::generate!({
@@ -164,8 +182,8 @@ pub mod wit {
 }
 
 pub use wit::wasmq::plugin::types::{
-    Action, AuthResult, AuthzResult, CacheLifetime, CertificateIdentity, Client, Decision,
-    ListenerKind, Message, Transformed,
+    Action, AuthChallenge, AuthResult, AuthStep, AuthSuccess, AuthzResult, CacheLifetime,
+    CertificateIdentity, Client, Decision, ListenerKind, Message, Transformed,
 };
 
 /// A decision kept for the operator's TTL (`[authz_cache] ttl_ms`), as every answer
@@ -305,6 +323,36 @@ pub trait Plugin {
         AuthzResult::ignore()
     }
 
+    /// The MQTT 5 Authentication Methods this plugin implements (exported with
+    /// `auth`), asked once when the plugin loads: a CONNECT naming one of them comes
+    /// to [`Plugin::auth_start`].
+    fn auth_methods() -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The first step of enhanced authentication (exported with `auth`): `client`
+    /// sent CONNECT, or AUTH 0x19 to re-authenticate, with Authentication Method
+    /// `method` and Authentication Data `data`. Answer [`AuthStep::Continue`] with a
+    /// challenge and the state the next step needs (the broker hands it back to
+    /// [`Plugin::auth_continue`]: instances keep nothing between calls),
+    /// [`AuthStep::Success`] or [`AuthStep::Failure`].
+    fn auth_start(client: Client, method: String, data: Option<Vec<u8>>) -> AuthStep {
+        let _ = (client, method, data);
+        AuthStep::Ignore
+    }
+
+    /// A later step: the client answered the last challenge with `data`; `state` is
+    /// what the last [`AuthStep::Continue`] said to keep.
+    fn auth_continue(
+        client: Client,
+        method: String,
+        data: Option<Vec<u8>>,
+        state: Vec<u8>,
+    ) -> AuthStep {
+        let _ = (client, method, data, state);
+        AuthStep::Failure("no exchange to continue".into())
+    }
+
     /// Message transform, on PUBLISH after authorization (exported with
     /// `transform`). Return [`Transformed::Keep`] when nothing changes: it
     /// costs nothing, while [`Transformed::Replace`] copies the message back.
@@ -337,6 +385,20 @@ impl<P: Plugin> wit::deliver_world::exports::wasmq::plugin::deliver::Guest for E
     }
 }
 
+impl<P: Plugin> wit::auth_world::exports::wasmq::plugin::auth::Guest for Export<P> {
+    fn methods() -> Vec<String> {
+        P::auth_methods()
+    }
+
+    fn start(c: Client, method: String, data: Option<Vec<u8>>) -> AuthStep {
+        P::auth_start(c, method, data)
+    }
+
+    fn step(c: Client, method: String, data: Option<Vec<u8>>, state: Vec<u8>) -> AuthStep {
+        P::auth_continue(c, method, data, state)
+    }
+}
+
 impl<P: Plugin> wit::transform_world::exports::wasmq::plugin::transform::Guest for Export<P> {
     fn on_publish(c: Client, m: Message) -> Transformed {
         P::on_publish(c, m)
@@ -344,7 +406,7 @@ impl<P: Plugin> wit::transform_world::exports::wasmq::plugin::transform::Guest f
 }
 
 /// Exports a [`Plugin`] implementation for the hooks named after the colon:
-/// any of `authn`, `authz`, `deliver` and `transform`, comma-separated.
+/// any of `authn`, `authz`, `deliver`, `transform` and `auth`, comma-separated.
 ///
 /// ```
 /// # use wasmq_plugin_sdk::{Plugin, export_plugin};
@@ -379,6 +441,9 @@ macro_rules! __wasmq_export_hook {
     (deliver) => {
         $crate::__export_deliver_plugin_impl!(__WasmqExport with_types_in $crate::wit::deliver_world);
     };
+    (auth) => {
+        $crate::__export_enhanced_auth_plugin_impl!(__WasmqExport with_types_in $crate::wit::auth_world);
+    };
     (transform) => {
         $crate::__export_transform_plugin_impl!(__WasmqExport with_types_in $crate::wit::transform_world);
     };
@@ -386,7 +451,7 @@ macro_rules! __wasmq_export_hook {
         compile_error!(concat!(
             "unknown Wasmq hook `",
             stringify!($other),
-            "`: expected authn, authz, deliver or transform"
+            "`: expected authn, authz, deliver, transform or auth"
         ));
     };
 }

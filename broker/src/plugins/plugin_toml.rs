@@ -12,7 +12,7 @@ use wasmq_plugin_host::{Hooks, Limits, OnTransformFault, PluginConfig, Retry, Sq
 pub struct PluginToml {
     /// Chain position: lower runs first (ties in name order). Default 0.
     priority: i32,
-    /// The hooks to call, among `authn`, `authz`, `deliver`, `transform`. Default: all
+    /// The hooks to call, among `authn`, `authz`, `deliver`, `transform`, `auth`. Default: all
     /// exported.
     hooks: Option<Vec<HookName>>,
     /// `keep` (default) or `drop` the message when this plugin's transform fails.
@@ -40,6 +40,7 @@ enum HookName {
     Authz,
     Deliver,
     Transform,
+    Auth,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -135,6 +136,7 @@ impl PluginToml {
                 authz: hooks.iter().any(|h| matches!(h, HookName::Authz)),
                 deliver: hooks.iter().any(|h| matches!(h, HookName::Deliver)),
                 transform: hooks.iter().any(|h| matches!(h, HookName::Transform)),
+                auth: hooks.iter().any(|h| matches!(h, HookName::Auth)),
             };
         }
         config.on_transform_fault = match self.on_transform_fault {
@@ -225,7 +227,8 @@ mod tests {
                 authn: false,
                 authz: true,
                 deliver: false,
-                transform: false
+                transform: false,
+                auth: false,
             }
         );
         assert_eq!(config.on_transform_fault, OnTransformFault::Drop);
@@ -273,7 +276,7 @@ mod tests {
     fn unknown_keys_are_refused() {
         assert!(PluginToml::parse("priorty = 1").is_err());
         assert!(PluginToml::parse("[limits]\ntimeout = 1").is_err());
-        assert!(PluginToml::parse("hooks = [\"auth\"]").is_err());
+        assert!(PluginToml::parse("hooks = [\"authenticate\"]").is_err());
         assert!(PluginToml::parse("[sql]\nstatement = {}").is_err());
         assert!(PluginToml::parse("[retry]\nbackoff_ms = 1").is_err());
     }

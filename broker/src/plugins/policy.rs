@@ -18,7 +18,8 @@ use super::LiveChain;
 use super::in_flight::InFlight;
 use crate::config::{AclNomatch, AllowAnonymous, PluginsConfig};
 use crate::hooks::{
-    Action, AuthDecision, Authorization, BoxFuture, ClientInfo, Hooks, PluginStatus, Transformed,
+    Action, AuthDecision, AuthExchange, AuthStep, Authorization, BoxFuture, ClientInfo, Hooks,
+    PluginStatus, Transformed,
 };
 use crate::listener::ListenerKind;
 
@@ -279,6 +280,52 @@ impl Hooks for PluginPolicy {
                     self.ask_chain(&set, client, action, topic, qos, retain)
                 })
                 .await
+        })
+    }
+
+    fn enhanced_auth<'a>(
+        &'a self,
+        client: &'a ClientInfo,
+        method: &'a str,
+        data: Option<&'a Bytes>,
+        exchange: Option<AuthExchange>,
+    ) -> BoxFuture<'a, AuthStep> {
+        Box::pin(async move {
+            let set = self.chain.chain.current();
+            let data = data.map(|d| &d[..]);
+            let (plugin, step) = match &exchange {
+                None => match set.auth_start(prepared(client), method, data).await {
+                    Some((plugin, step)) => (plugin.to_string(), step),
+                    None => return AuthStep::Refuse(ReasonCode::BAD_AUTHENTICATION_METHOD),
+                },
+                Some(exchange) => (
+                    exchange.plugin.clone(),
+                    set.auth_step(
+                        &exchange.plugin,
+                        prepared(client),
+                        method,
+                        data,
+                        &exchange.state,
+                    )
+                    .await,
+                ),
+            };
+            match step {
+                host::AuthStep::Continue { data, state } => AuthStep::Continue {
+                    data: Bytes::from(data),
+                    exchange: AuthExchange { plugin, state },
+                },
+                host::AuthStep::Success { data, superuser } => AuthStep::Success {
+                    data: data.map(Bytes::from),
+                    superuser,
+                },
+                host::AuthStep::Failure(reason) => {
+                    debug!(plugin, method, reason, "enhanced authentication refused");
+                    AuthStep::Refuse(ReasonCode::NOT_AUTHORIZED)
+                }
+                // `auth_start` moves past plugins that ignore, `auth_step` makes it a failure.
+                host::AuthStep::Ignore => AuthStep::Refuse(ReasonCode::BAD_AUTHENTICATION_METHOD),
+            }
         })
     }
 

@@ -14,6 +14,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("READONLY_ACL", "wasmq-example-readonly-acl"),
     ("STAMP", "wasmq-example-stamp"),
     ("ALLOC_UNBOUNDED", "wasmq-fixture-alloc-unbounded"),
+    ("BATCH_SCRIPT", "wasmq-fixture-batch-script"),
     ("CLIENT_RECORD", "wasmq-fixture-client-record"),
     ("CONTRACT_V0_1", "wasmq-fixture-contract-v0-1"),
     ("DELIVER_DENY", "wasmq-fixture-deliver-deny"),

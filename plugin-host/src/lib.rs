@@ -75,5 +75,5 @@ pub use plugin::{
 };
 pub use types::{
     Action, AuthOutcome, CacheLifetime, Capabilities, CertificateIdentity, ClientInfo, Decision,
-    Hooks, ListenerKind, Message, Transformed,
+    Edit, Hooks, ListenerKind, Message, Transformed,
 };

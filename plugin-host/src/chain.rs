@@ -324,6 +324,9 @@ struct InBatch {
     topic_changed: bool,
     /// User properties appended by `change`s, in order.
     added: Vec<(String, String)>,
+    /// How many of `added` the message (`current`) has: the rest are put into it only
+    /// when a later plugin is to see it, so a chain of one copies nothing.
+    applied: usize,
 }
 
 impl InBatch {
@@ -333,6 +336,17 @@ impl InBatch {
             replaced: false,
             topic_changed: false,
             added: Vec::new(),
+            applied: 0,
+        }
+    }
+
+    /// Puts what `change`s appended into `current`, before a plugin sees it.
+    fn catch_up(&mut self, current: &mut wit::Message) {
+        if self.applied < self.added.len() {
+            current
+                .user_properties
+                .extend(self.added[self.applied..].iter().cloned());
+            self.applied = self.added.len();
         }
     }
 
@@ -343,17 +357,21 @@ impl InBatch {
             wit::Edit::Drop(reason) => {
                 self.dropped = Some(format!("{}: {reason}", plugin.name()));
             }
+            wit::Edit::Change(change) if self.replaced => apply_change(current, change),
+            // Moved, not copied: put into `current` only if a later plugin is to see it.
             wit::Edit::Change(change) => {
-                self.topic_changed |= change.topic.is_some();
-                if !self.replaced {
-                    self.added
-                        .extend(change.add_user_properties.iter().cloned());
+                if let Some(topic) = change.topic {
+                    current.topic = topic;
+                    self.topic_changed = true;
                 }
-                apply_change(current, change);
+                self.added.extend(change.add_user_properties);
             }
             wit::Edit::Replace(next) => {
                 *current = next;
                 self.replaced = true;
+                // The replacement is the whole message: nothing is owed to it.
+                self.added.clear();
+                self.applied = 0;
             }
         }
     }
@@ -417,6 +435,9 @@ impl PluginSet {
                 .collect();
             if live.is_empty() {
                 break;
+            }
+            for &i in &live {
+                states[i].catch_up(&mut current[i]);
             }
             if plugin.transforms_in_batches() {
                 let all = live.len() == current.len();

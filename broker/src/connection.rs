@@ -675,6 +675,11 @@ impl Connection {
                     match packet {
                         Packet::Publish(publish) if batching && publish.qos != QoS::ExactlyOnce => {
                             batch_bytes += publish.payload.len() + publish.topic.len();
+                            if batch.capacity() == 0 {
+                                // Sized once per read, not grown by doubling (a move of
+                                // the whole batch each time).
+                                batch.reserve(PUBLISH_BATCH_MAX);
+                            }
                             batch.push(publish);
                             if batch.len() >= PUBLISH_BATCH_MAX
                                 || batch_bytes >= PUBLISH_BATCH_BYTES_MAX

@@ -12,6 +12,12 @@
 //! (128 a turn). Waiting for readiness and `try_read` spend none, so a connection whose
 //! socket always had input never gave its worker back: publishers at full speed starved
 //! every subscriber.
+//!
+//! With a transform plugin that takes batches (`transform-batch`), the QoS 0 and 1
+//! PUBLISHes of one read are handled together ([`Connection::publish_batch`]): each is
+//! checked and authorized in order, the transform chain is called once for all of them,
+//! then each is routed and acknowledged in order, as one at a time would be. A QoS 2
+//! PUBLISH or a packet of another kind ends the batch.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -52,6 +58,11 @@ use crate::transport::{self, READ_CHUNK, Reader, Writer};
 /// same as without the budget at 16 packets a unit); at 16, turns of 2,048 packets kept
 /// an idle client's PINGREQ waiting over a second in a debug build under overload.
 const PACKETS_PER_BUDGET_UNIT: u32 = 4;
+/// PUBLISHes handed to a batch transform in one call, at most: with
+/// [`PUBLISH_BATCH_BYTES_MAX`], bounds what one call puts into a plugin's memory.
+const PUBLISH_BATCH_MAX: usize = 128;
+/// Payload and topic bytes of one batch, at most (a plugin instance has 16 MiB by default).
+const PUBLISH_BATCH_BYTES_MAX: usize = 256 << 10;
 /// Deliveries taken from the session per lock: bounds the time the lock is held.
 const PULL_BATCH: usize = 64;
 /// Time given to a last DISCONNECT or CONNACK to leave before the socket is dropped.
@@ -688,11 +699,41 @@ impl Connection {
         max_packet_size: u32,
     ) -> Result<bool, Close> {
         let mut handled = 0u32;
+        // Decided once per read: a reload in between takes effect on the next one.
+        let batching = self.broker.hooks.as_deref().is_some_and(|h| {
+            h.transforms() && h.transforms_in_batches() && !h.transform_per_topic()
+        });
+        let mut batch: Vec<Publish> = Vec::new();
+        let mut batch_bytes = 0usize;
         while self.hold.is_none() {
             match Packet::decode(rbuf, self.client.protocol, max_packet_size) {
                 Ok(Some(packet)) => {
                     handled += 1;
-                    self.handle(packet).await?;
+                    match packet {
+                        Packet::Publish(publish) if batching && publish.qos != QoS::ExactlyOnce => {
+                            batch_bytes += publish.payload.len() + publish.topic.len();
+                            if batch.capacity() == 0 {
+                                // Sized once per read, not grown by doubling (a move of
+                                // the whole batch each time).
+                                batch.reserve(PUBLISH_BATCH_MAX);
+                            }
+                            batch.push(publish);
+                            if batch.len() >= PUBLISH_BATCH_MAX
+                                || batch_bytes >= PUBLISH_BATCH_BYTES_MAX
+                            {
+                                batch_bytes = 0;
+                                self.publish_batch(std::mem::take(&mut batch)).await?;
+                            }
+                        }
+                        packet => {
+                            // What came before it is handled before it.
+                            if !batch.is_empty() {
+                                batch_bytes = 0;
+                                self.publish_batch(std::mem::take(&mut batch)).await?;
+                            }
+                            self.handle(packet).await?;
+                        }
+                    }
                     // Gives the worker to other connections every so many packets (see
                     // the module doc).
                     if handled.is_multiple_of(PACKETS_PER_BUDGET_UNIT) {
@@ -701,10 +742,16 @@ impl Connection {
                 }
                 Ok(None) => break,
                 Err(error) => {
+                    if !batch.is_empty() {
+                        self.publish_batch(std::mem::take(&mut batch)).await?;
+                    }
                     Metrics::add(&self.broker.metrics.protocol_errors, 1);
                     return Err(Close::protocol(error.reason_code(), error));
                 }
             }
+        }
+        if !batch.is_empty() {
+            self.publish_batch(batch).await?;
         }
         self.release_replies().await;
         Ok(handled > 0)
@@ -932,7 +979,100 @@ impl Connection {
         }
     }
 
-    async fn on_publish(&mut self, mut publish: Publish) -> Result<(), Close> {
+    async fn on_publish(&mut self, publish: Publish) -> Result<(), Close> {
+        let publish = self.check_publish(publish)?;
+        let limits = &self.broker.config.limits;
+        let packet_id = publish.packet_id;
+        let qos = publish.qos;
+        if qos == QoS::ExactlyOnce {
+            let state = self.session.lock();
+            if state.incoming_qos2.contains(&packet_id) {
+                // A re-sent PUBLISH before PUBREL: acknowledge, do not deliver again.
+                drop(state);
+                self.reply(Packet::PubRec(PubAckBody::new(packet_id)), false);
+                return Ok(());
+            }
+            if state.incoming_qos2.len() >= usize::from(limits.receive_maximum) {
+                return Err(Close::protocol(
+                    ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+                    "[MQTT-3.3.4-7] receive maximum exceeded",
+                ));
+            }
+        }
+        let (code, kept) = self.route_publish(publish).await?;
+        self.ack_publish(packet_id, qos, code, kept);
+        Ok(())
+    }
+
+    /// The QoS 0 and 1 PUBLISHes of one read, for a transform chain that takes batches:
+    /// each checked and authorized in order, the chain called once for those allowed,
+    /// then each routed and acknowledged in order. What a PUBLISH that closes the
+    /// connection would close it for is returned after the ones before it are done.
+    async fn publish_batch(&mut self, batch: Vec<Publish>) -> Result<(), Close> {
+        // Each PUBLISH's packet id and QoS, and its ack's reason code when it is
+        // answered without the transform (refused).
+        let mut acks: Vec<(u16, QoS, Option<ReasonCode>)> = Vec::with_capacity(batch.len());
+        let mut allowed: Vec<Publish> = Vec::with_capacity(batch.len());
+        let mut closing = None;
+        for publish in batch {
+            let publish = match self.check_publish(publish) {
+                Ok(publish) => publish,
+                Err(close) => {
+                    closing = Some(close);
+                    break;
+                }
+            };
+            let (packet_id, qos) = (publish.packet_id, publish.qos);
+            match self.admit_publish(&publish).await {
+                Ok(Some(code)) => acks.push((packet_id, qos, Some(code))),
+                Ok(None) => {
+                    acks.push((packet_id, qos, None));
+                    allowed.push(publish);
+                }
+                Err(close) => {
+                    closing = Some(close);
+                    break;
+                }
+            }
+        }
+        let results = match self.broker.hooks.as_deref() {
+            Some(hooks) if !allowed.is_empty() => {
+                hooks.transform_batch(&self.client, &allowed).await
+            }
+            _ => Vec::new(),
+        };
+        let max_levels = self.broker.config.limits.max_topic_levels;
+        let mut results = allowed.into_iter().zip(
+            results
+                .into_iter()
+                .chain(std::iter::repeat(Transformed::Keep)),
+        );
+        for (packet_id, qos, refused) in acks {
+            let (code, kept) = match refused {
+                Some(code) => (code, false),
+                None => {
+                    let (publish, result) = results.next().expect("one result per allowed PUBLISH");
+                    match result {
+                        Transformed::Keep => self.deliver_publish(publish),
+                        Transformed::Replace(replacement)
+                            if TopicName::new(replacement.topic.clone(), max_levels).is_err() =>
+                        {
+                            warn!(topic = %replacement.topic, "transform produced an invalid topic; original kept");
+                            self.deliver_publish(publish)
+                        }
+                        Transformed::Replace(replacement) => self.deliver_publish(*replacement),
+                        Transformed::Drop => (ReasonCode::SUCCESS, false),
+                    }
+                }
+            };
+            self.ack_publish(packet_id, qos, code, kept);
+        }
+        closing.map_or(Ok(()), Err)
+    }
+
+    /// A PUBLISH's own checks, before any policy: topic alias, no subscription
+    /// identifier, a valid topic name. Counts it as received.
+    fn check_publish(&mut self, mut publish: Publish) -> Result<Publish, Close> {
         Metrics::add(&self.broker.metrics.messages_received, 1);
         let limits = &self.broker.config.limits;
         if self.v5() {
@@ -968,24 +1108,12 @@ impl Connection {
         if let Err(error) = TopicName::new(publish.topic.clone(), limits.max_topic_levels) {
             return Err(Close::protocol(ReasonCode::TOPIC_NAME_INVALID, error));
         }
-        let packet_id = publish.packet_id;
-        let qos = publish.qos;
-        if qos == QoS::ExactlyOnce {
-            let state = self.session.lock();
-            if state.incoming_qos2.contains(&packet_id) {
-                // A re-sent PUBLISH before PUBREL: acknowledge, do not deliver again.
-                drop(state);
-                self.reply(Packet::PubRec(PubAckBody::new(packet_id)), false);
-                return Ok(());
-            }
-            if state.incoming_qos2.len() >= usize::from(limits.receive_maximum) {
-                return Err(Close::protocol(
-                    ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
-                    "[MQTT-3.3.4-7] receive maximum exceeded",
-                ));
-            }
-        }
-        let (code, kept) = self.route_publish(publish).await?;
+        Ok(publish)
+    }
+
+    /// Acknowledges a PUBLISH routed (or refused) with `code`; `kept`: what it confirms
+    /// was written to the durable store.
+    fn ack_publish(&mut self, packet_id: u16, qos: QoS, code: ReasonCode, kept: bool) {
         // Every refusal says why, unless the client asked for no problem information
         // (Request Problem Information = 0) [MQTT-3.1.2-29].
         let reason_string = match code {
@@ -1017,7 +1145,6 @@ impl Connection {
                 self.reply(Packet::PubRec(body), kept);
             }
         }
-        Ok(())
     }
 
     /// Sends a reply, or holds it until what it confirms is kept (`kept`), or until the
@@ -1050,25 +1177,8 @@ impl Connection {
     /// and whether routing it wrote to the durable store.
     async fn route_publish(&mut self, mut publish: Publish) -> Result<(ReasonCode, bool), Close> {
         let max_levels = self.broker.config.limits.max_topic_levels;
-        if self.v5()
-            && publish.properties.payload_format_indicator == Some(1)
-            && std::str::from_utf8(&publish.payload).is_err()
-        {
-            if publish.qos == QoS::AtMostOnce {
-                return Err(Close::protocol(
-                    ReasonCode::PAYLOAD_FORMAT_INVALID,
-                    "payload is not UTF-8",
-                ));
-            }
-            return Ok((ReasonCode::PAYLOAD_FORMAT_INVALID, false));
-        }
-        if !self
-            .authorize(Action::Publish, &publish.topic, publish.qos, publish.retain)
-            .await
-        {
-            debug!(topic = %publish.topic, "publish not authorized");
-            self.on_denied("publish", &publish.topic)?;
-            return Ok((ReasonCode::NOT_AUTHORIZED, false));
+        if let Some(code) = self.admit_publish(&publish).await? {
+            return Ok((code, false));
         }
         // Borrowed, not cloned: an `Arc` clone per PUBLISH is a shared counter that
         // every connection task bumps.
@@ -1120,6 +1230,12 @@ impl Connection {
                 }
             }
         }
+        Ok(self.deliver_publish(publish))
+    }
+
+    /// Routes a PUBLISH that passed its checks and the policy; the reason code for its
+    /// ack, and whether routing it wrote to the durable store.
+    fn deliver_publish(&mut self, publish: Publish) -> (ReasonCode, bool) {
         let routed = self
             .broker
             .publish(Message::new(publish, Some(self.client.client_id.clone())));
@@ -1130,7 +1246,34 @@ impl Connection {
         } else {
             ReasonCode::SUCCESS
         };
-        Ok((code, routed.kept))
+        (code, routed.kept)
+    }
+
+    /// The checks of a PUBLISH before it is transformed: a v5 payload that says it is
+    /// UTF-8 is, and the client may publish to the topic. `Some`: refused, with the
+    /// reason code of its ack.
+    async fn admit_publish(&mut self, publish: &Publish) -> Result<Option<ReasonCode>, Close> {
+        if self.v5()
+            && publish.properties.payload_format_indicator == Some(1)
+            && std::str::from_utf8(&publish.payload).is_err()
+        {
+            if publish.qos == QoS::AtMostOnce {
+                return Err(Close::protocol(
+                    ReasonCode::PAYLOAD_FORMAT_INVALID,
+                    "payload is not UTF-8",
+                ));
+            }
+            return Ok(Some(ReasonCode::PAYLOAD_FORMAT_INVALID));
+        }
+        if !self
+            .authorize(Action::Publish, &publish.topic, publish.qos, publish.retain)
+            .await
+        {
+            debug!(topic = %publish.topic, "publish not authorized");
+            self.on_denied("publish", &publish.topic)?;
+            return Ok(Some(ReasonCode::NOT_AUTHORIZED));
+        }
+        Ok(None)
     }
 
     /// `[plugins] deny_action = "disconnect"`: a denied request closes the connection.

@@ -319,6 +319,30 @@ pub trait Hooks: Send + Sync {
         true
     }
 
+    /// Whether the transform is cheaper asked about several messages at once
+    /// ([`Hooks::transform_batch`]): the broker then hands it the QoS 0 and 1 PUBLISHes
+    /// of one read together (unless [`Hooks::transform_per_topic`]).
+    fn transforms_in_batches(&self) -> bool {
+        false
+    }
+
+    /// Transforms PUBLISHes of one client, in the order it sent them, before they are
+    /// routed: one answer per message, in order. By default, [`Hooks::transform`] on
+    /// each in turn.
+    fn transform_batch<'a>(
+        &'a self,
+        client: &'a ClientInfo,
+        messages: &'a [Publish],
+    ) -> BoxFuture<'a, Vec<Transformed>> {
+        Box::pin(async move {
+            let mut results = Vec::with_capacity(messages.len());
+            for message in messages {
+                results.push(self.transform(client, message).await);
+            }
+            results
+        })
+    }
+
     /// Whether [`Hooks::transform`] depends only on the client, the topic, the QoS and
     /// the retain flag: the broker then asks once per connection and such message and
     /// repeats the [`TransformEdit`] for the next ones (within the authorization

@@ -16,6 +16,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("SCRAM_SHA256", "wasmq-example-scram-sha256"),
     ("ALLOC_UNBOUNDED", "wasmq-fixture-alloc-unbounded"),
     ("AUTH_PANIC", "wasmq-fixture-auth-panic"),
+    ("BATCH_SCRIPT", "wasmq-fixture-batch-script"),
     ("CLIENT_RECORD", "wasmq-fixture-client-record"),
     ("CONTRACT_V0_1", "wasmq-fixture-contract-v0-1"),
     ("DELIVER_DENY", "wasmq-fixture-deliver-deny"),

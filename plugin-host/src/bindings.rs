@@ -40,7 +40,7 @@ pub mod v0_2 {
         exports: { default: async },
     });
 
-    pub use exports::wasmq::plugin::{auth, authn, authz, deliver, transform};
+    pub use exports::wasmq::plugin::{auth, authn, authz, deliver, transform, transform_batch};
     pub use wasmq::plugin::types as wit;
 }
 
@@ -242,6 +242,28 @@ impl From<wit::Transformed> for Transformed {
             wit::Transformed::Drop(reason) => Transformed::Drop(reason),
         }
     }
+}
+
+impl From<wit::Edit> for crate::types::Edit {
+    fn from(e: wit::Edit) -> Self {
+        match e {
+            wit::Edit::Keep => crate::types::Edit::Keep,
+            wit::Edit::Drop(reason) => crate::types::Edit::Drop(reason),
+            wit::Edit::Change(c) => crate::types::Edit::Change {
+                topic: c.topic,
+                add_user_properties: c.add_user_properties,
+            },
+            wit::Edit::Replace(m) => crate::types::Edit::Replace(m.into()),
+        }
+    }
+}
+
+/// Does a `change` to `message`: the next transform of a chain sees it changed.
+pub(crate) fn apply_change(message: &mut wit::Message, change: wit::Change) {
+    if let Some(topic) = change.topic {
+        message.topic = topic;
+    }
+    message.user_properties.extend(change.add_user_properties);
 }
 
 /// An empty message, to stand in for one moved out (no allocation).

@@ -17,10 +17,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 
-use crate::bindings::{PreparedClient, wit};
+use crate::bindings::{PreparedClient, apply_change, placeholder_message, wit};
 use crate::plugin::{OnTransformFault, Plugin};
 use crate::types::{
-    Action, AuthOutcome, AuthStep, CacheLifetime, ClientInfo, Decision, Hooks, Message, Transformed,
+    Action, AuthOutcome, AuthStep, CacheLifetime, ClientInfo, Decision, Edit, Hooks, Message,
+    Transformed,
 };
 
 /// An immutable, ordered set of plugins: one generation of the plugin folder.
@@ -32,6 +33,8 @@ pub struct PluginSet {
     hooks: Hooks,
     /// Whether every transform of the set is declared per topic (and there is one).
     transform_per_topic: bool,
+    /// Whether a transform of the set takes batches (exports `transform-batch`).
+    transform_batch: bool,
 }
 
 impl PluginSet {
@@ -56,10 +59,12 @@ impl PluginSet {
         let transforms = || plugins.iter().filter(|p| p.hooks().transform);
         let transform_per_topic =
             transforms().next().is_some() && transforms().all(|p| p.config().transform_per_topic);
+        let transform_batch = transforms().any(Plugin::transforms_in_batches);
         PluginSet {
             plugins,
             hooks,
             transform_per_topic,
+            transform_batch,
         }
     }
 
@@ -368,6 +373,189 @@ impl PluginSet {
     }
 }
 
+/// How far the chain has taken one message of a batch.
+struct InBatch {
+    /// Dropped, with the reason (the later plugins do not see it).
+    dropped: Option<String>,
+    /// Replaced whole by a plugin: the chain answers the message as it is now.
+    replaced: bool,
+    /// The topic was changed by a `change`.
+    topic_changed: bool,
+    /// User properties appended by `change`s, in order.
+    added: Vec<(String, String)>,
+    /// How many of `added` the message (`current`) has: the rest are put into it only
+    /// when a later plugin is to see it, so a chain of one copies nothing.
+    applied: usize,
+}
+
+impl InBatch {
+    fn new() -> InBatch {
+        InBatch {
+            dropped: None,
+            replaced: false,
+            topic_changed: false,
+            added: Vec::new(),
+            applied: 0,
+        }
+    }
+
+    /// Puts what `change`s appended into `current`, before a plugin sees it.
+    fn catch_up(&mut self, current: &mut wit::Message) {
+        if self.applied < self.added.len() {
+            current
+                .user_properties
+                .extend(self.added[self.applied..].iter().cloned());
+            self.applied = self.added.len();
+        }
+    }
+
+    /// Takes one plugin's edit of `current`.
+    fn take(&mut self, plugin: &Plugin, edit: wit::Edit, current: &mut wit::Message) {
+        match edit {
+            wit::Edit::Keep => {}
+            wit::Edit::Drop(reason) => {
+                self.dropped = Some(format!("{}: {reason}", plugin.name()));
+            }
+            wit::Edit::Change(change) if self.replaced => apply_change(current, change),
+            // Moved, not copied: put into `current` only if a later plugin is to see it.
+            wit::Edit::Change(change) => {
+                if let Some(topic) = change.topic {
+                    current.topic = topic;
+                    self.topic_changed = true;
+                }
+                self.added.extend(change.add_user_properties);
+            }
+            wit::Edit::Replace(next) => {
+                *current = next;
+                self.replaced = true;
+                // The replacement is the whole message: nothing is owed to it.
+                self.added.clear();
+                self.applied = 0;
+            }
+        }
+    }
+
+    /// Takes a plugin's fault: the message as it was, or dropped.
+    fn fault(&mut self, plugin: &Plugin, fault: &crate::Fault) {
+        if plugin.config().on_transform_fault == OnTransformFault::Drop {
+            self.dropped = Some(format!("{} failed: {fault}", plugin.name()));
+        }
+    }
+
+    /// What the chain did to the message, now `current`.
+    fn edit(self, current: wit::Message) -> Edit {
+        if let Some(reason) = self.dropped {
+            Edit::Drop(reason)
+        } else if self.replaced {
+            Edit::Replace(current.into())
+        } else if self.topic_changed || !self.added.is_empty() {
+            Edit::Change {
+                topic: self.topic_changed.then_some(current.topic),
+                add_user_properties: self.added,
+            }
+        } else {
+            Edit::Keep
+        }
+    }
+}
+
+impl PluginSet {
+    /// Runs the transform chain on a batch of messages of one client, in order: one
+    /// [`Edit`] per message. A plugin that exports `transform-batch` is called once
+    /// with the messages no plugin before it dropped; one that does not is called once
+    /// per message. A batch call that faults is the fault of each of its messages (kept
+    /// as they were before that plugin, or dropped, per its `on_transform_fault`).
+    pub async fn transform_batch(
+        &self,
+        client: &PreparedClient,
+        messages: Vec<Message>,
+    ) -> Vec<Edit> {
+        self.transform_batch_counted(client, messages, None).await
+    }
+
+    async fn transform_batch_counted(
+        &self,
+        client: &PreparedClient,
+        messages: Vec<Message>,
+        counters: Option<&ChainCounters>,
+    ) -> Vec<Edit> {
+        if !self.hooks.transform {
+            return vec![Edit::Keep; messages.len()];
+        }
+        let mut current: Vec<wit::Message> = messages.into_iter().map(wit::Message::from).collect();
+        let mut states: Vec<InBatch> = current.iter().map(|_| InBatch::new()).collect();
+        // A plain loop with `continue` (a `Send` future), as in `transform_counted`.
+        for plugin in &self.plugins {
+            if !plugin.hooks().transform {
+                continue;
+            }
+            let live: Vec<usize> = (0..current.len())
+                .filter(|&i| states[i].dropped.is_none())
+                .collect();
+            if live.is_empty() {
+                break;
+            }
+            for &i in &live {
+                states[i].catch_up(&mut current[i]);
+            }
+            if plugin.transforms_in_batches() {
+                let all = live.len() == current.len();
+                // The messages still going, moved out (no copy) when some were dropped.
+                let gathered: Vec<wit::Message> = if all {
+                    Vec::new()
+                } else {
+                    live.iter()
+                        .map(|&i| std::mem::replace(&mut current[i], placeholder_message()))
+                        .collect()
+                };
+                let batch: &[wit::Message] = if all { &current } else { &gathered };
+                let result = plugin.on_publish_batch_wit(client, batch).await;
+                if !all {
+                    for (&i, m) in live.iter().zip(gathered) {
+                        current[i] = m;
+                    }
+                }
+                match result {
+                    Ok(edits) => {
+                        for (&i, edit) in live.iter().zip(edits) {
+                            states[i].take(plugin, edit, &mut current[i]);
+                        }
+                    }
+                    Err(fault) => {
+                        if let Some(c) = counters {
+                            c.transform_faults.fetch_add(1, Ordering::Relaxed);
+                        }
+                        for &i in &live {
+                            states[i].fault(plugin, &fault);
+                        }
+                    }
+                }
+            } else {
+                for &i in &live {
+                    let edit = match plugin.on_publish_wit(client, &mut current[i]).await {
+                        Ok(wit::Transformed::Keep) => wit::Edit::Keep,
+                        Ok(wit::Transformed::Replace(next)) => wit::Edit::Replace(next),
+                        Ok(wit::Transformed::Drop(reason)) => wit::Edit::Drop(reason),
+                        Err(fault) => {
+                            if let Some(c) = counters {
+                                c.transform_faults.fetch_add(1, Ordering::Relaxed);
+                            }
+                            states[i].fault(plugin, &fault);
+                            continue;
+                        }
+                    };
+                    states[i].take(plugin, edit, &mut current[i]);
+                }
+            }
+        }
+        states
+            .into_iter()
+            .zip(current)
+            .map(|(state, message)| state.edit(message))
+            .collect()
+    }
+}
+
 /// Counters of a [`Chain`], over every generation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ChainStats {
@@ -464,6 +652,28 @@ impl Chain {
     /// properties appended, a drop) and applies it to the next such message itself.
     pub fn transform_per_topic(&self) -> bool {
         self.current.load().transform_per_topic
+    }
+
+    /// Whether a transform of the current set takes batches (exports
+    /// `transform-batch`): the caller then hands it the PUBLISHes of one read together
+    /// ([`Chain::transform_batch`]).
+    pub fn transforms_in_batches(&self) -> bool {
+        self.current.load().transform_batch
+    }
+
+    /// Runs the transform chain on the current set over a batch of one client's
+    /// messages ([`PluginSet::transform_batch`]).
+    pub async fn transform_batch(
+        &self,
+        client: &PreparedClient,
+        messages: Vec<Message>,
+    ) -> Vec<Edit> {
+        self.counters
+            .transform_calls
+            .fetch_add(messages.len() as u64, Ordering::Relaxed);
+        let set = self.current.load_full();
+        set.transform_batch_counted(client, messages, Some(&self.counters))
+            .await
     }
 
     /// Replaces the whole set; returns the previous one. Calls that already

@@ -133,9 +133,21 @@ pub(crate) struct Inspection {
     /// only one).
     pub contract: Option<Contract>,
     pub hooks: Hooks,
+    /// How the transform hook is exported: `transform` (one message a call) and/or
+    /// `transform-batch` (0.2.0: a batch a call). `hooks.transform` is either.
+    pub transform_exports: TransformExports,
     pub capabilities: Capabilities,
     pub wasi_imports: Vec<String>,
     pub problems: Vec<String>,
+}
+
+/// Which transform interfaces a component exports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct TransformExports {
+    /// `transform`: `on-publish`, one message a call.
+    pub per_message: bool,
+    /// `transform-batch` (0.2.0): `on-publish-batch`.
+    pub batch: bool,
 }
 
 /// Splits `wasmq:plugin/NAME@VERSION` into `(NAME, VERSION)`.
@@ -147,6 +159,7 @@ fn wasmq_item(name: &str) -> Option<(&str, &str)> {
 pub(crate) fn inspect(engine: &Engine, component: &Component) -> Inspection {
     let ty = component.component_type();
     let mut hooks = Hooks::default();
+    let mut transform_exports = TransformExports::default();
     let mut capabilities = Capabilities::default();
     let mut wasi_imports = Vec::new();
     let mut problems = Vec::new();
@@ -186,8 +199,17 @@ pub(crate) fn inspect(engine: &Engine, component: &Component) -> Inspection {
             "authz" => hooks.authz = true,
             // Only in 0.2.0: a `deliver@0.1.0` is no interface of 0.1.0.
             "deliver" if version != Contract::V0_1.version() => hooks.deliver = true,
-            "transform" => hooks.transform = true,
+            "transform" => {
+                hooks.transform = true;
+                transform_exports.per_message = true;
+            }
             "auth" if version != Contract::V0_1.version() => hooks.auth = true,
+            // Only in 0.2.0, like `deliver`; the same hook as `transform` (the
+            // operator enables both with `transform`).
+            "transform-batch" if version != Contract::V0_1.version() => {
+                hooks.transform = true;
+                transform_exports.batch = true;
+            }
             _ => problems.push(format!("exports `{name}`, which is not a hook")),
         }
     }
@@ -226,6 +248,7 @@ pub(crate) fn inspect(engine: &Engine, component: &Component) -> Inspection {
     Inspection {
         contract,
         hooks,
+        transform_exports,
         capabilities,
         wasi_imports,
         problems,

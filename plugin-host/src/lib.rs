@@ -75,5 +75,5 @@ pub use plugin::{
 };
 pub use types::{
     Action, AuthOutcome, AuthStep, CacheLifetime, Capabilities, CertificateIdentity, ClientInfo,
-    Decision, Hooks, ListenerKind, Message, Transformed,
+    Decision, Edit, Hooks, ListenerKind, Message, Transformed,
 };

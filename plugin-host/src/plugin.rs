@@ -363,9 +363,11 @@ struct PluginInner {
 }
 
 /// The hooks only 0.2.0 has, located (`GuestIndices`) or loaded (`Guest`).
-struct Since0_2<D, A> {
+struct Since0_2<D, A, B> {
     deliver: Option<D>,
     auth: Option<A>,
+    /// `transform-batch`.
+    batch: Option<B>,
 }
 
 /// The enabled hooks of one contract version: where they are in the component
@@ -386,14 +388,18 @@ enum Indices {
             v0_1::transform::GuestIndices,
         >,
     ),
-    /// With the `deliver` and `auth` hooks, which only 0.2.0 has.
+    /// With the `deliver`, `auth` and `transform-batch` hooks, which only 0.2.0 has.
     V0_2(
         HookSet<
             v0_2::authn::GuestIndices,
             v0_2::authz::GuestIndices,
             v0_2::transform::GuestIndices,
         >,
-        Since0_2<v0_2::deliver::GuestIndices, v0_2::auth::GuestIndices>,
+        Since0_2<
+            v0_2::deliver::GuestIndices,
+            v0_2::auth::GuestIndices,
+            v0_2::transform_batch::GuestIndices,
+        >,
     ),
 }
 
@@ -402,13 +408,13 @@ enum Guests {
     V0_1(HookSet<v0_1::authn::Guest, v0_1::authz::Guest, v0_1::transform::Guest>),
     V0_2(
         HookSet<v0_2::authn::Guest, v0_2::authz::Guest, v0_2::transform::Guest>,
-        Since0_2<v0_2::deliver::Guest, v0_2::auth::Guest>,
+        Since0_2<v0_2::deliver::Guest, v0_2::auth::Guest, v0_2::transform_batch::Guest>,
     ),
 }
 
 /// Locates the enabled hooks with `$v`'s bindings (the same code for every version).
 macro_rules! locate {
-    ($v:ident, $enabled:expr, $pre:expr) => {{
+    ($v:ident, $enabled:expr, $per_message:expr, $pre:expr) => {{
         let index_err = |e: wasmtime::Error| LoadError::Invalid(format!("{e}"));
         HookSet {
             authn: $enabled
@@ -421,8 +427,7 @@ macro_rules! locate {
                 .then(|| $v::authz::GuestIndices::new($pre))
                 .transpose()
                 .map_err(index_err)?,
-            transform: $enabled
-                .transform
+            transform: ($enabled.transform && $per_message)
                 .then(|| $v::transform::GuestIndices::new($pre))
                 .transpose()
                 .map_err(index_err)?,
@@ -449,6 +454,31 @@ macro_rules! load_hooks {
             },
         }
     }};
+}
+
+/// The one edit of a batch of one.
+fn one_edit(edits: Vec<wit::Edit>, expected: usize) -> wasmtime::Result<wit::Edit> {
+    let answered = edits.len();
+    match edits.into_iter().next() {
+        Some(edit) if answered == expected => Ok(edit),
+        _ => Err(wasmtime::Error::msg(format!(
+            "on-publish-batch answered {answered} edits for {expected} message"
+        ))),
+    }
+}
+
+/// An edit as a per-message answer: a change becomes the changed message.
+fn edit_to_transformed(edit: wit::Edit, message: &wit::Message) -> wit::Transformed {
+    match edit {
+        wit::Edit::Keep => wit::Transformed::Keep,
+        wit::Edit::Drop(reason) => wit::Transformed::Drop(reason),
+        wit::Edit::Replace(m) => wit::Transformed::Replace(m),
+        wit::Edit::Change(change) => {
+            let mut changed = message.clone();
+            crate::bindings::apply_change(&mut changed, change);
+            wit::Transformed::Replace(changed)
+        }
+    }
 }
 
 /// One live instance and its store.
@@ -479,10 +509,11 @@ impl Plugin {
                 "none of the hooks it exports ({exported}) is enabled in its configuration"
             )));
         }
+        let per_message = inspection.transform_exports.per_message;
         let indices = match inspection.contract.unwrap_or_default() {
-            Contract::V0_1 => Indices::V0_1(locate!(v0_1, enabled, &pre)),
+            Contract::V0_1 => Indices::V0_1(locate!(v0_1, enabled, per_message, &pre)),
             Contract::V0_2 => Indices::V0_2(
-                locate!(v0_2, enabled, &pre),
+                locate!(v0_2, enabled, per_message, &pre),
                 Since0_2 {
                     deliver: enabled
                         .deliver
@@ -492,6 +523,10 @@ impl Plugin {
                     auth: enabled
                         .auth
                         .then(|| v0_2::auth::GuestIndices::new(&pre))
+                        .transpose()
+                        .map_err(|e| LoadError::Invalid(format!("{e}")))?,
+                    batch: (enabled.transform && inspection.transform_exports.batch)
+                        .then(|| v0_2::transform_batch::GuestIndices::new(&pre))
                         .transpose()
                         .map_err(|e| LoadError::Invalid(format!("{e}")))?,
                 },
@@ -731,7 +766,7 @@ impl Plugin {
                         .await
                         .map(AuthOutcome::from)
                 }
-                Guests::V0_2(g, _) => {
+                Guests::V0_2(g, ..) => {
                     let guest = g.authn.clone().expect("authn loaded when enabled");
                     guest
                         .call_authenticate(&mut w.store, client.v0_2(), password)
@@ -771,7 +806,7 @@ impl Plugin {
                         .await
                         .map(|d| (Decision::from(d), CacheLifetime::OPERATOR_TTL))
                 }
-                Guests::V0_2(g, _) => {
+                Guests::V0_2(g, ..) => {
                     let guest = g.authz.clone().expect("authz loaded when enabled");
                     guest
                         .call_authorize(
@@ -916,12 +951,74 @@ impl Plugin {
                     *message = old.into();
                     r
                 }
-                Guests::V0_2(g, _) => {
-                    let guest = g.transform.clone().expect("transform loaded when enabled");
-                    guest
-                        .call_on_publish(&mut w.store, client.v0_2(), message)
+                Guests::V0_2(g, since) => match (&g.transform, &since.batch) {
+                    (Some(guest), _) => {
+                        guest
+                            .clone()
+                            .call_on_publish(&mut w.store, client.v0_2(), message)
+                            .await
+                    }
+                    // Only `transform-batch`: a batch of one.
+                    (None, Some(guest)) => guest
+                        .clone()
+                        .call_on_publish_batch(
+                            &mut w.store,
+                            client.v0_2(),
+                            std::slice::from_ref(message),
+                        )
                         .await
-                }
+                        .and_then(|edits| one_edit(edits, 1))
+                        .map(|edit| edit_to_transformed(edit, message)),
+                    (None, None) => unreachable!("transform loaded when enabled"),
+                },
+            };
+            (w, r)
+        })
+        .await
+    }
+
+    /// Whether the plugin's transform takes batches (it exports `transform-batch`).
+    pub fn transforms_in_batches(&self) -> bool {
+        matches!(
+            self.inner.indices,
+            Indices::V0_2(_, Since0_2 { batch: Some(_), .. })
+        )
+    }
+
+    /// Calls the batch transform hook on `messages` (a plugin that exports
+    /// `transform-batch`; see [`Plugin::transforms_in_batches`]): one edit per message,
+    /// in order, in one call. Another number of edits is a fault.
+    pub(crate) async fn on_publish_batch_wit(
+        &self,
+        client: &PreparedClient,
+        messages: &[wit::Message],
+    ) -> Result<Vec<wit::Edit>, Fault> {
+        if !self.inner.enabled.transform {
+            return Ok(vec![wit::Edit::Keep; messages.len()]);
+        }
+        self.call("transform", |mut w| async move {
+            let r = match &w.guests {
+                Guests::V0_2(
+                    _,
+                    Since0_2 {
+                        batch: Some(guest), ..
+                    },
+                ) => guest
+                    .clone()
+                    .call_on_publish_batch(&mut w.store, client.v0_2(), messages)
+                    .await
+                    .and_then(|edits| {
+                        if edits.len() == messages.len() {
+                            Ok(edits)
+                        } else {
+                            Err(wasmtime::Error::msg(format!(
+                                "on-publish-batch answered {} edits for {} messages",
+                                edits.len(),
+                                messages.len()
+                            )))
+                        }
+                    }),
+                _ => Ok(vec![wit::Edit::Keep; messages.len()]),
             };
             (w, r)
         })
@@ -1051,6 +1148,10 @@ impl Plugin {
                             None => None,
                         },
                         auth: match &since.auth {
+                            Some(ix) => Some(ix.load(&mut store, &instance).map_err(load_err)?),
+                            None => None,
+                        },
+                        batch: match &since.batch {
                             Some(ix) => Some(ix.load(&mut store, &instance).map_err(load_err)?),
                             None => None,
                         },

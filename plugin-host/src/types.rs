@@ -265,6 +265,26 @@ impl fmt::Debug for AuthStep {
     }
 }
 
+/// What a batch transform (or chain) did to one message (WIT `types.edit`, since
+/// contract 0.2.0): as narrow as the change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Edit {
+    /// Unchanged.
+    Keep,
+    /// Dropped, with the reason for the log.
+    Drop(String),
+    /// Routed under `topic` (when set), with `add_user_properties` appended after the
+    /// message's own; nothing else changed.
+    Change {
+        /// The new topic, if it changed.
+        topic: Option<String>,
+        /// User properties appended, in order.
+        add_user_properties: Vec<(String, String)>,
+    },
+    /// Rewritten: route this message instead.
+    Replace(Message),
+}
+
 /// The hook interfaces a plugin exports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Hooks {

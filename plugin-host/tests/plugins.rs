@@ -12,9 +12,9 @@ use capture::Captured;
 use common::host;
 use wasmq_plugin_artifacts as artifacts;
 use wasmq_plugin_host::{
-    Action, AuthOutcome, Chain, ClientInfo, Decision, Fault, HostConfig, LoadError, Message,
-    OnTransformFault, Plugin, PluginConfig, PluginHost, PluginSet, PluginState, Retry, Transformed,
-    check,
+    Action, AuthOutcome, Chain, ClientInfo, Decision, Edit, Fault, HostConfig, LoadError, Message,
+    OnTransformFault, Plugin, PluginConfig, PluginHost, PluginSet, PluginState, PreparedClient,
+    Retry, Transformed, check,
 };
 
 fn load(path: &str, config: PluginConfig) -> Plugin {
@@ -164,6 +164,56 @@ async fn stamp_example_stamps_and_rewrites() {
         out.user_properties,
         vec![("wasmq-plugin".to_string(), "stamp".to_string())]
     );
+}
+
+#[tokio::test]
+async fn a_batch_transform_answers_one_narrow_edit_per_message_in_one_call() {
+    let script = load(artifacts::BATCH_SCRIPT, PluginConfig::new("script"));
+    let set = PluginSet::new(vec![script.clone()]);
+    let topics = ["keep/a", "t/b", "drop/c", "move/d", "replace/e"];
+    let edits = set
+        .transform_batch(
+            &PreparedClient::from(&client("c")),
+            topics.iter().map(|t| message(t, b"p")).collect(),
+        )
+        .await;
+    let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+    assert_eq!(
+        edits,
+        vec![
+            Edit::Keep,
+            Edit::Change {
+                topic: None,
+                add_user_properties: vec![pair("batch", "5"), pair("index", "1")],
+            },
+            Edit::Drop("script: scripted drop".to_string()),
+            Edit::Change {
+                topic: Some("moved/d".to_string()),
+                add_user_properties: Vec::new(),
+            },
+            Edit::Replace(message("replace/e", b"replaced")),
+        ]
+    );
+    assert_eq!(script.stats().calls, 1, "one call for the batch");
+
+    // After a per-message plugin (scripted: `append` replaces the message), the batch
+    // plugin sees its output, and the chain answers a replace.
+    let first = scripted("first", 0, &[("transform", "append"), ("suffix", "!")]);
+    let set = PluginSet::new(vec![
+        first,
+        load(artifacts::BATCH_SCRIPT, PluginConfig::new("script")),
+    ]);
+    let edits = set
+        .transform_batch(
+            &PreparedClient::from(&client("c")),
+            vec![message("keep/a", b"p"), message("drop/b", b"p")],
+        )
+        .await;
+    assert!(
+        matches!(&edits[0], Edit::Replace(m) if m.topic == "keep/a"),
+        "{edits:?}"
+    );
+    assert_eq!(edits[1], Edit::Drop("script: scripted drop".to_string()));
 }
 
 #[tokio::test]

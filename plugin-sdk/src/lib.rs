@@ -56,13 +56,14 @@
 //!
 //! - [`Plugin`]: the hooks, with defaults ([`Decision::Ignore`], [`Transformed::Keep`]).
 //! - [`export_plugin!`]: exports the chosen hooks (`authn`, `authz`, `deliver`,
-//!   `transform`, `auth`). Only plugins that export `deliver` are asked about
-//!   deliveries; `auth` is MQTT 5 enhanced authentication ([`Plugin::auth_start`]:
-//!   AUTH packets, the exchange's state carried by the broker).
+//!   `transform`, `transform_batch`, `auth`). Only plugins that export `deliver` are
+//!   asked about deliveries; `auth` is MQTT 5 enhanced authentication
+//!   ([`Plugin::auth_start`]: AUTH packets, the exchange's state carried by the broker).
 //! - The contract's types (`wasmq:plugin@0.2.0`), re-exported: [`Client`] (with
 //!   its [`ListenerKind`], [`CertificateIdentity`] and CONNECT user properties),
 //!   [`Action`], [`Decision`], [`AuthResult`], [`AuthzResult`] (a decision and its
-//!   [`CacheLifetime`]), [`Message`], [`Transformed`].
+//!   [`CacheLifetime`]), [`Message`], [`Transformed`], [`Edit`] and [`Change`] (what
+//!   a batch transform did to one message).
 //! - Host capabilities: [`log`] (always granted), [`config`] (the plugin's own
 //!   settings, always granted), [`sql`] (only when the operator grants it).
 //!
@@ -164,6 +165,22 @@ pub mod wit {
         });
     }
 
+    /// Bindings for a component that exports `transform-batch`, sharing the types above.
+    pub mod transform_batch_world {
+        wit_bindgen::generate!({
+            path: "../wit/plugin.wit",
+            world: "transform-batch-plugin",
+            pub_export_macro: true,
+            export_macro_name: "export_transform_batch",
+            with: {
+                "wasmq:plugin/types@0.2.0": crate::wit::wasmq::plugin::types,
+                "wasmq:plugin/log@0.2.0": crate::wit::wasmq::plugin::log,
+                "wasmq:plugin/config@0.2.0": crate::wit::wasmq::plugin::config,
+                "wasmq:plugin/sql@0.2.0": crate::wit::wasmq::plugin::sql,
+            },
+        });
+    }
+
     /// Bindings for a component that exports `transform`, sharing the types above.
     pub mod transform_world {
         wit_bindgen::generate!({
@@ -183,8 +200,37 @@ pub mod wit {
 
 pub use wit::wasmq::plugin::types::{
     Action, AuthChallenge, AuthResult, AuthStep, AuthSuccess, AuthzResult, CacheLifetime,
-    CertificateIdentity, Client, Decision, ListenerKind, Message, Transformed,
+    CertificateIdentity, Change, Client, Decision, Edit, ListenerKind, Message, Transformed,
 };
+
+/// A per-message answer as a batch edit (nothing narrower: a replace stays a replace).
+impl From<Transformed> for Edit {
+    fn from(t: Transformed) -> Self {
+        match t {
+            Transformed::Keep => Edit::Keep,
+            Transformed::Drop(reason) => Edit::Drop(reason),
+            Transformed::Replace(message) => Edit::Replace(message),
+        }
+    }
+}
+
+impl Edit {
+    /// Append these user properties to the message, nothing else changed.
+    pub fn add_user_properties(properties: Vec<(String, String)>) -> Self {
+        Edit::Change(Change {
+            topic: None,
+            add_user_properties: properties,
+        })
+    }
+
+    /// Route the message to `topic`, nothing else changed.
+    pub fn set_topic(topic: impl Into<String>) -> Self {
+        Edit::Change(Change {
+            topic: Some(topic.into()),
+            add_user_properties: Vec::new(),
+        })
+    }
+}
 
 /// A decision kept for the operator's TTL (`[authz_cache] ttl_ms`), as every answer
 /// was before plugins could say: `Decision::Deny.into()`.
@@ -360,6 +406,26 @@ pub trait Plugin {
         let _ = (client, message);
         Transformed::Keep
     }
+
+    /// One message of a batch (exported with `transform_batch`), by reference: answer
+    /// with the narrowest [`Edit`] that says what changed ([`Edit::Keep`],
+    /// [`Edit::add_user_properties`], [`Edit::set_topic`], [`Edit::Change`] for both),
+    /// so that the broker copies back only that. By default [`Plugin::on_publish`] on a
+    /// copy of the message.
+    fn on_publish_edit(client: &Client, message: &Message) -> Edit {
+        Self::on_publish(client.clone(), message.clone()).into()
+    }
+
+    /// Message transform in batches (exported with `transform_batch`): the PUBLISHes of
+    /// one read from `client`, in order; one [`Edit`] per message, in the same order. One
+    /// call for the batch costs about what one [`Plugin::on_publish`] call does. By
+    /// default [`Plugin::on_publish_edit`] on each message.
+    fn on_publish_batch(client: Client, messages: Vec<Message>) -> Vec<Edit> {
+        messages
+            .iter()
+            .map(|m| Self::on_publish_edit(&client, m))
+            .collect()
+    }
 }
 
 /// Adapts a [`Plugin`] to the generated export traits. Used by
@@ -405,8 +471,19 @@ impl<P: Plugin> wit::transform_world::exports::wasmq::plugin::transform::Guest f
     }
 }
 
+impl<P: Plugin> wit::transform_batch_world::exports::wasmq::plugin::transform_batch::Guest
+    for Export<P>
+{
+    fn on_publish_batch(c: Client, ms: Vec<Message>) -> Vec<Edit> {
+        P::on_publish_batch(c, ms)
+    }
+}
+
 /// Exports a [`Plugin`] implementation for the hooks named after the colon:
-/// any of `authn`, `authz`, `deliver`, `transform` and `auth`, comma-separated.
+/// any of `authn`, `authz`, `deliver`, `transform`, `transform_batch` and `auth`,
+/// comma-separated. A transform called on every message should export
+/// `transform_batch` (one call per batch of PUBLISHes); `transform` may be exported
+/// beside it, or alone for one call per message.
 ///
 /// ```
 /// # use wasmq_plugin_sdk::{Plugin, export_plugin};
@@ -447,11 +524,14 @@ macro_rules! __wasmq_export_hook {
     (transform) => {
         $crate::__export_transform_plugin_impl!(__WasmqExport with_types_in $crate::wit::transform_world);
     };
+    (transform_batch) => {
+        $crate::__export_transform_batch_plugin_impl!(__WasmqExport with_types_in $crate::wit::transform_batch_world);
+    };
     ($other:ident) => {
         compile_error!(concat!(
             "unknown Wasmq hook `",
             stringify!($other),
-            "`: expected authn, authz, deliver, transform or auth"
+            "`: expected authn, authz, deliver, transform, transform_batch or auth"
         ));
     };
 }

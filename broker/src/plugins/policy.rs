@@ -19,7 +19,7 @@ use super::in_flight::InFlight;
 use crate::config::{AclNomatch, AllowAnonymous, PluginsConfig};
 use crate::hooks::{
     Action, AuthDecision, AuthExchange, AuthStep, Authorization, BoxFuture, ClientInfo, Hooks,
-    PluginStatus, Transformed,
+    PluginStatus, TransformEdit, Transformed,
 };
 use crate::listener::ListenerKind;
 
@@ -167,6 +167,24 @@ fn message(publish: &Publish) -> host::Message {
         response_topic: p.response_topic.as_ref().map(|t| t.to_string()),
         correlation_data: p.correlation_data.as_ref().map(|c| c.to_vec()),
         message_expiry_interval: p.message_expiry_interval,
+    }
+}
+
+/// A batch transform's `change` in the broker's types.
+fn transform_edit(change: &host::Edit) -> TransformEdit {
+    let host::Edit::Change {
+        topic,
+        add_user_properties,
+    } = change
+    else {
+        return TransformEdit::Keep;
+    };
+    TransformEdit::Change {
+        topic: topic.as_deref().map(ByteString::from),
+        append: add_user_properties
+            .iter()
+            .map(|(k, v)| (ByteString::from(k.as_str()), ByteString::from(v.as_str())))
+            .collect(),
     }
 }
 
@@ -414,6 +432,56 @@ impl Hooks for PluginPolicy {
 
     fn transforms(&self) -> bool {
         self.chain.chain.hooks().transform
+    }
+
+    fn transforms_in_batches(&self) -> bool {
+        self.chain.chain.transforms_in_batches()
+    }
+
+    fn transform_batch<'a>(
+        &'a self,
+        client: &'a ClientInfo,
+        messages: &'a [Publish],
+    ) -> BoxFuture<'a, Vec<Transformed>> {
+        Box::pin(async move {
+            let edits = self
+                .chain
+                .chain
+                .transform_batch(prepared(client), messages.iter().map(message).collect())
+                .await;
+            // A transform that adds the same properties to every message (a stamp) gives
+            // the same `change` each time: converted once, then shared (reference counts).
+            let mut last: Option<(host::Edit, Arc<TransformEdit>)> = None;
+            messages
+                .iter()
+                .zip(edits)
+                .map(|(publish, edit)| match edit {
+                    // Nothing was copied back, and nothing is made.
+                    host::Edit::Keep => Transformed::Keep,
+                    host::Edit::Drop(why) => {
+                        debug!(why, topic = %publish.topic, "message dropped by a transform");
+                        Transformed::Drop
+                    }
+                    change @ host::Edit::Change { .. } => {
+                        let converted = match &last {
+                            Some((previous, converted)) if *previous == change => converted.clone(),
+                            _ => {
+                                let converted = Arc::new(transform_edit(&change));
+                                last = Some((change, converted.clone()));
+                                converted
+                            }
+                        };
+                        match converted.apply(publish.clone()) {
+                            Some(changed) => Transformed::Replace(Box::new(changed)),
+                            None => Transformed::Drop,
+                        }
+                    }
+                    host::Edit::Replace(m) => {
+                        Transformed::Replace(Box::new(publish_from(publish, m)))
+                    }
+                })
+                .collect()
+        })
     }
 
     fn transform_per_topic(&self) -> bool {

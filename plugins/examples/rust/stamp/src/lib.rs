@@ -2,10 +2,14 @@
 //! `wasmq-plugin=stamp`, and, when the settings `rewrite_from` and
 //! `rewrite_to` are set, rewrites that topic prefix
 //! (`rewrite_from = "legacy/"`, `rewrite_to = "v2/"` turns `legacy/a` into `v2/a`).
+//!
+//! It exports `transform-batch`: the broker hands it the PUBLISHes of one read
+//! in one call, and it answers each with a narrow edit (a property appended, a
+//! topic), so the message itself is never copied back.
 
 use std::sync::OnceLock;
 
-use wasmq_plugin_sdk::{Client, Message, Plugin, Transformed, config, export_plugin};
+use wasmq_plugin_sdk::{Change, Client, Edit, Message, Plugin, config, export_plugin};
 
 /// The prefix rewrite, read once per instance: settings only change with a
 /// reload, which makes new instances. (Reading them on every message was two
@@ -20,17 +24,16 @@ fn rewrite() -> Option<&'static (String, String)> {
 struct Stamp;
 
 impl Plugin for Stamp {
-    fn on_publish(_client: Client, mut message: Message) -> Transformed {
-        if let Some((from, to)) = rewrite()
-            && let Some(rest) = message.topic.strip_prefix(from.as_str())
-        {
-            message.topic = format!("{to}{rest}");
-        }
-        message
-            .user_properties
-            .push(("wasmq-plugin".to_string(), "stamp".to_string()));
-        Transformed::Replace(message)
+    fn on_publish_edit(_client: &Client, message: &Message) -> Edit {
+        let topic = rewrite().and_then(|(from, to)| {
+            let rest = message.topic.strip_prefix(from.as_str())?;
+            Some(format!("{to}{rest}"))
+        });
+        Edit::Change(Change {
+            topic,
+            add_user_properties: vec![("wasmq-plugin".to_string(), "stamp".to_string())],
+        })
     }
 }
 
-export_plugin!(Stamp: transform);
+export_plugin!(Stamp: transform_batch);

@@ -645,6 +645,37 @@ fn delivery_variants(dir: &Path) -> anyhow::Result<[(&'static str, String); 2]> 
     Ok([on, off])
 }
 
+/// One Wasmq variant of the comparisons, with the plugins' log lines kept (the callers
+/// read them to check the variant is what it says).
+async fn start_variant(
+    options: &AclOptions,
+    dir: &Path,
+    name: &'static str,
+    section: &str,
+) -> anyhow::Result<BrokerProcess> {
+    suite::start_wasmq_with(
+        &options.wasmq,
+        dir,
+        name,
+        section,
+        "warn,wasmq::plugins=info",
+    )
+    .await
+}
+
+/// Starts the Mosquitto beside the Wasmq variants and says where each one listens.
+async fn add_mosquitto(
+    options: &AclOptions,
+    dir: &Path,
+    brokers: &mut Vec<BrokerProcess>,
+) -> anyhow::Result<()> {
+    brokers.push(suite::start_mosquitto(&options.mosquitto, dir).await?);
+    for broker in brokers.iter() {
+        eprintln!("{} on {} (pid {})", broker.name, broker.addr, broker.pid());
+    }
+    Ok(())
+}
+
 /// Fan-out through a wildcard with the delivery check on and off, and Mosquitto, taking
 /// turns.
 async fn delivery_acl(
@@ -653,14 +684,7 @@ async fn delivery_acl(
 ) -> anyhow::Result<(Vec<Scenario>, Vec<RunResult>)> {
     let mut brokers: Vec<BrokerProcess> = Vec::new();
     for (name, section) in delivery_variants(dir)? {
-        let broker = suite::start_wasmq_with(
-            &options.wasmq,
-            dir,
-            name,
-            &section,
-            "warn,wasmq::plugins=info",
-        )
-        .await?;
+        let broker = start_variant(options, dir, name, &section).await?;
         // The check is really on (or off): the plugin's load line names its hooks.
         let log = std::fs::read_to_string(dir.join(format!("{name}.log")))?;
         let checks = log
@@ -674,10 +698,7 @@ async fn delivery_acl(
         );
         brokers.push(broker);
     }
-    brokers.push(suite::start_mosquitto(&options.mosquitto, dir).await?);
-    for broker in &brokers {
-        eprintln!("{} on {} (pid {})", broker.name, broker.addr, broker.pid());
-    }
+    add_mosquitto(options, dir, &mut brokers).await?;
     let scenarios: Vec<Scenario> = suite::scenarios(options.quick)
         .into_iter()
         .filter(|s| s.name == FAN_OUT)
@@ -728,14 +749,7 @@ async fn end_to_end(
 ) -> anyhow::Result<(Vec<Scenario>, Vec<RunResult>)> {
     let mut brokers: Vec<BrokerProcess> = Vec::new();
     for (name, section) in variants(dir)? {
-        let broker = suite::start_wasmq_with(
-            &options.wasmq,
-            dir,
-            name,
-            &section,
-            "warn,wasmq::plugins=info",
-        )
-        .await?;
+        let broker = start_variant(options, dir, name, &section).await?;
         // The policy is really there: no default rule allows publishing to $SYS.
         let code = puback(broker.addr, "$SYS/acl-check").await?;
         let expected_deny = name == "wasmq+acl-sql";
@@ -747,10 +761,7 @@ async fn end_to_end(
         );
         brokers.push(broker);
     }
-    brokers.push(suite::start_mosquitto(&options.mosquitto, dir).await?);
-    for broker in &brokers {
-        eprintln!("{} on {} (pid {})", broker.name, broker.addr, broker.pid());
-    }
+    add_mosquitto(options, dir, &mut brokers).await?;
     let scenarios: Vec<Scenario> = suite::scenarios(options.quick)
         .into_iter()
         .filter(|s| SCENARIOS.contains(&s.name.as_str()))

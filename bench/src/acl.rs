@@ -58,7 +58,7 @@ const FAN_OUT: &str = "fan-out q0";
 /// The shipped `acl-sql.toml` (hooks `authn`, `authz`, `deliver`).
 const ACL_SQL_TOML: &str = include_str!("../../plugins/acl-sql/acl-sql.toml");
 
-/// Rows in `mqtt_acl`, the three default rules `ensure_schema` inserts included.
+/// Rows in `mqtt_acl`, the three default rules the broker inserts (`wasmq_acl_rules::schema`) included.
 const ACL_ROWS: usize = 1000;
 
 /// The benchmark client's rows (username `bench`, rules on its client id). With the

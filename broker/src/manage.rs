@@ -1,8 +1,8 @@
 //! `wasmq user ...` and `wasmq acl ...`: the default plugin's `mqtt_user` and `mqtt_acl`
 //! tables, managed from the command line against the configured database (the same one
 //! the broker uses). Every value is a bound parameter. Passwords are hashed with the
-//! default plugin's own code under its configured `password_hash`, so what is written
-//! is exactly what the plugin accepts. `wasmq user add --scram` writes SCRAM-SHA-256
+//! default plugin's own code (`wasmq_acl_rules`, natively) under its configured
+//! `password_hash`, so what is written is exactly what the plugin accepts. `wasmq user add --scram` writes SCRAM-SHA-256
 //! credentials into `mqtt_scram_user` instead, for the `scram-sha256` example plugin
 //! (MQTT 5 enhanced authentication): the salt, the iteration count, StoredKey and
 //! ServerKey of RFC 5802, never the password.
@@ -11,7 +11,8 @@ use std::fmt;
 use std::path::Path;
 
 use anyhow::{Context, bail, ensure};
-use wasmq_acl_sql::password::{self, Scheme};
+use wasmq_acl_rules::password::{self, Scheme};
+use wasmq_acl_rules::scram;
 use wasmq_plugin_host::Database;
 use wasmq_plugin_host::database::Value;
 
@@ -228,24 +229,7 @@ pub async fn user_passwd(
 }
 
 /// The iteration count of new SCRAM credentials (RFC 7677's minimum).
-pub const SCRAM_ITERATIONS: u32 = 4096;
-
-/// SCRAM-SHA-256's StoredKey and ServerKey of `plain` with `salt` and `iterations`
-/// (RFC 5802 §3): SaltedPassword = PBKDF2-HMAC-SHA-256, StoredKey = H(HMAC(SaltedPassword,
-/// "Client Key")), ServerKey = HMAC(SaltedPassword, "Server Key").
-pub fn scram_keys(plain: &str, salt: &[u8], iterations: u32) -> ([u8; 32], [u8; 32]) {
-    use hmac::{Hmac, Mac};
-    use sha2::{Digest, Sha256};
-    let mut salted = [0u8; 32];
-    pbkdf2::pbkdf2_hmac::<Sha256>(plain.as_bytes(), salt, iterations, &mut salted);
-    let mac = |message: &[u8]| -> [u8; 32] {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&salted).expect("any key length");
-        mac.update(message);
-        mac.finalize().into_bytes().into()
-    };
-    let stored_key = Sha256::digest(mac(b"Client Key")).into();
-    (stored_key, mac(b"Server Key"))
-}
+pub const SCRAM_ITERATIONS: u32 = scram::ITERATIONS;
 
 /// Adds a SCRAM-SHA-256 user to `mqtt_scram_user` (a new random salt); refused when
 /// the name exists there.
@@ -273,7 +257,7 @@ pub async fn scram_user_add(
     }
     let mut salt = [0u8; 16];
     getrandom::fill(&mut salt).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    let (stored_key, server_key) = scram_keys(plain, &salt, iterations);
+    let (stored_key, server_key) = scram::keys(plain, &salt, iterations);
     db.execute(
         "INSERT INTO mqtt_scram_user          (username, salt, iterations, stored_key, server_key, is_superuser, created)          VALUES (?, ?, ?, ?, ?, ?, CURRENT_TIMESTAMP)",
         &[
@@ -419,41 +403,4 @@ pub async fn acl_list(db: &Database) -> anyhow::Result<Vec<Rule>> {
             topic: opt(row.get(6)).unwrap_or_default(),
         })
         .collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use base64::Engine as _;
-    use base64::engine::general_purpose::STANDARD as B64;
-    use hmac::{Hmac, Mac};
-    use sha2::{Digest, Sha256};
-
-    use super::scram_keys;
-
-    fn hmac(key: &[u8], message: &[u8]) -> Vec<u8> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
-        mac.update(message);
-        mac.finalize().into_bytes().to_vec()
-    }
-
-    /// RFC 7677 §3's exchange: the keys made for `pencil` check its client proof and
-    /// make its server signature.
-    #[test]
-    fn scram_keys_match_rfc_7677() {
-        let salt = B64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
-        let (stored_key, server_key) = scram_keys("pencil", &salt, 4096);
-        let auth_message = "n=user,r=rOprNGfwEbeRWgbNEkqO,\
-            r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,\
-            c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0";
-        let proof = B64
-            .decode("dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=")
-            .unwrap();
-        let signature = hmac(&stored_key, auth_message.as_bytes());
-        let client_key: Vec<u8> = proof.iter().zip(&signature).map(|(p, s)| p ^ s).collect();
-        assert_eq!(Sha256::digest(&client_key)[..], stored_key[..]);
-        assert_eq!(
-            B64.encode(hmac(&server_key, auth_message.as_bytes())),
-            "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
-        );
-    }
 }

@@ -14,13 +14,9 @@
 //! - Result columns become [`Value`]s by their type: integers (booleans as 0/1),
 //!   reals, text, bytes, NULL. Other types (dates, decimals, JSON) are refused with
 //!   a message saying to cast them in the statement.
-//! - [`Database::ensure_schema`]: the EMQX 4.x tables `mqtt_acl` and `mqtt_user`, and
-//!   `mqtt_scram_user` (SCRAM-SHA-256 credentials for the `scram-sha256` example
-//!   plugin) (`schema/*.sql`), created when missing, and the default rules
-//!   (`schema/default-acl.sql`) inserted only when `mqtt_acl` was just created.
 //! - SQLite: the file (and its folder) is created when missing unless the URL says
 //!   `mode=ro` or `mode=rw`, and it is put in WAL mode, where readers never wait for a
-//!   writer (`wasmq acl add` while the broker checks rules) nor a writer for readers.
+//!   writer (a rule edit while the broker checks rules) nor a writer for readers.
 //! - A second pool, read-only, for plugins granted `sql = "read"`
 //!   ([`Database::query_read_only`]): its connections are read-only by the database's
 //!   own means, set when they are made (SQLite: opened read-only, `PRAGMA query_only`;
@@ -47,14 +43,6 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Column, Executor, Row, TypeInfo, ValueRef};
 
 use crate::histogram::{HistogramSnapshot, LatencyHistogram};
-
-/// The tables for each backend, EMQX 4.x's columns and types (`mqtt.sql` of
-/// `emqx_auth_mysql` / `emqx_auth_pgsql`), with `IF NOT EXISTS`.
-const SCHEMA_SQLITE: &str = include_str!("../schema/sqlite.sql");
-const SCHEMA_MYSQL: &str = include_str!("../schema/mysql.sql");
-const SCHEMA_POSTGRES: &str = include_str!("../schema/postgres.sql");
-/// The rules a fresh database starts with (docs/acl.md explains them).
-const DEFAULT_ACL: &str = include_str!("../schema/default-acl.sql");
 
 /// How to reach the database.
 #[derive(Clone, PartialEq, Eq)]
@@ -165,7 +153,7 @@ pub enum QueryError {
     ReadOnly(String),
 }
 
-/// The database could not be opened or its schema created.
+/// The database could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     /// The URL's scheme is none of `sqlite:`, `mysql:`, `postgres:`.
@@ -192,9 +180,6 @@ pub enum OpenError {
     /// The first connection failed.
     #[error("cannot connect to {0}: {1}")]
     Connect(String, String),
-    /// Creating the tables failed.
-    #[error("cannot create the tables in {0}: {1}")]
-    Schema(String, QueryError),
 }
 
 /// A statement declared by the operator, ready to run: its text in the backend's
@@ -215,15 +200,6 @@ impl Statement {
     pub fn params(&self) -> usize {
         self.params
     }
-}
-
-/// What [`Database::ensure_schema`] did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SchemaReport {
-    /// `mqtt_acl` did not exist and was created, with the default rules.
-    pub acl_created: bool,
-    /// `mqtt_user` did not exist and was created (empty).
-    pub user_created: bool,
 }
 
 /// Binds every parameter to a query of a backend whose NULL can be a typed one.
@@ -601,64 +577,13 @@ impl Database {
     }
 
     /// Runs `sql` (with `?` placeholders) once with `params`; for the broker's own
-    /// statements (schema, management), not for plugins.
+    /// statements (the default plugin's tables, `wasmq user|acl`), not for plugins.
     pub async fn execute(
         &self,
         sql: &str,
         params: &[Value],
     ) -> Result<Vec<Vec<Value>>, QueryError> {
         self.query(&self.prepare(sql), params).await
-    }
-
-    /// Creates `mqtt_acl`, `mqtt_user` and `mqtt_scram_user` if they are missing;
-    /// inserts the default rules when `mqtt_acl` was just created (never into an
-    /// existing table, so an operator's rules, or an emptied table, stay as they are).
-    pub async fn ensure_schema(&self) -> Result<SchemaReport, OpenError> {
-        let err = |e| OpenError::Schema(self.name.clone(), e);
-        let acl_existed = self.table_exists("mqtt_acl").await.map_err(err)?;
-        let user_existed = self.table_exists("mqtt_user").await.map_err(err)?;
-        let schema = match self.backend {
-            Backend::Sqlite => SCHEMA_SQLITE,
-            Backend::MySql => SCHEMA_MYSQL,
-            Backend::Postgres => SCHEMA_POSTGRES,
-        };
-        for statement in split_statements(schema) {
-            self.execute(&statement, &[]).await.map_err(err)?;
-        }
-        if !acl_existed {
-            for statement in split_statements(DEFAULT_ACL) {
-                self.execute(&statement, &[]).await.map_err(err)?;
-            }
-            tracing::info!(
-                database = self.name,
-                "created mqtt_acl with the default rules"
-            );
-        }
-        if !user_existed {
-            tracing::info!(database = self.name, "created mqtt_user (empty)");
-        }
-        Ok(SchemaReport {
-            acl_created: !acl_existed,
-            user_created: !user_existed,
-        })
-    }
-
-    async fn table_exists(&self, table: &str) -> Result<bool, QueryError> {
-        let sql = match self.backend {
-            Backend::Sqlite => {
-                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?"
-            }
-            Backend::MySql => {
-                "SELECT COUNT(*) FROM information_schema.tables \
-                 WHERE table_schema = DATABASE() AND table_name = ?"
-            }
-            Backend::Postgres => {
-                "SELECT COUNT(*) FROM information_schema.tables \
-                 WHERE table_schema = current_schema() AND table_name = ?"
-            }
-        };
-        let rows = self.execute(sql, &[Value::Text(table.into())]).await?;
-        Ok(matches!(rows.first().and_then(|r| r.first()), Some(Value::Integer(n)) if *n > 0))
     }
 
     /// Closes every connection; queries after this fail.
@@ -840,7 +765,7 @@ fn pg_value(row: &PgRow, i: usize, column: &PgColumn) -> Result<Value, QueryErro
     })
 }
 
-/// The lexical states of [`scan`]: where a `?` or a `;` means nothing.
+/// The lexical states of [`scan`]: where a `?` means nothing.
 #[derive(Clone, Copy, PartialEq)]
 enum Lex {
     Code,
@@ -918,29 +843,6 @@ fn placeholders(sql: &str, numbered: bool) -> (String, usize) {
     (out, at.len())
 }
 
-/// Splits a script into its statements at `;` outside quotes and comments; empty
-/// pieces (and pieces that are only comments) are dropped.
-fn split_statements(script: &str) -> Vec<String> {
-    let mut cuts = Vec::new();
-    scan(script, |i, c| {
-        if c == ';' {
-            cuts.push(i);
-        }
-    });
-    let mut pieces = Vec::new();
-    let mut last = 0;
-    for i in cuts.into_iter().chain(std::iter::once(script.len())) {
-        let piece = &script[last..i];
-        last = (i + 1).min(script.len());
-        let mut has_code = false;
-        scan(piece, |_, c| has_code |= !c.is_whitespace());
-        if has_code {
-            pieces.push(piece.trim().to_string());
-        }
-    }
-    pieces
-}
-
 /// `url` with its password replaced by `***`, for logs.
 pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -986,16 +888,6 @@ mod tests {
         );
         assert_eq!(n, 3);
         assert!(pg.ends_with("ipaddr = $1 OR username = $2 OR username = '$all' OR clientid = $3"));
-    }
-
-    #[test]
-    fn scripts_split_at_semicolons_outside_quotes() {
-        let parts = split_statements(
-            "-- head;\nCREATE TABLE a (x TEXT DEFAULT ';');\n\nINSERT INTO a VALUES ('x;y');\n-- tail\n",
-        );
-        assert_eq!(parts.len(), 2, "{parts:?}");
-        assert!(parts[0].ends_with("DEFAULT ';')"));
-        assert_eq!(parts[1], "INSERT INTO a VALUES ('x;y')");
     }
 
     #[test]

@@ -66,7 +66,7 @@ pub use bindings::PreparedClient;
 pub use cache::CacheStats;
 pub use chain::{AuthzOutcome, Chain, ChainStats, PluginSet};
 pub use check::{CONTRACT_VERSION, Contract, Report};
-pub use database::{Backend, Database, DatabaseConfig, QueryError, SchemaReport};
+pub use database::{Backend, Database, DatabaseConfig, QueryError};
 pub use error::{Fault, HostError, LoadError};
 pub use histogram::{HistogramSnapshot, LatencyHistogram};
 pub use host::{HostConfig, PluginHost, check};

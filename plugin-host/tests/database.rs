@@ -15,6 +15,7 @@ mod capture;
 
 use capture::Captured;
 use sqlx::{Connection, Executor};
+use wasmq_acl_rules::schema::{self, Dialect};
 use wasmq_plugin_artifacts as artifacts;
 use wasmq_plugin_host::database::Value;
 use wasmq_plugin_host::{
@@ -109,7 +110,7 @@ impl TestDb {
     /// Opened, with the tables and the default rules.
     async fn ready(&self) -> Database {
         let db = self.open().await;
-        db.ensure_schema().await.expect("schema");
+        ensure_schema(&db).await.expect("schema");
         db
     }
 }
@@ -127,15 +128,16 @@ impl Drop for TestDb {
                 .build()
                 .unwrap();
             rt.block_on(async {
-                let admin = Database::open(&config(admin_url(backend))).await?;
+                let admin = Database::open(&config(admin_url(backend)))
+                    .await
+                    .map_err(|e| e.to_string())?;
                 let sql = match backend {
                     Backend::Postgres => format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
                     _ => format!("DROP DATABASE IF EXISTS {name}"),
                 };
                 let r = admin.execute(&sql, &[]).await;
                 admin.close().await;
-                r.map(|_| ())
-                    .map_err(|e| wasmq_plugin_host::database::OpenError::Schema(name, e))
+                r.map(|_| ()).map_err(|e| format!("{name}: {e}"))
             })
         })
         .join();
@@ -143,6 +145,24 @@ impl Drop for TestDb {
             eprintln!("cannot drop the test database: {e}");
         }
     }
+}
+
+/// The default plugin's tables and rules, as the broker creates them at start
+/// (`broker/src/plugins/acl_tables.rs`), on this database.
+async fn ensure_schema(db: &Database) -> Result<schema::Report, QueryError> {
+    let dialect = match db.backend() {
+        Backend::Sqlite => Dialect::Sqlite,
+        Backend::MySql => Dialect::MySql,
+        Backend::Postgres => Dialect::Postgres,
+    };
+    schema::ensure(dialect, |sql| async move {
+        let rows = db.execute(&sql, &[]).await?;
+        Ok(match rows.first().and_then(|row| row.first()) {
+            Some(Value::Integer(n)) => Some(*n),
+            _ => None,
+        })
+    })
+    .await
 }
 
 fn text(s: &str) -> Value {
@@ -249,16 +269,16 @@ on_server_backends!(
 async fn schema_is_created_once_with_the_default_rules(backend: Backend) {
     let t = TestDb::create(backend).await;
     let db = t.open().await;
-    let report = db.ensure_schema().await.unwrap();
+    let report = ensure_schema(&db).await.unwrap();
     assert!(report.acl_created && report.user_created, "{report:?}");
     assert_eq!(acl_rows(&db).await, default_rules());
 
     // Again, on the same pool and on a new one (a broker restart): nothing changes.
-    let report = db.ensure_schema().await.unwrap();
+    let report = ensure_schema(&db).await.unwrap();
     assert!(!report.acl_created && !report.user_created, "{report:?}");
     db.close().await;
     let db = t.open().await;
-    let report = db.ensure_schema().await.unwrap();
+    let report = ensure_schema(&db).await.unwrap();
     assert!(!report.acl_created && !report.user_created, "{report:?}");
     assert_eq!(acl_rows(&db).await, default_rules());
 
@@ -323,7 +343,7 @@ async fn an_existing_table_is_left_as_it_is(backend: Backend) {
     db.execute("DELETE FROM mqtt_acl", &[]).await.unwrap();
     db.close().await;
     let db = t.open().await;
-    let report = db.ensure_schema().await.unwrap();
+    let report = ensure_schema(&db).await.unwrap();
     assert!(!report.acl_created, "{report:?}");
     assert!(acl_rows(&db).await.is_empty());
 }
@@ -707,7 +727,7 @@ async fn read_only_connections_refuse_every_write(backend: Backend) {
     // One connection each: the statement after the one that turns the setting off
     // would get that same connection, if it were kept.
     let db = t.open_with(|c| c.pool_max = 1).await;
-    db.ensure_schema().await.unwrap();
+    ensure_schema(&db).await.unwrap();
     let read = |sql: &str| db.prepare(sql);
     let rows = db
         .query_read_only(&read("SELECT COUNT(*) FROM mqtt_acl"), &[])
@@ -832,7 +852,7 @@ async fn an_in_memory_sqlite_database_is_read_through_the_read_only_pool_too() {
     let db = Database::open(&config("sqlite::memory:".into()))
         .await
         .unwrap();
-    db.ensure_schema().await.unwrap();
+    ensure_schema(&db).await.unwrap();
     let count = db.prepare("SELECT COUNT(*) FROM mqtt_acl");
     assert_eq!(
         db.query_read_only(&count, &[]).await.unwrap(),
@@ -855,7 +875,7 @@ async fn an_sqlite_url_without_a_mode_creates_the_file_and_its_folder() {
         .await
         .unwrap_or_else(|e| panic!("{url}: {e}"));
     assert!(file.is_file(), "{} was not created", file.display());
-    db.ensure_schema().await.unwrap();
+    ensure_schema(&db).await.unwrap();
     assert_eq!(
         db.execute("PRAGMA journal_mode", &[]).await.unwrap(),
         vec![vec![text("wal")]]
@@ -863,7 +883,7 @@ async fn an_sqlite_url_without_a_mode_creates_the_file_and_its_folder() {
     db.close().await;
     // Opened again, it is the same file, rules kept.
     let again = Database::open(&config(url)).await.unwrap();
-    assert!(!again.ensure_schema().await.unwrap().acl_created);
+    assert!(!ensure_schema(&again).await.unwrap().acl_created);
     assert_eq!(acl_rows(&again).await, default_rules());
 }
 

@@ -40,8 +40,8 @@ use wasmq_tests::{RawClient, TestBroker, connect_packet, publish_packet};
 
 /// The settings file operators start from; every setup is a small edit of it.
 const ACL_SQL_TOML: &str = include_str!("../../plugins/acl-sql/acl-sql.toml");
-/// The rules a new database gets (what `ensure_schema` inserts).
-const DEFAULT_ACL: &str = include_str!("../../plugin-host/schema/default-acl.sql");
+/// The rules a new database gets (what `wasmq_acl_rules::schema::ensure` inserts).
+const DEFAULT_ACL: &str = include_str!("../../acl-rules/schema/default-acl.sql");
 
 // ---------------------------------------------------------------------------------
 // Databases
@@ -655,7 +655,7 @@ enum Expect {
 enum Rows {
     /// Exactly these, in id order.
     These(Vec<Acl>),
-    /// The default rules of a new database (`schema/default-acl.sql`).
+    /// The default rules of a new database (`acl-rules/schema/default-acl.sql`).
     Defaults,
 }
 

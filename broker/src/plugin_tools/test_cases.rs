@@ -646,9 +646,9 @@ async fn open_database(db: &DatabaseToml) -> anyhow::Result<Arc<Database>> {
     .await
     .context("cannot open the cases file's [database] url")?;
     if db.schema {
-        database
-            .ensure_schema()
+        crate::plugins::acl_tables::ensure(&database)
             .await
+            .with_context(|| format!("cannot create the tables in {}", database.name()))
             .context("cannot create the broker's tables ([database] schema = true)")?;
     }
     for (i, statement) in db.setup.iter().enumerate() {

@@ -1,5 +1,7 @@
 //! The plugin folder and the policy it provides.
 //!
+//! - [`acl_tables`]: the default plugin's tables, created in the database before
+//!   plugins start.
 //! - [`builtin`]: the plugins compiled into the binary (the default auth/ACL plugin),
 //!   loaded beside the folder's unless a folder file of the same name replaces them.
 //! - [`folder`]: scans `plugins.dir` for `NAME.wasm` (+ optional `NAME.toml`, parsed by
@@ -10,6 +12,7 @@
 //!   broker's fallbacks (`allow_anonymous`, `acl_nomatch`); an authorization question
 //!   already being asked is not asked again ([`in_flight`]): its askers share the answer.
 
+pub mod acl_tables;
 pub mod builtin;
 pub mod folder;
 pub mod in_flight;
@@ -110,9 +113,9 @@ pub async fn open_database(config: &DatabaseConfig) -> anyhow::Result<Option<Arc
     let database = Database::open(&host_config)
         .await
         .context("cannot open the database ([database] url)")?;
-    database
-        .ensure_schema()
+    acl_tables::ensure(&database)
         .await
+        .with_context(|| format!("cannot create the tables in {}", database.name()))
         .context("cannot create the database tables")?;
     Ok(Some(Arc::new(database)))
 }

@@ -4,18 +4,16 @@
 //! The SQL is the operator's: the plugin runs three statements declared in
 //! its `acl-sql.toml` under `[sql.statements]` (`auth_query`,
 //! `superuser_query`, `acl_query`), always with bound parameters. The rules
-//! are in [`rules`] and the password schemes in [`password`], both pure code
-//! tested natively; this file only connects them to the host. The settings
-//! are documented in the README.
+//! and the password schemes are the plain crate `wasmq-acl-rules`
+//! (`acl-rules/`, tested natively, shared with `wasmq user|acl`); this crate
+//! only connects them to the host. The settings are documented in the README.
 
-pub mod password;
-pub mod rules;
-
-// The glue to the host. A native build (for the tests) compiles it but
-// exports nothing: there is no host to call, and the native linker would
-// refuse the export names.
-#[cfg_attr(
+#![cfg_attr(
     not(target_family = "wasm"),
     allow(dead_code, reason = "exported only when built for wasm")
 )]
+
+// The glue to the host. A native build (`cargo check`) compiles it but
+// exports nothing: there is no host to call, and the native linker would
+// refuse the export names.
 mod plugin;

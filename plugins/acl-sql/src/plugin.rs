@@ -1,5 +1,5 @@
 //! The [`Plugin`] implementation: settings, the three statements, and the
-//! mapping of their rows onto [`crate::rules`] and [`crate::password`].
+//! mapping of their rows onto [`rules`] and [`password`] of `wasmq-acl-rules`.
 
 use std::sync::OnceLock;
 
@@ -8,8 +8,8 @@ use wasmq_plugin_sdk::{
     Action, AuthResult, AuthzResult, CacheLifetime, Client, Decision, Plugin, config, log,
 };
 
-use crate::password::{self, Scheme};
-use crate::rules::{self, AclRow, ClientInfo, Order, Value};
+use wasmq_acl_rules::password::{self, Scheme};
+use wasmq_acl_rules::rules::{self, AclRow, ClientInfo, Order, Value};
 
 /// The plugin's settings, read once per instance (a changed `acl-sql.toml`
 /// reloads the plugin, so new instances read the new values).

@@ -1,6 +1,6 @@
 //! The ACL rules of the `mqtt_acl` table and the decision they give: pure
 //! code, no host calls, so every rule of the table in `shared/DESIGN.md` is
-//! tested natively (`cargo test -p wasmq-acl-sql`).
+//! tested natively (`cargo test -p wasmq-acl-rules`).
 //!
 //! The SQL query only pre-selects rows (`ipaddr = ? OR username = ? OR
 //! username = '$all' OR clientid = ?`); [`decide`] checks every row again,

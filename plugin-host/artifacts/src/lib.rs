@@ -1,6 +1,10 @@
-//! Test-only: the paths of the plugins under `plugins/`, compiled for
+//! The paths of the plugins under `plugins/`, compiled for
 //! `wasm32-wasip2` by this crate's `build.rs` (the first build takes about a
 //! minute: the plugins get a target directory of their own).
+//!
+//! Always [`ACL_SQL`], which the broker embeds (its build-dependency); the rest only
+//! with the `test-plugins` feature (the tests' dev-dependencies), so building the
+//! broker compiles no fixture.
 //!
 //! Examples: [`READONLY_ACL`], [`STAMP`]. Fixtures: [`SCRIPTED`] (answers
 //! from its settings, for chain tests) and the hostile ones:

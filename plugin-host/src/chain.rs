@@ -20,7 +20,7 @@ use arc_swap::ArcSwap;
 use crate::bindings::{PreparedClient, apply_change, placeholder_message, wit};
 use crate::plugin::{OnTransformFault, Plugin};
 use crate::types::{
-    Action, AuthOutcome, AuthStep, CacheLifetime, ClientInfo, Decision, Edit, Hooks, Message,
+    Action, AuthOutcome, AuthStep, CacheLifetime, ClientInfo, Decision, Edit, HookSet, Message,
     Transformed,
 };
 
@@ -30,7 +30,7 @@ pub struct PluginSet {
     plugins: Vec<Plugin>,
     /// The hooks at least one plugin has enabled: the broker asks this on every
     /// PUBLISH ("is there a transform at all?"), so it is computed once per set.
-    hooks: Hooks,
+    hooks: HookSet,
     /// Whether every transform of the set is declared per topic (and there is one).
     transform_per_topic: bool,
     /// Whether a transform of the set takes batches (exports `transform-batch`).
@@ -46,9 +46,9 @@ impl PluginSet {
     }
 
     fn ordered(plugins: Vec<Plugin>) -> Self {
-        let hooks = plugins.iter().fold(Hooks::default(), |all, p| {
+        let hooks = plugins.iter().fold(HookSet::default(), |all, p| {
             let h = p.hooks();
-            Hooks {
+            HookSet {
                 authn: all.authn || h.authn,
                 authz: all.authz || h.authz,
                 deliver: all.deliver || h.deliver,
@@ -69,7 +69,7 @@ impl PluginSet {
     }
 
     /// The hooks at least one plugin of the set has enabled.
-    pub fn hooks(&self) -> Hooks {
+    pub fn hooks(&self) -> HookSet {
         self.hooks
     }
 
@@ -642,7 +642,7 @@ impl Chain {
     /// The hooks at least one plugin of the current set has enabled. Cheaper
     /// than `current().hooks()`: no reference count is touched (a counter
     /// every connection task would bump on every PUBLISH).
-    pub fn hooks(&self) -> Hooks {
+    pub fn hooks(&self) -> HookSet {
         self.current.load().hooks
     }
 

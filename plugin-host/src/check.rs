@@ -8,7 +8,7 @@ use std::fmt;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use crate::types::{Capabilities, Hooks};
+use crate::types::{Capabilities, HookSet};
 
 /// The newest contract version this host speaks (what plugins are built against today).
 pub const CONTRACT_VERSION: &str = Contract::V0_2.version();
@@ -62,7 +62,7 @@ pub struct Report {
     /// it did not compile, or it names no version this host loads).
     pub contract: Option<Contract>,
     /// The hook interfaces it exports.
-    pub hooks: Hooks,
+    pub hooks: HookSet,
     /// The Wasmq capabilities it imports.
     pub capabilities: Capabilities,
     /// The WASI interfaces it imports (all provided, with nothing granted:
@@ -132,7 +132,7 @@ pub(crate) struct Inspection {
     /// The version of every `wasmq:plugin` item it names (when it names one, and
     /// only one).
     pub contract: Option<Contract>,
-    pub hooks: Hooks,
+    pub hooks: HookSet,
     /// How the transform hook is exported: `transform` (one message a call) and/or
     /// `transform-batch` (0.2.0: a batch a call). `hooks.transform` is either.
     pub transform_exports: TransformExports,
@@ -158,7 +158,7 @@ fn wasmq_item(name: &str) -> Option<(&str, &str)> {
 
 pub(crate) fn inspect(engine: &Engine, component: &Component) -> Inspection {
     let ty = component.component_type();
-    let mut hooks = Hooks::default();
+    let mut hooks = HookSet::default();
     let mut transform_exports = TransformExports::default();
     let mut capabilities = Capabilities::default();
     let mut wasi_imports = Vec::new();

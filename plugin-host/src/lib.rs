@@ -75,5 +75,5 @@ pub use plugin::{
 };
 pub use types::{
     Action, AuthOutcome, AuthStep, CacheLifetime, Capabilities, CertificateIdentity, ClientInfo,
-    Decision, Edit, Hooks, ListenerKind, Message, Transformed,
+    Decision, Edit, HookSet, ListenerKind, Message, Transformed,
 };

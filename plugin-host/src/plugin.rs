@@ -31,7 +31,7 @@ use crate::host::HostInner;
 use crate::pool::Pool;
 use crate::state::{HostState, PluginIdentity, SqlAccess};
 use crate::types::{
-    Action, AuthOutcome, AuthStep, CacheLifetime, Capabilities, ClientInfo, Decision, Hooks,
+    Action, AuthOutcome, AuthStep, CacheLifetime, Capabilities, ClientInfo, Decision, HookSet,
     Message, Transformed,
 };
 
@@ -197,7 +197,7 @@ pub struct PluginConfig {
     /// Chain position: lower runs first; ties run in name order.
     pub priority: i32,
     /// The hooks enabled; a hook the component does not export is ignored.
-    pub hooks: Hooks,
+    pub hooks: HookSet,
     /// Time and memory limits.
     pub limits: Limits,
     /// Whether the plugin may use the `sql` capability, and how.
@@ -227,7 +227,7 @@ impl PluginConfig {
         PluginConfig {
             name: name.into(),
             priority: 0,
-            hooks: Hooks::ALL,
+            hooks: HookSet::ALL,
             limits: Limits::default(),
             grant_sql: SqlGrant::None,
             sql_statements: BTreeMap::new(),
@@ -342,8 +342,8 @@ struct PluginInner {
     host: Arc<HostInner>,
     identity: Arc<PluginIdentity>,
     config: PluginConfig,
-    exported: Hooks,
-    enabled: Hooks,
+    exported: HookSet,
+    enabled: HookSet,
     capabilities: Capabilities,
     pre: InstancePre<HostState>,
     indices: Indices,
@@ -372,7 +372,7 @@ struct Since0_2<D, A, B> {
 
 /// The enabled hooks of one contract version: where they are in the component
 /// (`GuestIndices`, found once) or in one instance (`Guest`).
-struct HookSet<N, Z, T> {
+struct GuestHooks<N, Z, T> {
     authn: Option<N>,
     authz: Option<Z>,
     transform: Option<T>,
@@ -382,7 +382,7 @@ struct HookSet<N, Z, T> {
 /// contract version it was built against.
 enum Indices {
     V0_1(
-        HookSet<
+        GuestHooks<
             v0_1::authn::GuestIndices,
             v0_1::authz::GuestIndices,
             v0_1::transform::GuestIndices,
@@ -390,7 +390,7 @@ enum Indices {
     ),
     /// With the `deliver`, `auth` and `transform-batch` hooks, which only 0.2.0 has.
     V0_2(
-        HookSet<
+        GuestHooks<
             v0_2::authn::GuestIndices,
             v0_2::authz::GuestIndices,
             v0_2::transform::GuestIndices,
@@ -405,9 +405,9 @@ enum Indices {
 
 /// One instance's hooks.
 enum Guests {
-    V0_1(HookSet<v0_1::authn::Guest, v0_1::authz::Guest, v0_1::transform::Guest>),
+    V0_1(GuestHooks<v0_1::authn::Guest, v0_1::authz::Guest, v0_1::transform::Guest>),
     V0_2(
-        HookSet<v0_2::authn::Guest, v0_2::authz::Guest, v0_2::transform::Guest>,
+        GuestHooks<v0_2::authn::Guest, v0_2::authz::Guest, v0_2::transform::Guest>,
         Since0_2<v0_2::deliver::Guest, v0_2::auth::Guest, v0_2::transform_batch::Guest>,
     ),
 }
@@ -416,7 +416,7 @@ enum Guests {
 macro_rules! locate {
     ($v:ident, $enabled:expr, $per_message:expr, $pre:expr) => {{
         let index_err = |e: wasmtime::Error| LoadError::Invalid(format!("{e}"));
-        HookSet {
+        GuestHooks {
             authn: $enabled
                 .authn
                 .then(|| $v::authn::GuestIndices::new($pre))
@@ -439,7 +439,7 @@ macro_rules! locate {
 macro_rules! load_hooks {
     ($set:expr, $store:expr, $instance:expr) => {{
         let load_err = |e: wasmtime::Error| Fault::Unavailable(format!("{e}"));
-        HookSet {
+        GuestHooks {
             authn: match &$set.authn {
                 Some(ix) => Some(ix.load(&mut *$store, $instance).map_err(load_err)?),
                 None => None,
@@ -613,12 +613,12 @@ impl Plugin {
     }
 
     /// The hooks the component exports.
-    pub fn exported_hooks(&self) -> Hooks {
+    pub fn exported_hooks(&self) -> HookSet {
         self.inner.exported
     }
 
     /// The hooks that are called: exported and enabled.
-    pub fn hooks(&self) -> Hooks {
+    pub fn hooks(&self) -> HookSet {
         self.inner.enabled
     }
 

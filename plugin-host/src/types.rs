@@ -287,7 +287,7 @@ pub enum Edit {
 
 /// The hook interfaces a plugin exports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Hooks {
+pub struct HookSet {
     /// Exports `wasmq:plugin/authn`.
     pub authn: bool,
     /// Exports `wasmq:plugin/authz`.
@@ -302,9 +302,9 @@ pub struct Hooks {
     pub auth: bool,
 }
 
-impl Hooks {
+impl HookSet {
     /// Every hook.
-    pub const ALL: Hooks = Hooks {
+    pub const ALL: HookSet = HookSet {
         authn: true,
         authz: true,
         deliver: true,
@@ -313,8 +313,8 @@ impl Hooks {
     };
 
     /// The hooks in both sets.
-    pub fn intersect(self, other: Hooks) -> Hooks {
-        Hooks {
+    pub fn intersect(self, other: HookSet) -> HookSet {
+        HookSet {
             authn: self.authn && other.authn,
             authz: self.authz && other.authz,
             deliver: self.deliver && other.deliver,
@@ -329,7 +329,7 @@ impl Hooks {
     }
 }
 
-impl fmt::Display for Hooks {
+impl fmt::Display for HookSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let names: Vec<&str> = [
             (self.authn, "authn"),

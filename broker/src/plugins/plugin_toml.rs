@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use wasmq_plugin_host::{Hooks, Limits, OnTransformFault, PluginConfig, Retry, SqlGrant};
+use wasmq_plugin_host::{HookSet, Limits, OnTransformFault, PluginConfig, Retry, SqlGrant};
 
 /// The file's contents; every key optional, unknown keys refused.
 #[derive(Debug, Default, Deserialize)]
@@ -131,7 +131,7 @@ impl PluginToml {
         config.priority = self.priority;
         config.transform_per_topic = self.transform_per_topic;
         if let Some(hooks) = self.hooks {
-            config.hooks = Hooks {
+            config.hooks = HookSet {
                 authn: hooks.iter().any(|h| matches!(h, HookName::Authn)),
                 authz: hooks.iter().any(|h| matches!(h, HookName::Authz)),
                 deliver: hooks.iter().any(|h| matches!(h, HookName::Deliver)),
@@ -223,7 +223,7 @@ mod tests {
         assert_eq!(config.priority, -3);
         assert_eq!(
             config.hooks,
-            Hooks {
+            HookSet {
                 authn: false,
                 authz: true,
                 deliver: false,

@@ -1,0 +1,315 @@
+//! The CONNECT handshake: checks the CONNECT, authenticates the client, attaches its
+//! session and answers CONNACK, giving the serve loop a `Connection` with what was negotiated.
+
+use super::*;
+
+impl Connection {
+    /// Checks the CONNECT, authenticates, attaches the session and sends CONNACK. `None`
+    /// when the connection was refused (the CONNACK saying why was sent).
+    pub(super) async fn accept(
+        broker: Arc<Broker>,
+        connect: Connect,
+        peer: SocketAddr,
+        endpoint: &Endpoint,
+        peer_certificate: Option<CertificateIdentity>,
+        hs: &mut enhanced_auth::Handshake<'_>,
+    ) -> anyhow::Result<Option<Connection>> {
+        let limits = &broker.config.limits;
+        let protocol = connect.protocol;
+        let v5 = protocol == Protocol::V5;
+        let mut assigned_client_identifier = None;
+        let refusal = |code: ReasonCode, why: &str| {
+            debug!(reason = why, code = code.0, "connection refused");
+            let mut out = BytesMut::new();
+            let reason_string = v5.then(|| ByteString::from(why));
+            Packet::ConnAck(ConnAck {
+                session_present: false,
+                reason_code: code,
+                properties: ConnAckProperties {
+                    reason_string,
+                    ..Default::default()
+                },
+            })
+            .encode(protocol, &mut out);
+            out
+        };
+        // A macro, not a closure: a closure would hold `writer` for the whole function,
+        // and the enhanced authentication exchange writes to it too.
+        macro_rules! refuse {
+            ($code:expr, $why:expr $(,)?) => {{
+                let out = refusal($code, $why);
+                let _ = tokio::time::timeout(FAREWELL_TIMEOUT, hs.writer.write_all(&out)).await;
+                return Ok(None);
+            }};
+        }
+
+        let client_id = if connect.client_id.is_empty() {
+            if !v5 && !connect.clean_start {
+                refuse!(
+                    ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+                    "[MQTT-3.1.3-8] empty client id needs clean session",
+                );
+            }
+            let id = ByteString::from(generated_client_id(broker.connection_id()));
+            if v5 {
+                assigned_client_identifier = Some(id.clone());
+            }
+            id
+        } else {
+            // A copy: a slice would keep the whole CONNECT frame's buffer alive for as
+            // long as the session lives.
+            own_str(&connect.client_id)
+        };
+        if client_id.len() > limits.client_id_max_len {
+            refuse!(
+                ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+                "client id too long",
+            );
+        }
+
+        let max_keep_alive = limits.keep_alive_max_secs;
+        let mut keep_alive = connect.keep_alive;
+        let mut server_keep_alive = None;
+        if keep_alive > max_keep_alive || (keep_alive == 0 && max_keep_alive < u16::MAX) {
+            if v5 {
+                keep_alive = max_keep_alive;
+                server_keep_alive = Some(max_keep_alive);
+            } else if keep_alive > max_keep_alive {
+                refuse!(
+                    ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+                    "keep alive above the maximum",
+                );
+            }
+        }
+
+        if let Some(will) = &connect.will
+            && let Err(error) = TopicName::new(will.topic.clone(), limits.max_topic_levels)
+        {
+            if !v5 {
+                // v3.1.1 has no return code for it: a CONNECT that breaks the rules is
+                // closed without CONNACK [MQTT-3.1.4-1] (a return code 3, "server
+                // unavailable", would only make the client retry).
+                debug!(%error, "connection refused: will topic");
+                return Ok(None);
+            }
+            refuse!(
+                ReasonCode::TOPIC_NAME_INVALID,
+                &format!("will topic: {error}"),
+            );
+        }
+        // MQTT 5 enhanced authentication (§4.12); v3.1.1 has no such property.
+        let auth_method = connect
+            .properties
+            .authentication_method
+            .as_deref()
+            .map(ByteString::from);
+
+        // `use_identity_as_username`: the verified certificate is the authentication
+        // (the CONNECT's username and password are not used, as in Mosquitto), and its
+        // CN the username the authorization plugins see.
+        let identity = if endpoint.use_identity_as_username {
+            match peer_certificate
+                .as_ref()
+                .and_then(|c| c.common_name.as_deref())
+            {
+                Some(cn) => Some(ByteString::from(cn)),
+                None => {
+                    refuse!(
+                        ReasonCode::NOT_AUTHORIZED,
+                        "the client certificate has no subject CN to use as the username",
+                    );
+                }
+            }
+        } else {
+            None
+        };
+        let client = ClientInfo {
+            client_id: client_id.clone(),
+            username: identity
+                .clone()
+                .or_else(|| connect.username.as_deref().map(ByteString::from)),
+            peer_addr: peer,
+            protocol,
+            listener: endpoint.name,
+            listener_kind: endpoint.kind,
+            certificate: peer_certificate.map(Box::new),
+            // Copied: the strings of the CONNECT are slices of the read buffer, which
+            // the connection must not keep alive for its whole life.
+            connect_user_properties: connect
+                .properties
+                .user_properties
+                .iter()
+                .map(|(k, v)| (ByteString::from(&**k), ByteString::from(&**v)))
+                .collect(),
+            prepared: OnceLock::new(),
+        };
+        let mut auth_data_out = None;
+        let superuser = match (&broker.hooks, &auth_method) {
+            (None, Some(_)) => {
+                refuse!(
+                    ReasonCode::BAD_AUTHENTICATION_METHOD,
+                    "no plugin does enhanced authentication",
+                );
+            }
+            // The plugin that knows the method decides alone: the authn chain is not asked.
+            (Some(hooks), Some(method)) => {
+                let data = connect
+                    .properties
+                    .authentication_data
+                    .as_ref()
+                    .map(|d| Bytes::copy_from_slice(d));
+                match enhanced_auth::at_connect(&**hooks, limits, &client, method, data, hs).await?
+                {
+                    enhanced_auth::Ended::Success { data, superuser } => {
+                        auth_data_out = data;
+                        superuser
+                    }
+                    enhanced_auth::Ended::Refused((code, why)) => refuse!(code, &why),
+                }
+            }
+            (None, None) => false,
+            (Some(_), None) if identity.is_some() => false,
+            (Some(hooks), None) => {
+                match hooks.authenticate(&client, connect.password.as_ref()).await {
+                    AuthDecision::Allow { superuser } => superuser,
+                    AuthDecision::Deny(code) => refuse!(code, "authentication failed"),
+                }
+            }
+        };
+
+        let requested_expiry = match (v5, connect.clean_start) {
+            (true, _) => connect.properties.session_expiry_interval.unwrap_or(0),
+            (false, true) => 0,
+            (false, false) => u32::MAX,
+        };
+        let expiry = requested_expiry.min(limits.session_expiry_max_secs);
+        let connection_id = broker.connection_id();
+        let (kick_tx, kick) = oneshot::channel();
+        let owner = Owner {
+            connection_id,
+            peer: ConnectedPeer {
+                username: client.username.clone(),
+                addr: client.peer_addr,
+                protocol,
+                listener: client.listener,
+            },
+            kick: Some(kick_tx),
+        };
+        let (session, session_present) =
+            broker.attach(&client_id, connect.clean_start, expiry, owner);
+        let kept_session = expiry > 0 && broker.journal().is_some();
+        tracing::Span::current().record("client_id", &*client_id);
+        debug!(
+            ?protocol,
+            clean_start = connect.clean_start,
+            session_present,
+            keep_alive,
+            "connected"
+        );
+
+        let props = &connect.properties;
+        let mut connection = Connection {
+            broker: broker.clone(),
+            session,
+            client,
+            connection_id,
+            kick,
+            superuser,
+            keep_alive_timeout: (keep_alive > 0)
+                .then(|| Duration::from_millis(u64::from(keep_alive) * 1500)),
+            expiry_was_zero: expiry == 0,
+            send_window: usize::from(
+                limits
+                    .max_inflight
+                    .min(props.receive_maximum.unwrap_or(u16::MAX)),
+            ),
+            client_max_packet_size: props.maximum_packet_size.map_or(usize::MAX, |m| m as usize),
+            // The broker's own maximum bounds the aliases it keeps for a client too.
+            client_topic_alias_max: if v5 {
+                props
+                    .topic_alias_maximum
+                    .unwrap_or(0)
+                    .min(limits.topic_alias_maximum)
+            } else {
+                0
+            },
+            problem_information: props.request_problem_information.unwrap_or(true),
+            will: connect.will.map(|mut will| {
+                // Copies, like the client id, so the CONNECT frame can be freed.
+                will.topic = own_str(&will.topic);
+                will.payload = own_bytes(&will.payload);
+                let properties = &mut will.properties;
+                properties.content_type = properties.content_type.as_ref().map(own_str);
+                properties.response_topic = properties.response_topic.as_ref().map(own_str);
+                properties.correlation_data = properties.correlation_data.as_ref().map(own_bytes);
+                own_user_properties(&mut properties.user_properties);
+                Box::new(will)
+            }),
+            aliases_in: HashMap::new(),
+            aliases_out: HashMap::new(),
+            outbox: Outbox::default(),
+            pending: true,
+            hold: None,
+            // Grows on first use: idle connections keep no batch space.
+            scratch: Vec::new(),
+            authz_cache: AuthzCache::new(
+                broker.config.authz_cache.ttl(),
+                broker.config.authz_cache.max_entries,
+            ),
+            kept_session,
+            unkept: Vec::new(),
+            keep_upto: 0,
+            transform_cache: TransformCache::new(
+                broker.config.authz_cache.ttl(),
+                broker.config.authz_cache.max_entries,
+            ),
+            read_cache: AuthzCache::new(
+                broker.config.authz_cache.ttl(),
+                broker.config.authz_cache.max_entries,
+            ),
+            read_question: None,
+            read_verdict: None,
+            read_asked: None,
+            auth_method,
+            reauth: None,
+        };
+        let properties = if v5 {
+            ConnAckProperties {
+                session_expiry_interval: (expiry != requested_expiry).then_some(expiry),
+                receive_maximum: Some(limits.receive_maximum),
+                maximum_packet_size: Some(limits.max_packet_size),
+                assigned_client_identifier,
+                topic_alias_maximum: (limits.topic_alias_maximum > 0)
+                    .then_some(limits.topic_alias_maximum),
+                server_keep_alive,
+                authentication_method: connection.auth_method.clone(),
+                authentication_data: auth_data_out,
+                ..Default::default()
+            }
+        } else {
+            ConnAckProperties::default()
+        };
+        connection.send(Packet::ConnAck(ConnAck {
+            session_present,
+            reason_code: ReasonCode::SUCCESS,
+            properties,
+        }));
+        // Kept with a persistent session: a will still goes after a crash.
+        connection
+            .session
+            .lock()
+            .keep_will(connection.will.as_deref());
+        Metrics::add(&broker.metrics.clients_connected, 1);
+        if session_present {
+            connection.resend_inflight();
+        }
+        Ok(Some(connection))
+    }
+}
+
+/// A client id for a client that sent none: unique in this process, hard to guess.
+fn generated_client_id(connection_id: u64) -> String {
+    use std::hash::{BuildHasher, RandomState};
+    let random = RandomState::new().hash_one(connection_id);
+    format!("wasmq-{connection_id:x}-{random:016x}")
+}

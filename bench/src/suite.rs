@@ -172,12 +172,12 @@ impl BrokerProcess {
         Ok(())
     }
 
-    /// Its listener for `transport`.
     /// Whether it has a listener for `transport`.
     pub fn serves(&self, transport: Transport) -> bool {
         transport == Transport::Tcp || self.targets.iter().any(|t| t.transport() == transport)
     }
 
+    /// Its listener for `transport`.
     pub fn target(&self, transport: Transport) -> anyhow::Result<Target> {
         if transport == Transport::Tcp {
             return Ok(self.addr.into());
@@ -1192,15 +1192,7 @@ fn rumqttd_table(
             );
             continue;
         };
-        let (figure, value): (&str, fn(&Summary) -> (f64, String)) = match s.kind {
-            Kind::Flow { .. } if s.is_latency() => ("p99", |x| (x.p99_us, us(x.p99_us))),
-            Kind::Flow { .. } => ("msg/s", |x| (x.throughput, rate(x.throughput))),
-            Kind::Storm { .. } => ("connections/s", |x| (x.throughput, rate(x.throughput))),
-            Kind::Idle { .. } | Kind::Retained { .. } => ("bytes each", |x| {
-                let v = x.bytes_per_item.unwrap_or(0.0);
-                (v, format!("{v:.0} B"))
-            }),
-        };
+        let (figure, value) = rumqttd_figure(s);
         let ((wv, wt), (rv, rt), (_, mt)) = (value(&w), value(&r), value(&m));
         let faults = |x: &Summary| x.lost + x.errors;
         let _ = writeln!(
@@ -1211,5 +1203,21 @@ fn rumqttd_table(
             faults(&w),
             faults(&r),
         );
+    }
+}
+
+/// A run's figure in the rumqttd table: as a number (for the ratio) and as shown.
+type Figure = fn(&Summary) -> (f64, String);
+
+/// The one figure `s` is compared by in the rumqttd table, and its name.
+fn rumqttd_figure(s: &Scenario) -> (&'static str, Figure) {
+    match s.kind {
+        Kind::Flow { .. } if s.is_latency() => ("p99", |x| (x.p99_us, us(x.p99_us))),
+        Kind::Flow { .. } => ("msg/s", |x| (x.throughput, rate(x.throughput))),
+        Kind::Storm { .. } => ("connections/s", |x| (x.throughput, rate(x.throughput))),
+        Kind::Idle { .. } | Kind::Retained { .. } => ("bytes each", |x| {
+            let v = x.bytes_per_item.unwrap_or(0.0);
+            (v, format!("{v:.0} B"))
+        }),
     }
 }

@@ -28,6 +28,7 @@ mod client;
 mod durable;
 mod overload;
 mod plugins;
+mod rumqttd;
 mod scenario;
 mod stats;
 mod suite;
@@ -94,6 +95,9 @@ enum Cmd {
         wasmq: PathBuf,
         #[arg(long, default_value = "/usr/sbin/mosquitto")]
         mosquitto: PathBuf,
+        /// rumqttd's binary: run beside Mosquitto (its own table in the report).
+        #[arg(long)]
+        rumqttd: Option<PathBuf>,
         /// Directory for results.json, broker configs and logs.
         #[arg(long, default_value = "bench/results")]
         out_dir: PathBuf,
@@ -328,6 +332,7 @@ fn main() -> anyhow::Result<()> {
             Cmd::Suite {
                 wasmq,
                 mosquitto,
+                rumqttd,
                 out_dir,
                 report,
                 quick,
@@ -337,6 +342,7 @@ fn main() -> anyhow::Result<()> {
                 suite::run_suite(suite::SuiteOptions {
                     wasmq,
                     mosquitto,
+                    rumqttd,
                     out_dir,
                     report,
                     quick,

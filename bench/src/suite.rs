@@ -172,6 +172,11 @@ impl BrokerProcess {
         Ok(())
     }
 
+    /// Whether it has a listener for `transport`.
+    pub fn serves(&self, transport: Transport) -> bool {
+        transport == Transport::Tcp || self.targets.iter().any(|t| t.transport() == transport)
+    }
+
     /// Its listener for `transport`.
     pub fn target(&self, transport: Transport) -> anyhow::Result<Target> {
         if transport == Transport::Tcp {
@@ -310,7 +315,7 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn log_file(dir: &Path, name: &str) -> anyhow::Result<Stdio> {
+pub(crate) fn log_file(dir: &Path, name: &str) -> anyhow::Result<Stdio> {
     Ok(std::fs::File::create(dir.join(name))?.into())
 }
 
@@ -542,7 +547,7 @@ pub async fn start_mosquitto_kept(
 }
 
 /// `child` once it listens on `addr`; killed if it never does.
-async fn child_ready(addr: SocketAddr, mut child: Child) -> anyhow::Result<Child> {
+pub(crate) async fn child_ready(addr: SocketAddr, mut child: Child) -> anyhow::Result<Child> {
     match wait_ready(addr, &mut child).await {
         Ok(()) => Ok(child),
         Err(e) => {
@@ -707,6 +712,8 @@ struct Report<'a> {
 pub struct SuiteOptions {
     pub wasmq: PathBuf,
     pub mosquitto: PathBuf,
+    /// rumqttd's binary, run beside Mosquitto when given.
+    pub rumqttd: Option<PathBuf>,
     pub out_dir: PathBuf,
     pub report: Option<PathBuf>,
     pub quick: bool,
@@ -758,12 +765,19 @@ pub async fn run_suite(options: SuiteOptions) -> anyhow::Result<Vec<Summary>> {
                 meta.tls.push(format!("{}: {negotiated}", broker.name));
             }
         }
-        runs.extend(run_in_turns(&part, &[wasmq, mosquitto]).await?);
+        let mut brokers = vec![wasmq, mosquitto];
+        if let Some(bin) = &options.rumqttd {
+            let rumqttd = crate::rumqttd::start(bin, &options.out_dir).await?;
+            eprintln!("{}", rumqttd.describe());
+            brokers.push(rumqttd);
+        }
+        runs.extend(run_in_turns(&part, &brokers).await?);
     }
     meta.wall_s = started.elapsed().as_secs_f64();
     let summaries: Vec<Summary> = scenarios
         .iter()
-        .flat_map(|s| ["wasmq", "mosquitto"].map(|b| summarise(s, b, &runs)))
+        .flat_map(|s| ["wasmq", "mosquitto", "rumqttd"].map(|b| summarise(s, b, &runs)))
+        .filter(|s| s.runs > 0)
         .collect();
     let report = Report {
         meta: &meta,
@@ -806,6 +820,10 @@ pub async fn run_in_turns(
         for rep in 0..scenario.repeats as usize {
             for turn in 0..brokers.len() {
                 let broker = &brokers[(turn + rep) % brokers.len()];
+                // rumqttd is given plain TCP only: its tls and ws rows say so.
+                if !broker.serves(scenario.transport) {
+                    continue;
+                }
                 let target = broker.target(scenario.transport)?;
                 let result = scenario::run(scenario, broker.name, &target, Some(broker.pid()))
                     .await
@@ -1134,6 +1152,72 @@ fn markdown(meta: &Meta, scenarios: &[Scenario], summaries: &[Summary]) -> Strin
         );
     }
     transports_table(&mut md, meta, scenarios, &find);
+    rumqttd_table(&mut md, scenarios, &find);
     md.push_str("\n![throughput and p99 latency per scenario](bench/results/benchmarks.png)\n");
     md
+}
+
+/// Every scenario beside rumqttd, when it ran: its figure (msg/s, p99, connections per
+/// second, bytes) for Wasmq, rumqttd and Mosquitto, and Wasmq's over rumqttd's.
+fn rumqttd_table(
+    md: &mut String,
+    scenarios: &[Scenario],
+    find: &dyn Fn(&str, &str) -> Option<Summary>,
+) {
+    if !scenarios.iter().any(|s| find(&s.name, "rumqttd").is_some()) {
+        return;
+    }
+    let _ = write!(
+        md,
+        "\n### Beside rumqttd\n\n\
+         rumqttd {}, the broker a Rust user would pick instead, in the same runs (taking \
+         turns with the other two), with a config written for the run: one MQTT 3.1.1 \
+         listener, the same inflight and connection limits, no wait between accepts, no \
+         authentication (as Mosquitto). Throughput and storm rows: higher is better; \
+         latency and memory rows: lower is better. *w/r*: Wasmq's figure over rumqttd's.\n\n\
+         | scenario | figure | wasmq | rumqttd | w/r | mosquitto | lost or errors w/r |\n\
+         |---|---|---|---|---|---|---|\n",
+        crate::rumqttd::VERSION
+    );
+    for s in scenarios {
+        let (Some(w), Some(m)) = (find(&s.name, "wasmq"), find(&s.name, "mosquitto")) else {
+            continue;
+        };
+        let Some(r) = find(&s.name, "rumqttd") else {
+            let _ = writeln!(
+                md,
+                "| {} | - | - | not run (no {} listener given to rumqttd) | - | - | - |",
+                s.name,
+                s.transport.as_str()
+            );
+            continue;
+        };
+        let (figure, value) = rumqttd_figure(s);
+        let ((wv, wt), (rv, rt), (_, mt)) = (value(&w), value(&r), value(&m));
+        let faults = |x: &Summary| x.lost + x.errors;
+        let _ = writeln!(
+            md,
+            "| {} | {figure} | {wt} | {rt} | **{}** | {mt} | {}/{} |",
+            s.name,
+            ratio(wv, rv),
+            faults(&w),
+            faults(&r),
+        );
+    }
+}
+
+/// A run's figure in the rumqttd table: as a number (for the ratio) and as shown.
+type Figure = fn(&Summary) -> (f64, String);
+
+/// The one figure `s` is compared by in the rumqttd table, and its name.
+fn rumqttd_figure(s: &Scenario) -> (&'static str, Figure) {
+    match s.kind {
+        Kind::Flow { .. } if s.is_latency() => ("p99", |x| (x.p99_us, us(x.p99_us))),
+        Kind::Flow { .. } => ("msg/s", |x| (x.throughput, rate(x.throughput))),
+        Kind::Storm { .. } => ("connections/s", |x| (x.throughput, rate(x.throughput))),
+        Kind::Idle { .. } | Kind::Retained { .. } => ("bytes each", |x| {
+            let v = x.bytes_per_item.unwrap_or(0.0);
+            (v, format!("{v:.0} B"))
+        }),
+    }
 }

@@ -1,5 +1,5 @@
 //! The ACL rules of the `mqtt_acl` table and the decision they give: pure
-//! code, no host calls, so every rule of the table in `shared/DESIGN.md` is
+//! code, no host calls, so every rule listed in `plugins/acl-sql/README.md` is
 //! tested natively (`cargo test -p wasmq-acl-rules`).
 //!
 //! The SQL query only pre-selects rows (`ipaddr = ? OR username = ? OR

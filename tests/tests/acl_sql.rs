@@ -1,6 +1,6 @@
 //! The default auth/ACL plugin (`plugins/acl-sql`) end to end, on SQLite, MariaDB and
-//! PostgreSQL, with real MQTT clients: the rule table of `shared/DESIGN.md` ("Default
-//! ACL plugin semantics") as one table of cases, run against each database, in MQTT
+//! PostgreSQL, with real MQTT clients: the rules listed in `plugins/acl-sql/README.md`
+//! ("Authorization") as one table of cases, run against each database, in MQTT
 //! 3.1.1 and 5.0; the wire codes through rumqttc; and the database going away and
 //! coming back (a TCP proxy cut between the broker's pool and the server).
 //!
@@ -661,7 +661,7 @@ enum Rows {
 
 #[derive(Clone, Debug)]
 struct Case {
-    /// Which line of DESIGN.md's rule table it checks, and how.
+    /// Which rule of the README's list it checks, and how.
     name: String,
     setup: Setup,
     rows: Rows,
@@ -702,7 +702,7 @@ impl Case {
 
 use Expect::{Allow, Deny, NoSession, Refused};
 
-/// DESIGN.md's rule table, row by row.
+/// The README's rules, one by one.
 fn cases() -> Vec<Case> {
     let bad_pw = ReasonCode::BAD_USERNAME_OR_PASSWORD;
     let not_authorized = ReasonCode::NOT_AUTHORIZED;
@@ -2521,7 +2521,7 @@ const OUTAGE_TTL: Duration = Duration::from_millis(3000);
 
 /// While the database is unreachable, new decisions and logins fail closed and
 /// cached allows keep serving until their TTL; once it is back, everything works
-/// again with no restart; and, as DESIGN.md says, "the failure is not cached": a
+/// again with no restart; and, as the README says, the failure is not cached: a
 /// decision denied during the outage is allowed at once afterwards.
 async fn database_outage(backend: Backend) {
     let db = TestDb::create(backend).await;

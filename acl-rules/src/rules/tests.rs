@@ -1,4 +1,4 @@
-//! The rule table of `shared/DESIGN.md` as a test matrix: one case per rule
+//! The rules listed in `plugins/acl-sql/README.md` as a test matrix: one case per rule
 //! and its edges, named after the rule it shows. Hostile values and invalid
 //! rows follow.
 
@@ -160,7 +160,7 @@ fn check_all(cases: &[Case]) {
 use Want::{Allow as A, Deny as D, Invalid as E, NoMatch as N};
 
 // ---------------------------------------------------------------------------
-// The matrix: one block per row of the DESIGN table.
+// The matrix: one block per rule of that list.
 // ---------------------------------------------------------------------------
 
 #[test]

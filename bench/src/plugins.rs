@@ -472,9 +472,13 @@ async fn start_once(
             break connack;
         }
         if let Some(status) = child.try_wait()? {
+            let log = dir.join(format!("{name}.log"));
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(20).collect();
             bail!(
-                "wasmq exited at start: {status}; see {}/{name}.log",
-                dir.display()
+                "wasmq exited at start: {status}; the end of {}:\n{}",
+                log.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
             );
         }
         anyhow::ensure!(

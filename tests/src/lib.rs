@@ -23,15 +23,10 @@ use wasmq_codec::{
 
 pub use wasmq_codec as codec;
 
+pub mod ports;
 pub mod transport;
 
-/// A loopback address with a port free right now (bound on port 0, then released), for a
-/// broker started as a separate process, which binds it itself.
-pub fn free_loopback_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free loopback port")
-}
+pub use ports::free_loopback_addr;
 
 /// The real `wasmq` binary, started in a scratch folder of its own (its database, plugin
 /// cache and admin socket go there) on a free loopback port, killed when dropped. The

@@ -154,7 +154,7 @@ impl Broker {
             {
                 let mut state = session.lock();
                 state.disconnected_at = Some(snapshot.disconnected_at);
-                state.pending_will = will.clone();
+                state.pending_will = will.clone().map(Box::new);
                 state.queue.extend(snapshot.queue);
                 state.inflight.extend(snapshot.inflight);
                 state.incoming_qos2.extend(snapshot.incoming_qos2);
@@ -401,7 +401,7 @@ impl Broker {
         let epoch = state.epoch;
         let expiry = state.expiry_interval;
         if expiry == 0 {
-            state.pending_will = will;
+            state.pending_will = will.map(Box::new);
             drop(state);
             self.end_session(session);
             return;
@@ -412,7 +412,7 @@ impl Broker {
             Some(will) if will_delay(&will.will) > 0 => {
                 delay = Some(will_delay(&will.will).min(expiry));
                 // Stays in the store, as written at CONNECT, until it goes.
-                state.pending_will = Some(will);
+                state.pending_will = Some(Box::new(will));
             }
             Some(will) => {
                 state.keep_will(None);
@@ -451,7 +451,7 @@ impl Broker {
                 will
             };
             if let Some(will) = will {
-                broker.publish_will(will);
+                broker.publish_will(*will);
             }
         });
     }
@@ -514,7 +514,7 @@ impl Broker {
         }
         self.redispatch(shared, session);
         if let Some(will) = will {
-            self.publish_will(will);
+            self.publish_will(*will);
         }
     }
 

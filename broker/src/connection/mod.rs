@@ -141,12 +141,50 @@ async fn run(
     endpoint: &Endpoint,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    // The handshake and the farewell are boxed: their state (TLS, the CONNECT read, the
+    // plugins' authentication, the last writes) lives only for a moment, and inline it
+    // would be part of every connection task's size for as long as the connection is
+    // idle, which is most of its life (issue 14: bytes per idle connection).
+    let Some(Accepted {
+        mut connection,
+        mut reader,
+        mut writer,
+        rbuf,
+    }) = Box::pin(handshake(broker, stream, peer, endpoint, &mut shutdown)).await?
+    else {
+        return Ok(());
+    };
+    let close = connection
+        .serve(&mut reader, &mut writer, rbuf, &mut shutdown)
+        .await;
+    Box::pin(connection.finish(close, &mut reader, &mut writer)).await;
+    Ok(())
+}
+
+/// A connection past its CONNACK, with its socket halves and what was read behind the
+/// CONNECT.
+struct Accepted {
+    connection: Connection,
+    reader: Reader,
+    writer: Writer,
+    rbuf: BytesMut,
+}
+
+/// The transport's handshake (TLS, WebSocket), the CONNECT and its acceptance.
+/// `None`: the connection ended before it was accepted, its CONNACK (if any) sent.
+async fn handshake(
+    broker: Arc<Broker>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    endpoint: &Endpoint,
+    shutdown: &mut watch::Receiver<bool>,
+) -> anyhow::Result<Option<Accepted>> {
     let limits = &broker.config.limits;
     // The TLS handshake and the WebSocket upgrade count in the time to CONNECT.
     let deadline = tokio::time::Instant::now() + limits.connect_timeout();
     let established = tokio::select! {
         established = transport::establish(stream, endpoint, deadline, limits.max_packet_size) => established,
-        _ = shutdown.changed() => return Ok(()),
+        _ = shutdown.changed() => return Ok(None),
     };
     let transport::Established {
         mut reader,
@@ -157,7 +195,7 @@ async fn run(
         Err(error) => {
             // The client's mistake, told to the operator: nothing else is disturbed.
             info!("connection refused: {error:#}");
-            return Ok(());
+            return Ok(None);
         }
     };
     // Small: a CONNECT is small, and idle connections are many (see below).
@@ -193,7 +231,7 @@ async fn run(
         }
         let read = tokio::select! {
             read = tokio::time::timeout_at(deadline, reader.read_buf(&mut rbuf)) => read,
-            _ = shutdown.changed() => return Ok(()),
+            _ = shutdown.changed() => return Ok(None),
         };
         match read {
             Err(_) => anyhow::bail!("no CONNECT within {} ms", limits.connect_timeout_ms),
@@ -202,7 +240,7 @@ async fn run(
             Ok(Err(error)) => return Err(error.into()),
         }
     };
-    let Some(mut connection) = Connection::accept(
+    let accepted = Connection::accept(
         broker.clone(),
         *connect,
         peer,
@@ -215,22 +253,23 @@ async fn run(
             deadline,
         },
     )
-    .await?
-    else {
+    .await?;
+    let Some(connection) = accepted else {
         // Refused: the CONNACK saying why was sent.
         transport::linger(&mut reader, &mut writer).await;
-        return Ok(());
+        return Ok(None);
     };
     if rbuf.is_empty() {
         // Let the handshake buffer go: an idle connection then holds no read buffer
         // (`serve` gives it one of READ_CHUNK bytes when data arrives).
         rbuf = BytesMut::new();
     }
-    let close = connection
-        .serve(&mut reader, &mut writer, rbuf, &mut shutdown)
-        .await;
-    connection.finish(close, &mut reader, &mut writer).await;
-    Ok(())
+    Ok(Some(Accepted {
+        connection,
+        reader,
+        writer,
+        rbuf,
+    }))
 }
 
 /// A connection after a successful CONNECT.

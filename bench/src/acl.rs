@@ -34,7 +34,7 @@ use bytestring::ByteString;
 use serde::Serialize;
 use sqlx::{AssertSqlSafe, MySqlPool, PgPool, SqlitePool};
 use wasmq::authz_cache::AuthzCache;
-use wasmq::config::{AuthzCacheConfig, DatabaseConfig, PluginsConfig};
+use wasmq::config::{CacheConfig, DatabaseConfig, PluginsConfig};
 use wasmq::hooks::{Action, ClientInfo, Hooks};
 use wasmq::plugins::{PluginPolicy, Plugins, open_database};
 use wasmq_codec::{Packet, Protocol, Publish, QoS, ReasonCode};
@@ -368,7 +368,7 @@ fn bench_client(k: usize) -> ClientInfo {
     }
 }
 
-/// One decision the way `connection.rs` makes it: the connection's cache first, the
+/// One decision the way `connection/gate.rs` makes it: the connection's cache first, the
 /// hooks on a miss, the answer remembered.
 async fn decide(
     policy: &PluginPolicy,
@@ -376,7 +376,7 @@ async fn decide(
     client: &ClientInfo,
     topic: &ByteString,
 ) -> bool {
-    let generation = policy.generation();
+    let generation = policy.generation().get();
     let (qos, retain) = (QoS::AtMostOnce, false);
     if let Some(allowed) = cache.get(generation, Action::Publish, topic, qos, retain) {
         return allowed;
@@ -409,7 +409,7 @@ async fn timed(
         let policy = policy.clone();
         tasks.push(tokio::spawn(async move {
             let client = bench_client(k);
-            let config = AuthzCacheConfig::default();
+            let config = CacheConfig::default();
             let mut cache = AuthzCache::new(config.ttl(), config.max_entries);
             let hot: Vec<ByteString> = (0..HIT_TOPICS)
                 .map(|j| ByteString::from(format!("sensors/bench-{k}/t{j}")))

@@ -1,13 +1,13 @@
 //! The per-connection cache of authorization decisions, so a client publishing to the same
 //! topics does not call the plugin chain (and its database) for every message; and, with
-//! the same rules, of what a per-topic transform chain did to a message
-//! ([`TransformCache`]).
+//! the same rules and settings of its own (`[transform_cache]`), of what a per-topic
+//! transform chain did to a message ([`TransformCache`]).
 //!
-//! Each connection owns its cache, so it is purged when the client disconnects, with no
-//! lock on the hot path. Entries live `ttl` and the cache holds at most `capacity` of
-//! them. A broker-wide generation number, bumped on plugin reload and by the operator's
-//! "purge" command, invalidates every connection's cache at once: an entry made under an
-//! older generation is never used.
+//! Each connection owns its caches (in its `PolicyGate`), so they are purged when the
+//! client disconnects, with no lock on the hot path. Entries live `ttl` and a cache holds
+//! at most `capacity` of them. The broker-wide [`crate::hooks::PolicyGeneration`], bumped
+//! on plugin reload and by the operator's "purge" command, invalidates every connection's
+//! caches at once: an entry made under an older generation is never used.
 //!
 //! Lookups are counted ([`lookups`]) for the metrics: per process, in relaxed atomics
 //! on cache lines of their own, as the broker's other per-message counters are.
@@ -298,7 +298,7 @@ impl<V: Cached> DecisionCache<V> {
         true
     }
 
-    /// The TTL the operator configured (`[authz_cache] ttl_ms`).
+    /// The TTL the operator configured (`ttl_ms` of `[authz_cache]` or `[transform_cache]`).
     pub fn ttl(&self) -> Duration {
         self.ttl
     }

@@ -18,7 +18,7 @@ use wasmq_codec::{LastWill, Publish, PublishProperties, QoS};
 
 use crate::backpressure::QueueMarks;
 use crate::config::Config;
-use crate::hooks::Hooks;
+use crate::hooks::{Hooks, PolicyGeneration};
 use crate::message::{Delivery, Message};
 use crate::metrics::Metrics;
 use crate::router::{Match, Router, SubscriptionData};
@@ -88,7 +88,9 @@ pub struct Broker {
     journal: Option<Arc<Journal>>,
     next_connection_id: AtomicU64,
     next_route_id: AtomicU64,
-    authz_generation: AtomicU64,
+    /// The policy's generation, shared with the hooks (a plugin swap bumps it there, a
+    /// purge here); every connection's `PolicyGate` reads it.
+    generation: PolicyGeneration,
     queue_marks: QueueMarks,
 }
 
@@ -114,6 +116,7 @@ impl Broker {
         hooks: Option<Arc<dyn Hooks>>,
         storage: Storage,
     ) -> Arc<Broker> {
+        let generation = hooks.as_ref().map(|h| h.generation()).unwrap_or_default();
         let broker = Arc::new(Broker {
             metrics: Metrics::default(),
             hooks,
@@ -125,7 +128,7 @@ impl Broker {
             journal: storage.journal,
             next_connection_id: AtomicU64::new(1),
             next_route_id: AtomicU64::new(1),
-            authz_generation: AtomicU64::new(0),
+            generation,
             queue_marks: QueueMarks::new(&config.limits),
             config,
         });
@@ -225,19 +228,15 @@ impl Broker {
         self.session_store.save(snapshot);
     }
 
-    /// The generation of authorization decisions: cached decisions of an older one are
-    /// not used.
-    pub fn authz_generation(&self) -> u64 {
-        let hooks = self.hooks.as_ref().map_or(0, |h| h.generation());
-        self.authz_generation
-            .load(Ordering::Acquire)
-            .wrapping_add(hooks)
+    /// The policy's generation: what a connection caches under an older one is not used.
+    pub fn policy_generation(&self) -> &PolicyGeneration {
+        &self.generation
     }
 
-    /// Invalidates every connection's cached authorization decisions (after a plugin
-    /// reload or a rule change).
+    /// Invalidates every connection's cached authorization decisions, read access and
+    /// transforms (after a rule change).
     pub fn purge_authz_cache(&self) {
-        self.authz_generation.fetch_add(1, Ordering::AcqRel);
+        self.generation.bump();
     }
 
     /// A fresh connection id.

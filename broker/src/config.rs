@@ -30,8 +30,11 @@ pub struct Config {
     pub limits: Limits,
     /// `$SYS` topics.
     pub sys: SysConfig,
-    /// The per-connection cache of authorization decisions.
-    pub authz_cache: AuthzCacheConfig,
+    /// The per-connection cache of authorization decisions (PUBLISH, SUBSCRIBE, and read
+    /// access on deliveries through wildcards).
+    pub authz_cache: CacheConfig,
+    /// The per-connection cache of what a per-topic transform chain did to a PUBLISH.
+    pub transform_cache: CacheConfig,
     /// The plugin folder and the policy fallbacks.
     pub plugins: PluginsConfig,
     /// The database behind the plugins' `sql` capability.
@@ -53,7 +56,8 @@ impl Default for Config {
             listeners: Vec::new(),
             limits: Limits::default(),
             sys: SysConfig::default(),
-            authz_cache: AuthzCacheConfig::default(),
+            authz_cache: CacheConfig::default(),
+            transform_cache: CacheConfig::default(),
             plugins: PluginsConfig::default(),
             database: DatabaseConfig::default(),
             admin: AdminConfig::default(),
@@ -187,26 +191,27 @@ pub enum Fsync {
     Never,
 }
 
-/// The per-connection cache of authorization decisions.
+/// A per-connection cache of the policy's answers: `[authz_cache]` and
+/// `[transform_cache]`, with the same defaults.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct AuthzCacheConfig {
-    /// How long a decision is reused, milliseconds.
+pub struct CacheConfig {
+    /// How long an answer is reused, milliseconds.
     pub ttl_ms: u64,
-    /// Decisions kept per connection; 0 turns the cache off.
+    /// Answers kept per connection; 0 turns the cache off.
     pub max_entries: usize,
 }
 
-impl Default for AuthzCacheConfig {
+impl Default for CacheConfig {
     fn default() -> Self {
-        AuthzCacheConfig {
+        CacheConfig {
             ttl_ms: 60_000,
             max_entries: 256,
         }
     }
 }
 
-impl AuthzCacheConfig {
+impl CacheConfig {
     /// `ttl_ms` as a duration.
     pub fn ttl(&self) -> Duration {
         Duration::from_millis(self.ttl_ms)

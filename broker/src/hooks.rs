@@ -6,7 +6,8 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use bytestring::ByteString;
@@ -232,6 +233,26 @@ pub struct PluginStatus {
     pub disables: u64,
 }
 
+/// The generation of the policy's answers, shared by the broker and its [`Hooks`]: a
+/// plugin swap and an operator's purge (admin API, `wasmq acl ...`) both bump it, and a
+/// cached decision, read access or transform made under an older one is never used
+/// (`authz_cache.rs`). One shared counter rather than one per side added together, so
+/// that what a number means is one thing.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyGeneration(Arc<AtomicU64>);
+
+impl PolicyGeneration {
+    /// The current generation.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Starts a new generation: every answer cached so far is dropped when next looked at.
+    pub fn bump(&self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
 /// Policy hooks. Implementations must be cheap to call concurrently; the broker calls
 /// them from every connection task.
 pub trait Hooks: Send + Sync {
@@ -345,16 +366,18 @@ pub trait Hooks: Send + Sync {
 
     /// Whether [`Hooks::transform`] depends only on the client, the topic, the QoS and
     /// the retain flag: the broker then asks once per connection and such message and
-    /// repeats the [`TransformEdit`] for the next ones (within the authorization
-    /// cache's TTL and size, purged with it on a new [`Hooks::generation`]).
+    /// repeats the [`TransformEdit`] for the next ones (within `[transform_cache]`'s
+    /// TTL and size, purged with the authorization caches on a new [`PolicyGeneration`]).
     fn transform_per_topic(&self) -> bool {
         false
     }
 
-    /// Changes whenever the policy may answer differently (plugins reloaded): cached
-    /// authorization decisions from an older generation are dropped.
-    fn generation(&self) -> u64 {
-        0
+    /// The counter this policy bumps whenever it may answer differently (plugins
+    /// reloaded). The broker asks for it once, when it is built, and bumps the same
+    /// counter on a purge: one number then invalidates every connection's caches. By
+    /// default a counter of its own, which only purges bump.
+    fn generation(&self) -> PolicyGeneration {
+        PolicyGeneration::default()
     }
 
     /// Authorization requests answered by an identical request already in flight

@@ -9,7 +9,8 @@
 //!   CONNECT handshake, keep-alive and QoS flows, and writes batched output.
 //! - On CONNECT, [`broker::Broker::attach`] resumes or creates the client's [`session`]
 //!   (taking it over from an older connection).
-//! - A PUBLISH is authorized and transformed through [`hooks`], stored if retained
+//! - A PUBLISH is authorized and transformed through [`hooks`] (asked by the
+//!   connection's policy gate, which caches the answers), stored if retained
 //!   ([`storage`]), and routed: [`router`] matches the topic ([`topic`] holds the rules)
 //!   and each matching session receives a [`message::Delivery`] in its bounded queue.
 //! - The owning connection is woken, pulls deliveries within its inflight window, and

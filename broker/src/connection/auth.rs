@@ -46,7 +46,7 @@ impl Connection {
             }
             enhanced_auth::Next::Success { data, superuser } => {
                 debug!("re-authenticated");
-                self.superuser = superuser;
+                self.gate.set_superuser(superuser);
                 self.send(enhanced_auth::auth_packet(
                     ReasonCode::SUCCESS,
                     &method,

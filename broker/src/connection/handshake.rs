@@ -214,7 +214,6 @@ impl Connection {
             client,
             connection_id,
             kick,
-            superuser,
             keep_alive_timeout: (keep_alive > 0)
                 .then(|| Duration::from_millis(u64::from(keep_alive) * 1500)),
             expiry_was_zero: expiry == 0,
@@ -252,24 +251,10 @@ impl Connection {
             hold: None,
             // Grows on first use: idle connections keep no batch space.
             scratch: Vec::new(),
-            authz_cache: AuthzCache::new(
-                broker.config.authz_cache.ttl(),
-                broker.config.authz_cache.max_entries,
-            ),
+            gate: PolicyGate::new(&broker, superuser),
             kept_session,
             unkept: Vec::new(),
             keep_upto: 0,
-            transform_cache: TransformCache::new(
-                broker.config.authz_cache.ttl(),
-                broker.config.authz_cache.max_entries,
-            ),
-            read_cache: AuthzCache::new(
-                broker.config.authz_cache.ttl(),
-                broker.config.authz_cache.max_entries,
-            ),
-            read_question: None,
-            read_verdict: None,
-            read_asked: None,
             auth_method,
             reauth: None,
         };

@@ -22,10 +22,13 @@
 //! This module holds the serve loop, the `Connection` it drives and the dispatcher
 //! `handle`; each kind of work has its own child module, all `impl Connection`:
 //! `handshake` (CONNECT to CONNACK), `publish` (PUBLISH in and its acks), `policy`
-//! (admission, authorization, routing, read access), `subscribe`, `outbound` (deliveries
-//! out and their acks) and `auth` (re-authentication).
+//! (the gate's verdicts turned into routing and acks, `deny_action`), `subscribe`,
+//! `outbound` (deliveries out and their acks) and `auth` (re-authentication). Every
+//! policy question and what is cached of its answers goes through the connection's
+//! `gate` ([`gate::PolicyGate`]).
 
 mod auth;
+mod gate;
 mod handshake;
 mod outbound;
 mod policy;
@@ -48,14 +51,11 @@ use wasmq_codec::{
     SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
 
-use crate::authz_cache::{AuthzCache, TransformCache};
 use crate::backpressure::Hold;
 use crate::broker::Broker;
 use crate::config::DenyAction;
 use crate::enhanced_auth;
-use crate::hooks::{
-    Action, AuthDecision, AuthExchange, CertificateIdentity, ClientInfo, TransformEdit, Transformed,
-};
+use crate::hooks::{AuthDecision, AuthExchange, CertificateIdentity, ClientInfo};
 use crate::listener::Endpoint;
 use crate::message::{Delivery, Message, own_bytes, own_str, own_user_properties};
 use crate::metrics::Metrics;
@@ -65,7 +65,7 @@ use crate::session::{ConnectedPeer, Kick, Outgoing, Owner, PendingWill, Session,
 use crate::topic::{TopicFilter, TopicName};
 use crate::transport::{self, READ_CHUNK, Reader, Writer};
 
-use policy::ReadQuestion;
+use gate::PolicyGate;
 use publish::ack;
 
 /// Packets handled per unit of tokio's cooperative budget (128 units a turn, so a turn
@@ -279,7 +279,6 @@ struct Connection {
     client: ClientInfo,
     connection_id: u64,
     kick: oneshot::Receiver<Kick>,
-    superuser: bool,
     /// 1.5 x Keep Alive; `None` when keep-alive is off.
     keep_alive_timeout: Option<Duration>,
     /// Whether the session ends with the connection (a later DISCONNECT may not change it).
@@ -299,21 +298,9 @@ struct Connection {
     /// congested another session's queue.
     hold: Option<Box<Hold>>,
     scratch: Vec<(u16, Delivery)>,
-    authz_cache: AuthzCache,
-    transform_cache: TransformCache,
-    /// Read access of this client on topics it receives through wildcard filters (the
-    /// `deliver` hook), cached like `authz_cache` but apart from it (keyed by topic, QoS
-    /// and retain flag under [`Action::Subscribe`]).
-    read_cache: AuthzCache,
-    /// The delivery at the front of the queue needs a read decision that is not cached:
-    /// `pull` stopped before it, and the serve loop asks the hooks (`decide_read`).
-    read_question: Option<ReadQuestion>,
-    /// The answer to the last `read_question` when it was not cached (made blind, or
-    /// the cache is off): used by the next `pull` for that front delivery, then dropped.
-    read_verdict: Option<(ReadQuestion, bool)>,
-    /// The last `read_question`, when its answer went into the read cache: the next
-    /// `pull` finds it there without counting that as a cache hit (it was a miss).
-    read_asked: Option<ReadQuestion>,
+    /// The policy's checks of this client's PUBLISHes, SUBSCRIBEs and wildcard
+    /// deliveries, with their caches.
+    gate: PolicyGate,
     /// The session is persistent and the broker has a durable store.
     kept_session: bool,
     /// Replies that confirm something kept (PUBACK, PUBREC, PUBCOMP, SUBACK, UNSUBACK),
@@ -359,8 +346,7 @@ impl Connection {
                 self.pull();
                 // The next delivery needs a read decision (`deliver` hook): asked here,
                 // on this subscriber's own task, so no publisher ever waits for it.
-                if let Some(question) = self.read_question.take() {
-                    self.decide_read(question).await;
+                if self.gate.decide_read(&self.client).await {
                     // Pulled again at once, but through the `select!`: a queue of
                     // questions must not keep the socket, a kick or the shutdown
                     // waiting (one plugin call each, up to its timeout).

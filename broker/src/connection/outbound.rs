@@ -45,27 +45,15 @@ impl Connection {
     /// plugin checks deliveries (`Hooks::checks_deliveries`): allowed from the read
     /// cache, it goes as any other; denied, it leaves the queue (and the durable store)
     /// before it has a packet id, and is counted; not known, the pull stops before it
-    /// and sets `read_question` for the serve loop to ask.
+    /// and the gate keeps the question for the serve loop to ask (`decide_read`).
     pub(super) fn pull(&mut self) {
         let high_water = self.broker.config.limits.write_buffer_high_water;
         let low = self.broker.queue_marks().low;
-        let check_reads = !self.superuser
-            && self
-                .broker
-                .hooks
-                .as_deref()
-                .is_some_and(|h| h.checks_deliveries());
-        let generation = if check_reads {
-            self.broker.authz_generation()
-        } else {
-            0
-        };
+        let reads = self.gate.read_check();
         let mut scratch = std::mem::take(&mut self.scratch);
         loop {
             let mut expired = 0;
             let mut denied = 0;
-            // Read-cache lookups, counted once per batch.
-            let (mut read_hits, mut read_misses) = (0, 0);
             let more = {
                 let mut state = self.session.lock();
                 if state.owner.as_ref().map(|o| o.connection_id) != Some(self.connection_id) {
@@ -89,40 +77,20 @@ impl Connection {
                     if front.qos != QoS::AtMostOnce && state.inflight.len() >= self.send_window {
                         break;
                     }
-                    if check_reads && front.check_read {
-                        let topic = &front.message.publish.topic;
-                        let cached = self.read_cache.peek_at(
-                            now,
-                            generation,
-                            Action::Subscribe,
-                            topic,
-                            front.qos,
-                            front.retain,
-                        );
-                        let just_asked = self.read_asked.take_if(|q| q.is_about(front));
-                        if cached.is_some() && just_asked.is_none() {
-                            read_hits += 1;
-                        }
-                        let allowed = cached.or_else(|| {
-                            self.read_verdict
-                                .take_if(|(q, _)| q.is_about(front))
-                                .map(|(_, allowed)| allowed)
-                        });
-                        match allowed {
+                    if let Some(check) = reads
+                        && front.check_read
+                    {
+                        match self.gate.may_read(check, now, front) {
                             Some(true) => {}
                             Some(false) => {
-                                debug!(%topic, "delivery not authorized for this subscriber: dropped");
+                                debug!(topic = %front.message.publish.topic, "delivery not authorized for this subscriber: dropped");
                                 if let Some(gone) = state.queue.pop_front() {
                                     state.forget(&gone);
                                 }
                                 denied += 1;
                                 continue;
                             }
-                            None => {
-                                read_misses += 1;
-                                self.read_question = Some(ReadQuestion::of(front));
-                                break;
-                            }
+                            None => break,
                         }
                     }
                     let Some(delivery) = state.queue.pop_front() else {
@@ -163,7 +131,6 @@ impl Connection {
             if denied > 0 {
                 Metrics::add(&self.broker.metrics.messages_dropped_not_authorized, denied);
             }
-            crate::authz_cache::count_deliveries(read_hits, read_misses);
             let mut too_large = Vec::new();
             for (packet_id, delivery) in scratch.drain(..) {
                 if !self.write_publish(packet_id, &delivery, false) && packet_id != 0 {
@@ -184,7 +151,7 @@ impl Connection {
                     continue;
                 }
             }
-            if self.read_question.is_some() {
+            if self.gate.awaits_read() {
                 // Pulled again once it is answered.
                 self.pending = true;
                 break;
@@ -195,9 +162,7 @@ impl Connection {
             }
         }
         self.scratch = scratch;
-        // A verdict is for the front delivery it was asked for, on this pull only.
-        self.read_verdict = None;
-        self.read_asked = None;
+        self.gate.end_pull();
     }
 
     /// Encodes one delivery for this client; false when it exceeds the client's Maximum

@@ -61,35 +61,18 @@ impl Connection {
                 }
             }
         }
-        let results = match self.broker.hooks.as_deref() {
-            Some(hooks) if !allowed.is_empty() => {
-                hooks.transform_batch(&self.client, &allowed).await
-            }
-            _ => Vec::new(),
-        };
-        let max_levels = self.broker.config.limits.max_topic_levels;
-        let mut results = allowed.into_iter().zip(
-            results
-                .into_iter()
-                .chain(std::iter::repeat(Transformed::Keep)),
-        );
+        let mut transformed = self
+            .gate
+            .transform_batch(&self.client, allowed)
+            .await
+            .into_iter();
         for (packet_id, qos, refused) in acks {
             let (code, kept) = match refused {
                 Some(code) => (code, false),
-                None => {
-                    let (publish, result) = results.next().expect("one result per allowed PUBLISH");
-                    match result {
-                        Transformed::Keep => self.deliver_publish(publish),
-                        Transformed::Replace(replacement)
-                            if TopicName::new(replacement.topic.clone(), max_levels).is_err() =>
-                        {
-                            warn!(topic = %replacement.topic, "transform produced an invalid topic; original kept");
-                            self.deliver_publish(publish)
-                        }
-                        Transformed::Replace(replacement) => self.deliver_publish(*replacement),
-                        Transformed::Drop => (ReasonCode::SUCCESS, false),
-                    }
-                }
+                None => match transformed.next().expect("one result per allowed PUBLISH") {
+                    Some(publish) => self.deliver_publish(publish),
+                    None => (ReasonCode::SUCCESS, false),
+                },
             };
             self.ack_publish(packet_id, qos, code, kept);
         }

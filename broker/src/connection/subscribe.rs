@@ -28,12 +28,8 @@ impl Connection {
                 ));
             }
             if !self
-                .authorize(
-                    Action::Subscribe,
-                    &filter.filter_bytes(),
-                    options.qos,
-                    false,
-                )
+                .gate
+                .check_subscribe(&self.client, &filter.filter_bytes(), options.qos)
                 .await
             {
                 self.on_denied("subscription", &filter.filter_bytes())?;

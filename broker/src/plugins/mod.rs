@@ -20,43 +20,36 @@ pub mod plugin_toml;
 pub mod policy;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
 use wasmq_plugin_host::{Chain, Database, PluginSet};
 
 use crate::config::{DatabaseConfig, PluginsConfig};
+use crate::hooks::PolicyGeneration;
 
 pub use folder::{PluginFolder, Synced, WatchGuard};
 pub use policy::PluginPolicy;
 
-/// The chain the broker calls, and a generation number bumped at every swap so the
-/// broker's authorization caches drop decisions made by an older set of plugins.
+/// The chain the broker calls, and the policy's generation, bumped at every swap so the
+/// broker's caches drop what an older set of plugins decided (the broker shares the
+/// counter: `Hooks::generation`).
+#[derive(Default)]
 pub struct LiveChain {
     /// The current plugin set.
     pub chain: Chain,
-    generation: AtomicU64,
-}
-
-impl Default for LiveChain {
-    fn default() -> Self {
-        LiveChain {
-            chain: Chain::new(PluginSet::default()),
-            generation: AtomicU64::new(0),
-        }
-    }
+    generation: PolicyGeneration,
 }
 
 impl LiveChain {
     /// Replaces the plugin set and invalidates cached decisions.
     pub fn swap(&self, set: PluginSet) {
         self.chain.swap(set);
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.generation.bump();
     }
 
-    /// The current generation.
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+    /// The generation the broker shares; also bumped by its purges.
+    pub fn generation(&self) -> &PolicyGeneration {
+        &self.generation
     }
 }
 

@@ -19,7 +19,7 @@ use super::in_flight::InFlight;
 use crate::config::{AclNomatch, AllowAnonymous, PluginsConfig};
 use crate::hooks::{
     Action, AuthDecision, AuthExchange, AuthStep, Authorization, BoxFuture, ClientInfo, Hooks,
-    PluginStatus, TransformEdit, Transformed,
+    PluginStatus, PolicyGeneration, TransformEdit, Transformed,
 };
 use crate::listener::ListenerKind;
 
@@ -34,8 +34,9 @@ pub struct PluginPolicy {
     authorizing: InFlight<Question, Authorization>,
 }
 
-/// An authorization question: everything the plugins are told, and the plugin set's
-/// generation (an answer from the set before a reload is not one from this set).
+/// An authorization question: everything the plugins are told, and the policy's
+/// generation (an answer from the set before a reload, or from before a purge, is not
+/// one for after it).
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct Question {
     generation: u64,
@@ -273,7 +274,7 @@ impl Hooks for PluginPolicy {
         Box::pin(async move {
             // The generation before the set: a reload in between keys the new set's
             // answer under the old generation (harmless), never the reverse.
-            let generation = self.chain.generation();
+            let generation = self.chain.generation().get();
             let set = self.chain.chain.current();
             // With no authorization plugin there is no policy to apply: allow, as a
             // broker with no plugin does. `acl_nomatch` is for when plugins exist and
@@ -488,7 +489,7 @@ impl Hooks for PluginPolicy {
         self.chain.chain.transform_per_topic()
     }
 
-    fn generation(&self) -> u64 {
-        self.chain.generation()
+    fn generation(&self) -> PolicyGeneration {
+        self.chain.generation().clone()
     }
 }

@@ -327,14 +327,16 @@ impl Connection {
         mut rbuf: BytesMut,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Close {
-        let limits = self.broker.config.limits.clone();
-        let high_water = limits.write_buffer_high_water;
+        // Two numbers, not a clone of the limits: this future's state is what an idle
+        // connection costs, for as long as it lives.
+        let high_water = self.broker.config.limits.write_buffer_high_water;
+        let max_packet_size = self.broker.config.limits.max_packet_size;
         let mut last_packet = tokio::time::Instant::now();
         // A client may send packets right behind its CONNECT without waiting for CONNACK
         // (MQTT 5.0 §3.1.4); those already read with the CONNECT are in `rbuf` and must
         // not wait for the next read to be handled.
         if let Err(close) = self
-            .handle_buffered(&mut rbuf, limits.max_packet_size)
+            .handle_buffered(&mut rbuf, max_packet_size)
             .await
         {
             return close;
@@ -383,7 +385,7 @@ impl Connection {
                     // A unit per read as well as per 4 packets: a flood of large
                     // packets (a few per read) must yield too.
                     tokio::task::consume_budget().await;
-                    match self.handle_buffered(&mut rbuf, limits.max_packet_size).await {
+                    match self.handle_buffered(&mut rbuf, max_packet_size).await {
                         Ok(true) => last_packet = tokio::time::Instant::now(),
                         Ok(false) => {}
                         Err(close) => return close,
@@ -401,7 +403,7 @@ impl Connection {
                     self.release_hold();
                     last_packet = tokio::time::Instant::now();
                     // What was read before the hold comes first.
-                    if let Err(close) = self.handle_buffered(&mut rbuf, limits.max_packet_size).await {
+                    if let Err(close) = self.handle_buffered(&mut rbuf, max_packet_size).await {
                         return close;
                     }
                 }

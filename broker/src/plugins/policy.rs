@@ -238,7 +238,7 @@ impl Hooks for PluginPolicy {
             let outcome = self
                 .chain
                 .chain
-                .authenticate(&client_info(client), password.map(|p| &p[..]))
+                .authenticate_prepared(prepared(client), password.map(|p| &p[..]))
                 .await;
             match outcome.decision {
                 host::Decision::Allow => AuthDecision::Allow {

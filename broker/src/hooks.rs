@@ -1,7 +1,9 @@
 //! The policy seam: what the broker asks on CONNECT, PUBLISH and SUBSCRIBE, and on a
-//! delivery through a wildcard subscription. The plugin host implements [`Hooks`]; with
-//! no hooks installed the broker lets every client connect, publish, subscribe and
-//! receive, as Mosquitto does with no plugin or ACL file.
+//! delivery through a wildcard subscription, in the broker's own types. The plugin
+//! policy (`crate::plugins::PluginPolicy`) implements [`Hooks`] and is the one place
+//! they are converted to the plugin host's; with no hooks installed the broker lets
+//! every client connect, publish, subscribe and receive, as Mosquitto does with no
+//! plugin or ACL file.
 
 use std::any::Any;
 use std::future::Future;

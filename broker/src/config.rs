@@ -1,6 +1,10 @@
 //! The broker's configuration: a serde struct with named defaults, refused when it holds
 //! an unknown key. The commented default file is embedded and printed by
 //! `wasmq print-config`; a test keeps it and [`Config::default`] in step.
+//!
+//! Plain data: [`Config::parse`] checks what the configuration alone can tell (ranges,
+//! listeners). What only the plugin system knows, the built-in plugins' names and the
+//! database schemes it speaks, is checked where plugins start ([`crate::plugins::validate`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -354,27 +358,23 @@ pub struct DatabaseConfig {
     pub connect_timeout_ms: u64,
 }
 
+/// `[database] url` by default: a SQLite file in `./.wasmq`, created on first use.
+pub const DATABASE_URL: &str = "sqlite://./.wasmq/wasmq.db?mode=rwc";
+/// `[database] pool_max` by default.
+pub const DATABASE_POOL_MAX: u32 = 8;
+/// `[database] statement_timeout_ms` by default.
+pub const DATABASE_STATEMENT_TIMEOUT_MS: u64 = 2000;
+/// `[database] connect_timeout_ms` by default.
+pub const DATABASE_CONNECT_TIMEOUT_MS: u64 = 5000;
+
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        let host = wasmq_plugin_host::DatabaseConfig::default();
         DatabaseConfig {
-            url: host.url,
-            pool_max: host.pool_max,
-            statement_timeout_ms: host.statement_timeout_ms,
-            connect_timeout_ms: host.connect_timeout_ms,
+            url: DATABASE_URL.to_string(),
+            pool_max: DATABASE_POOL_MAX,
+            statement_timeout_ms: DATABASE_STATEMENT_TIMEOUT_MS,
+            connect_timeout_ms: DATABASE_CONNECT_TIMEOUT_MS,
         }
-    }
-}
-
-impl DatabaseConfig {
-    /// The plugin host's form of it, or `None` when no database is configured.
-    pub fn to_host(&self) -> Option<wasmq_plugin_host::DatabaseConfig> {
-        (!self.url.trim().is_empty()).then(|| wasmq_plugin_host::DatabaseConfig {
-            url: self.url.clone(),
-            pool_max: self.pool_max,
-            statement_timeout_ms: self.statement_timeout_ms,
-            connect_timeout_ms: self.connect_timeout_ms,
-        })
     }
 }
 
@@ -448,18 +448,7 @@ impl Config {
             "limits.keep_alive_max_secs must be at least 1"
         );
         crate::listener::validate(&self.listeners)?;
-        for name in &self.plugins.builtin {
-            anyhow::ensure!(
-                crate::plugins::builtin::find(name).is_some(),
-                "plugins.builtin: no built-in plugin {name:?} (there are: {})",
-                crate::plugins::builtin::names().join(", ")
-            );
-        }
         let d = &self.database;
-        anyhow::ensure!(
-            d.url.trim().is_empty() || wasmq_plugin_host::Backend::of_url(&d.url).is_some(),
-            "database.url must start with sqlite:, mysql: or postgres: (or be empty)"
-        );
         anyhow::ensure!(d.pool_max > 0, "database.pool_max must be at least 1");
         anyhow::ensure!(
             d.statement_timeout_ms > 0,
@@ -522,11 +511,9 @@ mod tests {
 
     #[test]
     fn impossible_values_are_refused() {
-        assert!(Config::parse("[database]\nurl = \"redis://x\"\n").is_err());
         assert!(Config::parse("[database]\npool_max = 0\n").is_err());
         assert!(Config::parse("[limits]\nreceive_maximum = 0\n").is_err());
         assert!(Config::parse("[limits]\nmax_packet_size = 10\n").is_err());
-        assert!(Config::parse("[plugins]\nbuiltin = [\"nope\"]\n").is_err());
         assert!(Config::parse("[plugins]\nallow_anonymous = \"yes\"\n").is_err());
     }
 

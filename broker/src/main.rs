@@ -344,10 +344,15 @@ fn plugin_command(command: &PluginCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn load_config(cli: &Cli) -> anyhow::Result<Config> {
-    match &cli.config {
-        Some(path) => Config::load(path),
-        None => Ok(Config::default()),
-    }
+    let Some(path) = &cli.config else {
+        return Ok(Config::default());
+    };
+    let config = Config::load(path)?;
+    // What only the plugin system can check (built-in plugin names, the database URL's
+    // scheme) is refused as the file's other errors are, before any command runs.
+    wasmq::plugins::validate(&config)
+        .with_context(|| format!("invalid config file {}", path.display()))?;
+    Ok(config)
 }
 
 fn password_from(arg: &Option<String>) -> anyhow::Result<String> {

@@ -66,8 +66,8 @@ pub use v0_2::wit;
 /// a plugin. The broker asks about the same client on every PUBLISH of a
 /// connection; converting it per call cost four `String`s (and the caller's
 /// own conversion, a formatted address) per message. Build one per
-/// connection and pass it to [`crate::Chain::transform_prepared`] and
-/// [`crate::Chain::authorize_prepared`].
+/// connection and pass it to [`crate::Chain::authenticate_prepared`],
+/// [`crate::Chain::authorize_prepared`] and [`crate::Chain::transform_prepared`].
 #[derive(Clone, Debug)]
 pub struct PreparedClient {
     current: wit::Client,

@@ -109,7 +109,8 @@ impl PluginSet {
 
     /// Runs the authentication chain. `Ignore` when no plugin decided.
     pub async fn authenticate(&self, client: &ClientInfo, password: Option<&[u8]>) -> AuthOutcome {
-        self.authenticate_counted(client, password, None).await
+        self.authenticate_counted(&client.into(), password, None)
+            .await
     }
 
     /// Runs the authorization chain. `Ignore` when no plugin decided.
@@ -255,7 +256,7 @@ impl PluginSet {
 
     async fn authenticate_counted(
         &self,
-        client: &ClientInfo,
+        client: &PreparedClient,
         password: Option<&[u8]>,
         counters: Option<&ChainCounters>,
     ) -> AuthOutcome {
@@ -264,15 +265,14 @@ impl PluginSet {
         if !self.hooks.authn {
             return AuthOutcome::ignore();
         }
-        let prepared = PreparedClient::from(client);
         for plugin in &self.plugins {
             if !plugin.hooks().authn {
                 continue;
             }
-            match plugin.authenticate_wit(&prepared, password).await {
+            match plugin.authenticate_wit(client, password).await {
                 Ok(outcome) if outcome.decision == Decision::Ignore => continue,
                 Ok(outcome) => {
-                    tracing::debug!(plugin = plugin.name(), client_id = client.client_id, decision = ?outcome.decision, "authn decided");
+                    tracing::debug!(plugin = plugin.name(), client_id = client.v0_2().client_id, decision = ?outcome.decision, "authn decided");
                     return outcome;
                 }
                 Err(fault) => {
@@ -688,6 +688,15 @@ impl Chain {
     /// Runs the authentication chain on the current set. `Ignore`: no plugin
     /// decided (`allow_anonymous` decides).
     pub async fn authenticate(&self, client: &ClientInfo, password: Option<&[u8]>) -> AuthOutcome {
+        self.authenticate_prepared(&client.into(), password).await
+    }
+
+    /// [`Chain::authenticate`] for a client converted once ([`PreparedClient`]).
+    pub async fn authenticate_prepared(
+        &self,
+        client: &PreparedClient,
+        password: Option<&[u8]>,
+    ) -> AuthOutcome {
         self.counters.authn_calls.fetch_add(1, Ordering::Relaxed);
         let set = self.current.load_full();
         set.authenticate_counted(client, password, Some(&self.counters))

@@ -119,18 +119,6 @@ impl CacheLifetime {
             operator_ttl: self.operator_ttl || other.operator_ttl,
         }
     }
-
-    /// How long, given the operator's TTL; `None`: for the connection.
-    pub fn duration(self, ttl: std::time::Duration) -> Option<std::time::Duration> {
-        let secs = self
-            .max_secs
-            .map(|s| std::time::Duration::from_secs(u64::from(s)));
-        let ttl = self.operator_ttl.then_some(ttl);
-        match (secs, ttl) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
 }
 
 impl Default for CacheLifetime {
@@ -380,38 +368,28 @@ impl fmt::Display for Capabilities {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::CacheLifetime;
 
     #[test]
     fn a_chain_keeps_its_answer_for_the_shortest_lifetime_asked() {
-        let ttl = Duration::from_secs(60);
         let l = CacheLifetime::CONNECTION;
-        assert_eq!(l.duration(ttl), None);
         assert_eq!(
-            l.shortest(CacheLifetime::OPERATOR_TTL).duration(ttl),
-            Some(ttl)
+            l.shortest(CacheLifetime::OPERATOR_TTL),
+            CacheLifetime::OPERATOR_TTL
         );
         let five = CacheLifetime::seconds(5);
         assert_eq!(
-            five.shortest(CacheLifetime::OPERATOR_TTL).duration(ttl),
-            Some(Duration::from_secs(5))
+            five.shortest(CacheLifetime::OPERATOR_TTL),
+            CacheLifetime {
+                max_secs: Some(5),
+                operator_ttl: true,
+            }
         );
         assert_eq!(
-            CacheLifetime::seconds(120)
-                .shortest(CacheLifetime::OPERATOR_TTL)
-                .duration(ttl),
-            Some(ttl)
+            CacheLifetime::seconds(120).shortest(five),
+            five,
+            "the shorter bound in seconds"
         );
-        assert_eq!(
-            CacheLifetime::seconds(120).duration(ttl),
-            Some(Duration::from_secs(120)),
-            "a plugin's own lifetime may be longer than the operator's TTL"
-        );
-        assert_eq!(
-            five.shortest(CacheLifetime::NONE).duration(ttl),
-            Some(Duration::ZERO)
-        );
+        assert_eq!(five.shortest(CacheLifetime::NONE), CacheLifetime::NONE);
     }
 }

@@ -141,7 +141,7 @@ impl Connection {
                 .iter()
                 .map(|(k, v)| (ByteString::from(&**k), ByteString::from(&**v)))
                 .collect(),
-            prepared: OnceLock::new(),
+            prepared: Default::default(),
         };
         let mut auth_data_out = None;
         let superuser = match (&broker.hooks, &auth_method) {

@@ -37,7 +37,7 @@ mod subscribe;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -335,10 +335,7 @@ impl Connection {
         // A client may send packets right behind its CONNECT without waiting for CONNACK
         // (MQTT 5.0 §3.1.4); those already read with the CONNECT are in `rbuf` and must
         // not wait for the next read to be handled.
-        if let Err(close) = self
-            .handle_buffered(&mut rbuf, max_packet_size)
-            .await
-        {
+        if let Err(close) = self.handle_buffered(&mut rbuf, max_packet_size).await {
             return close;
         }
         let low_water = self.broker.queue_marks().low;

@@ -26,6 +26,21 @@ pub fn find(name: &str) -> Option<&'static Builtin> {
     ALL.iter().find(|b| b.name == name)
 }
 
+/// The built-in plugins `[plugins] builtin` names, or which name is none of them.
+pub fn resolve(names: &[String]) -> anyhow::Result<Vec<&'static Builtin>> {
+    names
+        .iter()
+        .map(|name| {
+            find(name).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "plugins.builtin: no built-in plugin {name:?} (there are: {})",
+                    self::names().join(", ")
+                )
+            })
+        })
+        .collect()
+}
+
 /// The built-in plugins' names.
 pub fn names() -> Vec<&'static str> {
     ALL.iter().map(|b| b.name).collect()

@@ -91,18 +91,7 @@ impl PluginFolder {
         config: &PluginsConfig,
         database: Option<Arc<Database>>,
     ) -> anyhow::Result<Arc<PluginFolder>> {
-        let builtins = config
-            .builtin
-            .iter()
-            .map(|name| {
-                builtin::find(name).with_context(|| {
-                    format!(
-                        "no built-in plugin {name:?} (there are: {})",
-                        builtin::names().join(", ")
-                    )
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let builtins = builtin::resolve(&config.builtin)?;
         std::fs::create_dir_all(&config.dir)
             .with_context(|| format!("cannot create the plugin folder {}", config.dir.display()))?;
         let host = PluginHost::new(HostConfig {

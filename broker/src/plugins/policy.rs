@@ -18,8 +18,9 @@ use super::LiveChain;
 use super::in_flight::InFlight;
 use crate::config::{AclNomatch, AllowAnonymous, PluginsConfig};
 use crate::hooks::{
-    Action, AuthDecision, AuthExchange, AuthStep, Authorization, BoxFuture, ClientInfo, Hooks,
-    PluginStatus, PolicyGeneration, TransformEdit, Transformed,
+    Action, AuthDecision, AuthExchange, AuthStep, Authorization, BoxFuture, CacheLifetime,
+    CertificateIdentity, ClientInfo, Hooks, PluginStatus, PolicyGeneration, TransformEdit,
+    Transformed,
 };
 use crate::listener::ListenerKind;
 
@@ -114,7 +115,7 @@ impl PluginPolicy {
         Authorization {
             allowed,
             cacheable: !blind,
-            cache: outcome.cache,
+            cache: cache_lifetime(outcome.cache),
         }
     }
 }
@@ -124,6 +125,23 @@ fn prepared(client: &ClientInfo) -> &host::PreparedClient {
     client
         .prepared
         .get_or_init(|| host::PreparedClient::from(client_info(client)))
+}
+
+/// How long the chain said its answer may be kept, in the broker's type.
+fn cache_lifetime(cache: host::CacheLifetime) -> CacheLifetime {
+    CacheLifetime {
+        max_secs: cache.max_secs,
+        operator_ttl: cache.operator_ttl,
+    }
+}
+
+fn certificate(id: &CertificateIdentity) -> host::CertificateIdentity {
+    host::CertificateIdentity {
+        common_name: id.common_name.clone(),
+        dns_names: id.dns_names.clone(),
+        emails: id.emails.clone(),
+        uris: id.uris.clone(),
+    }
 }
 
 fn client_info(client: &ClientInfo) -> host::ClientInfo {
@@ -142,7 +160,7 @@ fn client_info(client: &ClientInfo) -> host::ClientInfo {
             ListenerKind::Ws => host::ListenerKind::Ws,
             ListenerKind::Wss => host::ListenerKind::Wss,
         },
-        certificate: client.certificate.as_deref().cloned(),
+        certificate: client.certificate.as_deref().map(certificate),
         user_properties: client
             .connect_user_properties
             .iter()
@@ -222,7 +240,7 @@ impl Hooks for PluginPolicy {
             let outcome = self
                 .chain
                 .chain
-                .authenticate(&client_info(client), password.map(|p| &p[..]))
+                .authenticate_prepared(prepared(client), password.map(|p| &p[..]))
                 .await;
             match outcome.decision {
                 host::Decision::Allow => AuthDecision::Allow {
@@ -380,7 +398,7 @@ impl Hooks for PluginPolicy {
             Authorization {
                 allowed,
                 cacheable: !blind,
-                cache: outcome.cache,
+                cache: cache_lifetime(outcome.cache),
             }
         })
     }

@@ -395,7 +395,6 @@ impl ReadQuestion {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
     use bytes::Bytes;
@@ -481,7 +480,7 @@ mod tests {
             listener_kind: ListenerKind::Tcp,
             certificate: None,
             connect_user_properties: Vec::new(),
-            prepared: OnceLock::new(),
+            prepared: Default::default(),
         }
     }
 

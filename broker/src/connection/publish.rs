@@ -185,9 +185,17 @@ impl Connection {
     /// Routes a PUBLISH that passed its checks and the policy; the reason code for its
     /// ack, and whether routing it wrote to the durable store.
     pub(super) fn deliver_publish(&mut self, publish: Publish) -> (ReasonCode, bool) {
-        let routed = self
-            .broker
-            .publish(Message::new(publish, Some(self.client.client_id.clone())));
+        // Its topic was checked already (`check_publish`, or the gate's check of a
+        // transform's replacement), and under the same limit: this cannot fail. The
+        // gate hands back a `Publish`, so the name is validated again here, one pass
+        // over its bytes and no copy, rather than carried through the transforms.
+        let max_levels = self.broker.config.limits.max_topic_levels;
+        let topic = match TopicName::new(publish.topic.clone(), max_levels) {
+            Ok(topic) => topic,
+            Err(_) => return (ReasonCode::TOPIC_NAME_INVALID, false),
+        };
+        let origin = Some(self.client.client_id.clone());
+        let routed = self.broker.publish(Message::new(topic, publish, origin));
         let matched = routed.matched;
         self.hold_for(routed.congested);
         let code = if matched == 0 {

@@ -2,7 +2,14 @@
 //! batch transform, the QoS 1 and 2 acknowledgements, and the replies held until the
 //! durable store has written what they confirm.
 
-use super::*;
+use bytestring::ByteString;
+use wasmq_codec::{AckProperties, Packet, PubAckBody, Publish, QoS, ReasonCode};
+
+use crate::message::{Message, own_str};
+use crate::metrics::Metrics;
+use crate::topic::TopicName;
+
+use super::{Close, Connection};
 
 impl Connection {
     pub(super) async fn on_publish(&mut self, publish: Publish) -> Result<(), Close> {
@@ -81,7 +88,7 @@ impl Connection {
 
     /// A PUBLISH's own checks, before any policy: topic alias, no subscription
     /// identifier, a valid topic name. Counts it as received.
-    pub(super) fn check_publish(&mut self, mut publish: Publish) -> Result<Publish, Close> {
+    fn check_publish(&mut self, mut publish: Publish) -> Result<Publish, Close> {
         Metrics::add(&self.broker.metrics.messages_received, 1);
         let limits = &self.broker.config.limits;
         if self.v5() {
@@ -122,7 +129,7 @@ impl Connection {
 
     /// Acknowledges a PUBLISH routed (or refused) with `code`; `kept`: what it confirms
     /// was written to the durable store.
-    pub(super) fn ack_publish(&mut self, packet_id: u16, qos: QoS, code: ReasonCode, kept: bool) {
+    fn ack_publish(&mut self, packet_id: u16, qos: QoS, code: ReasonCode, kept: bool) {
         // Every refusal says why, unless the client asked for no problem information
         // (Request Problem Information = 0) [MQTT-3.1.2-29].
         let reason_string = match code {

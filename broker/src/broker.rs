@@ -27,7 +27,7 @@ use crate::session::{
 };
 use crate::storage::{RetainStore, SessionSnapshot, SessionStore, Storage};
 use crate::store::{Journal, SessionKeeper};
-use crate::topic::TopicFilter;
+use crate::topic::{TopicFilter, TopicName};
 
 /// Where a published message went.
 #[derive(Debug, Default)]
@@ -598,7 +598,7 @@ impl Broker {
                 let capacity = self.config.limits.max_retained_messages;
                 if !self.retained.set(message.clone(), capacity) {
                     warn!(
-                        topic = message.topic(),
+                        topic = %message.topic(),
                         capacity, "retained store full: message not retained"
                     );
                     Metrics::add(&self.metrics.retained_refused_full, 1);
@@ -614,7 +614,7 @@ impl Broker {
         let mut targets: Vec<(Arc<Session>, Delivery)> = Vec::new();
         {
             let router = self.router.read();
-            router.matches(&publish.topic, |found| match found {
+            router.matches(message.topic(), |found| match found {
                 Match::Direct(who, data, wildcard) => {
                     let session = &who.0;
                     if data.options.no_local && message.origin.as_ref() == Some(&session.client_id)
@@ -750,6 +750,15 @@ impl Broker {
     pub fn publish_will(&self, pending: PendingWill) {
         let PendingWill { will, client_id } = pending;
         debug!(client_id = %client_id, topic = %will.topic, "publishing will");
+        // Validated at CONNECT, under the level limit of that time (a restored will may
+        // have been accepted before a restart that lowered it): no limit now.
+        let topic = match TopicName::new(will.topic.clone(), usize::MAX) {
+            Ok(topic) => topic,
+            Err(error) => {
+                warn!(client_id = %client_id, %error, "will topic invalid: will not published");
+                return;
+            }
+        };
         let p = will.properties;
         let publish = Publish {
             dup: false,
@@ -769,7 +778,7 @@ impl Broker {
                 content_type: p.content_type,
             },
         };
-        self.publish(Message::new(publish, Some(client_id)));
+        self.publish(Message::new(topic, publish, Some(client_id)));
     }
 }
 
@@ -824,6 +833,11 @@ mod tests {
         }
     }
 
+    fn message(publish: Publish) -> Arc<Message> {
+        let topic = TopicName::new(publish.topic.clone(), 8).unwrap();
+        Message::new(topic, publish, None)
+    }
+
     fn inside(part: &[u8], frame: &Bytes) -> bool {
         frame.as_ptr_range().contains(&part.as_ptr())
     }
@@ -858,7 +872,7 @@ mod tests {
         let offline = subscribe("offline", 2);
         broker.detach(&offline, 2, None);
 
-        broker.publish(Message::new(sliced(&frame, QoS::AtLeastOnce, false), None));
+        broker.publish(message(sliced(&frame, QoS::AtLeastOnce, false)));
         let queued = |session: &Session| session.lock().queue.back().unwrap().message.clone();
         let (live, kept) = (queued(&online), queued(&offline));
         assert!(inside(&live.publish.payload, &frame), "routed as decoded");
@@ -866,7 +880,7 @@ mod tests {
         assert!(!inside(kept.publish.topic.as_bytes(), &frame));
         assert_eq!(kept.publish, live.publish);
 
-        broker.publish(Message::new(sliced(&frame, QoS::AtMostOnce, true), None));
+        broker.publish(message(sliced(&frame, QoS::AtMostOnce, true)));
         let mut retained = Vec::new();
         let filter = TopicFilter::new(ByteString::from_static("#"), 8).unwrap();
         broker

@@ -2,21 +2,21 @@
 //!
 //! How a message moves through the crate:
 //!
-//! - [`server`] accepts connections on the [`listener`]s (bounded by `max_connections`)
-//!   and gives each one a task running [`connection`], over plain TCP, TLS, WebSocket
+//! - `server` accepts connections on the [`listener`]s (bounded by `max_connections`)
+//!   and gives each one a task running `connection`, over plain TCP, TLS, WebSocket
 //!   or WebSocket over TLS (`transport`, one reader and one writer for all).
-//! - [`connection`] decodes packets with the shared codec (`wasmq-codec`), handles the
+//! - `connection` decodes packets with the shared codec (`wasmq-codec`), handles the
 //!   CONNECT handshake, keep-alive and QoS flows, and writes batched output.
-//! - On CONNECT, [`broker::Broker::attach`] resumes or creates the client's [`session`]
+//! - On CONNECT, [`Broker::attach`] resumes or creates the client's `session`
 //!   (taking it over from an older connection).
 //! - A PUBLISH is authorized and transformed through [`hooks`] (asked by the
 //!   connection's policy gate, which caches the answers), stored if retained
 //!   ([`storage`]), and routed: [`router`] matches the topic ([`topic`] holds the rules)
-//!   and each matching session receives a [`message::Delivery`] in its bounded queue.
+//!   and each matching session receives a `message::Delivery` in its bounded queue.
 //! - The owning connection is woken, pulls deliveries within its inflight window, and
 //!   writes them. Offline persistent sessions keep QoS 1/2 deliveries until they return
 //!   or expire. A queue filling faster than it drains holds its publishers back
-//!   ([`backpressure`]).
+//!   (`backpressure`).
 //! - [`sys`] publishes `$SYS/broker/...` from [`metrics`]; [`config`] holds every limit.
 //! - [`plugins`] is the policy: WebAssembly components from the plugin folder and the
 //!   built-in default auth/ACL plugin. [`manage`] edits that plugin's tables
@@ -28,8 +28,8 @@
 
 pub mod admin;
 pub mod authz_cache;
-pub mod backpressure;
-pub mod broker;
+pub(crate) mod backpressure;
+pub(crate) mod broker;
 pub mod config;
 mod connection;
 pub(crate) mod enhanced_auth;
@@ -37,14 +37,14 @@ pub mod hooks;
 pub mod http;
 pub mod listener;
 pub mod manage;
-pub mod message;
+pub(crate) mod message;
 pub mod metrics;
 mod outbox;
 pub mod plugin_tools;
 pub mod plugins;
 pub mod router;
-pub mod server;
-pub mod session;
+pub(crate) mod server;
+pub(crate) mod session;
 pub mod storage;
 pub mod store;
 pub mod sys;

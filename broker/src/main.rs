@@ -248,7 +248,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             wasmq::storage::Storage::memory()
         };
         let journal = storage.journal.clone();
-        let broker = wasmq::broker::Broker::with_storage(config, Some(plugins.hooks()), storage);
+        let broker = wasmq::Broker::with_storage(config, Some(plugins.hooks()), storage);
         let server = Server::bind_with(broker).await?;
         let ready = http::Readiness::default();
         let services = http::Services {

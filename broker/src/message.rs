@@ -7,13 +7,17 @@ use bytes::Bytes;
 use bytestring::ByteString;
 use wasmq_codec::{Publish, QoS, UserProperties};
 
-use crate::topic::TopicFilter;
+use crate::topic::{TopicFilter, TopicName};
 
 /// A message as the router holds it: decoded once, shared by every subscriber and by the
 /// retained store. `publish` carries the resolved topic (never an alias), packet id 0, no
-/// subscription identifiers; each delivery fills those in for its own connection.
+/// subscription identifiers; each delivery fills those in for its own connection. It is
+/// built only from a validated [`TopicName`], which the router and the retained store
+/// take.
 #[derive(Debug)]
 pub struct Message {
+    /// `publish.topic`, validated: the same reference-counted string, not a copy.
+    topic: TopicName,
     /// The message itself.
     pub publish: Publish,
     /// The publishing client, for No Local; `None` for the broker's own ($SYS) messages.
@@ -25,8 +29,10 @@ pub struct Message {
 }
 
 impl Message {
-    /// Wraps a publish received now, computing its expiry from its properties.
-    pub fn new(mut publish: Publish, origin: Option<ByteString>) -> Arc<Message> {
+    /// Wraps a publish received now, computing its expiry from its properties. `topic` is
+    /// `publish.topic` validated; it replaces it, so the two never differ.
+    pub fn new(topic: TopicName, mut publish: Publish, origin: Option<ByteString>) -> Arc<Message> {
+        publish.topic = topic.bytestring().clone();
         publish.packet_id = 0;
         publish.dup = false;
         publish.properties.topic_alias = None;
@@ -36,6 +42,7 @@ impl Message {
             .message_expiry_interval
             .map(|secs| Instant::now() + Duration::from_secs(u64::from(secs)));
         Arc::new(Message {
+            topic,
             publish,
             origin,
             expires_at,
@@ -44,13 +51,17 @@ impl Message {
     }
 
     /// A message read back from the durable store: its parts are slices of the stored
-    /// value, an allocation of its own, so it counts as detached.
+    /// value, an allocation of its own, so it counts as detached. `topic` is
+    /// `publish.topic` validated, as in [`Message::new`].
     pub fn restored(
-        publish: Publish,
+        topic: TopicName,
+        mut publish: Publish,
         origin: Option<ByteString>,
         expires_at: Option<Instant>,
     ) -> Arc<Message> {
+        publish.topic = topic.bytestring().clone();
         Arc::new(Message {
+            topic,
             publish,
             origin,
             expires_at,
@@ -69,8 +80,9 @@ impl Message {
         if self.detached {
             return self.clone();
         }
+        let topic = self.topic.copied();
         let mut publish = self.publish.clone();
-        publish.topic = own_str(&publish.topic);
+        publish.topic = topic.bytestring().clone();
         publish.payload = own_bytes(&publish.payload);
         let properties = &mut publish.properties;
         properties.response_topic = properties.response_topic.as_ref().map(own_str);
@@ -78,6 +90,7 @@ impl Message {
         properties.content_type = properties.content_type.as_ref().map(own_str);
         own_user_properties(&mut properties.user_properties);
         Arc::new(Message {
+            topic,
             publish,
             origin: self.origin.clone(),
             expires_at: self.expires_at,
@@ -101,8 +114,8 @@ impl Message {
     }
 
     /// The topic name.
-    pub fn topic(&self) -> &str {
-        &self.publish.topic
+    pub fn topic(&self) -> &TopicName {
+        &self.topic
     }
 }
 

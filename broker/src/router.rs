@@ -17,7 +17,7 @@ type LevelMap<V> = HashMap<Box<str>, V, foldhash::fast::RandomState>;
 
 use wasmq_codec::SubscriptionOptions;
 
-use crate::topic::TopicFilter;
+use crate::topic::{TopicFilter, TopicName};
 
 /// What a subscription asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -273,8 +273,9 @@ impl<S: Clone + PartialEq + Eq + Hash> Router<S> {
         subs.shared.iter().find(|g| g.name() == name)
     }
 
-    /// Calls `visit` for every subscription matching `topic` (a valid topic name).
-    pub fn matches<'a>(&'a self, topic: &str, mut visit: impl FnMut(Match<'a, S>)) {
+    /// Calls `visit` for every subscription matching `topic`.
+    pub fn matches<'a>(&'a self, topic: &TopicName, mut visit: impl FnMut(Match<'a, S>)) {
+        let topic = topic.as_str();
         let dollar = topic.starts_with('$');
         walk(&self.root, Some(topic), true, dollar, false, &mut visit);
     }
@@ -357,9 +358,13 @@ mod tests {
         TopicFilter::new(s.into(), usize::MAX).unwrap()
     }
 
+    fn name(s: &str) -> TopicName {
+        TopicName::new(s.into(), usize::MAX).unwrap()
+    }
+
     fn matched(router: &Router<u32>, topic: &str) -> Vec<u32> {
         let mut out = Vec::new();
-        router.matches(topic, |m| match m {
+        router.matches(&name(topic), |m| match m {
             Match::Direct(s, _, _) => out.push(*s),
             Match::Shared(g) => out.extend(g.members.iter().map(|(s, _)| *s)),
         });
@@ -388,7 +393,7 @@ mod tests {
             router.subscribe(&filter(f), who, data());
         }
         let mut seen = Vec::new();
-        router.matches("a/b", |m| {
+        router.matches(&name("a/b"), |m| {
             if let Match::Direct(s, _, wildcard) = m {
                 seen.push((*s, wildcard));
             }
@@ -408,7 +413,7 @@ mod tests {
         }
         let mut picks = Vec::new();
         for _ in 0..6 {
-            router.matches("t", |m| {
+            router.matches(&name("t"), |m| {
                 if let Match::Shared(g) = m {
                     picks.push(g.pick(|s| *s != 2).unwrap().0);
                 }
@@ -421,7 +426,11 @@ mod tests {
     const LEVELS: &[&str] = &["a", "b", "", "$SYS", "c"];
 
     fn arb_topic() -> impl Strategy<Value = String> {
-        prop::collection::vec(prop::sample::select(LEVELS), 1..4).prop_map(|v| v.join("/"))
+        prop::collection::vec(prop::sample::select(LEVELS), 1..4)
+            .prop_map(|v| v.join("/"))
+            .prop_filter("valid name", |t| {
+                TopicName::new(t.as_str().into(), usize::MAX).is_ok()
+            })
     }
 
     fn arb_filter() -> impl Strategy<Value = String> {

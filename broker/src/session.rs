@@ -26,6 +26,10 @@ use crate::topic::TopicFilter;
 
 /// Where an outgoing QoS 1/2 message stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[expect(
+    clippy::enum_variant_names,
+    reason = "each stage is named after the acknowledgement it waits for"
+)]
 pub enum Stage {
     /// QoS 1 PUBLISH sent, waiting for PUBACK.
     AwaitPubAck,

@@ -25,7 +25,7 @@ use crate::message::{Delivery, Message};
 use crate::router::SubscriptionData;
 use crate::session::Outgoing;
 use crate::store::{self, Journal};
-use crate::topic::{self, TopicFilter};
+use crate::topic::{self, TopicFilter, TopicName};
 
 /// The stores a broker uses.
 #[derive(Clone)]
@@ -115,7 +115,7 @@ pub trait RetainStore: Send + Sync {
     /// message on a new topic is refused (false) when `capacity` messages are held.
     fn set(&self, message: Arc<Message>, capacity: usize) -> bool;
     /// Removes the retained message of `topic`.
-    fn remove(&self, topic: &str);
+    fn remove(&self, topic: &TopicName);
     /// Appends the unexpired retained messages matching `filter` to `out`.
     fn matching(&self, filter: &TopicFilter, now: Instant, out: &mut Vec<Arc<Message>>);
     /// Number of retained messages held.
@@ -174,7 +174,10 @@ impl Retained {
             unreachable!("a retained message is kept as the PUBLISH the codec encoded");
         };
         publish.packet_id = 0;
-        Message::restored(publish, self.origin.clone(), self.expires_at)
+        let Ok(topic) = TopicName::new(publish.topic.clone(), usize::MAX) else {
+            unreachable!("a retained message's topic was a valid name when it was kept");
+        };
+        Message::restored(topic, publish, self.origin.clone(), self.expires_at)
     }
 
     fn expired(&self, now: Instant) -> bool {
@@ -189,7 +192,7 @@ impl MemoryRetainStore {
             messages: RwLock::new(
                 messages
                     .into_iter()
-                    .map(|m| (m.topic().into(), Retained::new(&m)))
+                    .map(|m| (m.topic().as_str().into(), Retained::new(&m)))
                     .collect(),
             ),
             journal: Some(journal),
@@ -201,7 +204,7 @@ impl RetainStore for MemoryRetainStore {
     fn set(&self, message: Arc<Message>, capacity: usize) -> bool {
         let retained = Retained::new(&message);
         let mut messages = self.messages.write();
-        if messages.len() >= capacity && !messages.contains_key(message.topic()) {
+        if messages.len() >= capacity && !messages.contains_key(message.topic().as_str()) {
             return false;
         }
         if let Some(journal) = &self.journal {
@@ -212,16 +215,16 @@ impl RetainStore for MemoryRetainStore {
             // order they reached memory.
             store::retained_set(journal, &message);
         }
-        messages.insert(message.topic().into(), retained);
+        messages.insert(message.topic().as_str().into(), retained);
         true
     }
 
-    fn remove(&self, topic: &str) {
+    fn remove(&self, topic: &TopicName) {
         let mut messages = self.messages.write();
-        if messages.remove(topic).is_some()
+        if messages.remove(topic.as_str()).is_some()
             && let Some(journal) = &self.journal
         {
-            store::retained_removed(journal, topic);
+            store::retained_removed(journal, topic.as_str());
         }
     }
 
@@ -264,6 +267,7 @@ mod tests {
 
     fn message(topic: &str, qos: QoS, properties: PublishProperties) -> Arc<Message> {
         Message::new(
+            TopicName::new(ByteString::from(topic), 32).unwrap(),
             Publish {
                 dup: false,
                 qos,
@@ -309,11 +313,15 @@ mod tests {
 
         let mut all = Vec::new();
         store.matching(&filter("a/+"), now, &mut all);
-        let mut topics: Vec<&str> = all.iter().map(|m| m.topic()).collect();
+        let mut topics: Vec<&str> = all.iter().map(|m| m.topic().as_str()).collect();
         topics.sort_unstable();
         assert_eq!(topics, ["a/b", "a/c"]);
         assert_eq!(
-            all.iter().find(|m| m.topic() == "a/c").unwrap().publish.qos,
+            all.iter()
+                .find(|m| m.topic().as_str() == "a/c")
+                .unwrap()
+                .publish
+                .qos,
             QoS::AtMostOnce
         );
 
@@ -321,7 +329,7 @@ mod tests {
         let mut expired = Vec::new();
         store.matching(&filter("a/b"), now + Duration::from_secs(61), &mut expired);
         assert!(expired.is_empty());
-        store.remove("a/c");
+        store.remove(&TopicName::new("a/c".into(), 32).unwrap());
         let mut left = Vec::new();
         store.matching(&filter("#"), now + Duration::from_secs(61), &mut left);
         assert!(left.is_empty());

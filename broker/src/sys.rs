@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use bytestring::ByteString;
+use tracing::warn;
 use wasmq_codec::{Publish, PublishProperties, QoS};
 
 use crate::broker::Broker;
 use crate::message::Message;
 use crate::metrics::Metrics;
+use crate::topic::TopicName;
 
 /// The broker's version, as published in `$SYS/broker/version`.
 pub const VERSION: &str = concat!("wasmq ", env!("CARGO_PKG_VERSION"));
@@ -132,16 +134,25 @@ pub fn publish_once(broker: &Broker) {
 }
 
 fn publish(broker: &Broker, topic: ByteString, value: String) {
+    // The broker's own names, at most six levels: not held to `max_topic_levels`, which
+    // limits what clients send. A plugin name that is no valid level was left out above.
+    let topic = match TopicName::new(topic, usize::MAX) {
+        Ok(topic) => topic,
+        Err(error) => {
+            warn!(%error, "$SYS topic invalid: not published");
+            return;
+        }
+    };
     let publish = Publish {
         dup: false,
         qos: QoS::AtMostOnce,
         retain: true,
-        topic,
+        topic: topic.bytestring().clone(),
         packet_id: 0,
         payload: Bytes::from(value),
         properties: PublishProperties::default(),
     };
-    broker.publish(Message::new(publish, None));
+    broker.publish(Message::new(topic, publish, None));
 }
 
 fn dropped(m: &Metrics) -> u64 {

@@ -73,6 +73,13 @@ impl TopicName {
     pub fn bytestring(&self) -> &ByteString {
         &self.0
     }
+
+    /// The name in an allocation of its own, not a slice of a read buffer (for a message
+    /// the broker keeps: [`crate::message::Message::detached`]). Valid already: not
+    /// checked again.
+    pub(crate) fn copied(&self) -> TopicName {
+        TopicName(ByteString::from(self.as_str()))
+    }
 }
 
 impl fmt::Debug for TopicName {

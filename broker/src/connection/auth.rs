@@ -1,7 +1,12 @@
 //! MQTT 5 re-authentication: an AUTH from the client after CONNACK, driven by the same
 //! `enhanced_auth` exchange as at CONNECT.
 
-use super::*;
+use tracing::debug;
+use wasmq_codec::{Auth, ReasonCode};
+
+use crate::enhanced_auth;
+
+use super::{Close, Connection};
 
 impl Connection {
     /// An AUTH from the client after CONNACK: the start (0x19) or a step (0x18) of a

@@ -1,7 +1,29 @@
 //! The CONNECT handshake: checks the CONNECT, authenticates the client, attaches its
 //! session and answers CONNACK, giving the serve loop a `Connection` with what was negotiated.
 
-use super::*;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use bytestring::ByteString;
+use tokio::sync::oneshot;
+use tracing::debug;
+use wasmq_codec::{ConnAck, ConnAckProperties, Connect, Packet, Protocol, ReasonCode};
+
+use crate::broker::Broker;
+use crate::enhanced_auth;
+use crate::hooks::{AuthDecision, CertificateIdentity, ClientInfo};
+use crate::listener::Endpoint;
+use crate::message::{own_bytes, own_str, own_user_properties};
+use crate::metrics::Metrics;
+use crate::outbox::Outbox;
+use crate::session::{ConnectedPeer, Owner};
+use crate::topic::TopicName;
+
+use super::gate::PolicyGate;
+use super::{Connection, FAREWELL_TIMEOUT};
 
 impl Connection {
     /// Checks the CONNECT, authenticates, attaches the session and sends CONNACK. `None`

@@ -38,31 +38,27 @@ mod subscribe;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use bytestring::ByteString;
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, oneshot, watch};
 use tracing::{Instrument, debug, field, info, info_span, warn};
 use wasmq_codec::{
-    AckProperties, Auth, ConnAck, ConnAckProperties, Connect, DecodeError, Disconnect,
-    DisconnectProperties, Packet, Protocol, PubAckBody, Publish, QoS, ReasonCode, RetainHandling,
-    SubAck, Subscribe, UnsubAck, Unsubscribe,
+    ConnAck, DecodeError, Disconnect, DisconnectProperties, Packet, Protocol, Publish, QoS,
+    ReasonCode,
 };
 
 use crate::backpressure::Hold;
 use crate::broker::Broker;
-use crate::config::DenyAction;
 use crate::enhanced_auth;
-use crate::hooks::{AuthDecision, AuthExchange, CertificateIdentity, ClientInfo};
+use crate::hooks::{AuthExchange, ClientInfo};
 use crate::listener::Endpoint;
-use crate::message::{Delivery, Message, own_bytes, own_str, own_user_properties};
+use crate::message::Delivery;
 use crate::metrics::Metrics;
-use crate::outbox::{Outbox, SHARED_PAYLOAD_MIN};
-use crate::router::SubscriptionData;
-use crate::session::{ConnectedPeer, Kick, Outgoing, Owner, PendingWill, Session, Stage};
-use crate::topic::{TopicFilter, TopicName};
+use crate::outbox::Outbox;
+use crate::session::{Kick, PendingWill, Session, Stage};
 use crate::transport::{self, READ_CHUNK, Reader, Writer};
 
 use gate::PolicyGate;

@@ -2,7 +2,18 @@
 //! window, encoding them into the outbox, resending the inflight ones after a resume, and
 //! the client's acknowledgements (PUBACK, PUBREC, PUBCOMP) that free the window.
 
-use super::*;
+use std::time::Instant;
+
+use bytestring::ByteString;
+use tracing::debug;
+use wasmq_codec::{Packet, PubAckBody, QoS};
+
+use crate::message::{Delivery, own_str};
+use crate::metrics::Metrics;
+use crate::outbox::SHARED_PAYLOAD_MIN;
+use crate::session::{Outgoing, Stage};
+
+use super::{Connection, PULL_BATCH};
 
 impl Connection {
     /// Redelivers unacknowledged messages after a session is resumed: PUBLISH with DUP,
@@ -167,7 +178,7 @@ impl Connection {
 
     /// Encodes one delivery for this client; false when it exceeds the client's Maximum
     /// Packet Size and was not sent [MQTT-3.1.2-25].
-    pub(super) fn write_publish(&mut self, packet_id: u16, delivery: &Delivery, dup: bool) -> bool {
+    fn write_publish(&mut self, packet_id: u16, delivery: &Delivery, dup: bool) -> bool {
         let message = &delivery.message;
         let mut publish = message.publish.clone();
         publish.dup = dup;

@@ -2,8 +2,12 @@
 //! check before the gate, the gate's verdict turned into routing and an ack, and what a
 //! refusal does to the connection (`deny_action`).
 
+use wasmq_codec::{Publish, QoS, ReasonCode};
+
+use crate::config::DenyAction;
+
 use super::gate::PublishVerdict;
-use super::*;
+use super::{Close, Connection};
 
 impl Connection {
     /// Authorizes, transforms and routes a PUBLISH; returns the reason code for its ack,

@@ -2,7 +2,14 @@
 //! batch transform, the QoS 1 and 2 acknowledgements, and the replies held until the
 //! durable store has written what they confirm.
 
-use super::*;
+use bytestring::ByteString;
+use wasmq_codec::{AckProperties, Packet, PubAckBody, Publish, QoS, ReasonCode};
+
+use crate::message::{Message, own_str};
+use crate::metrics::Metrics;
+use crate::topic::TopicName;
+
+use super::{Close, Connection};
 
 impl Connection {
     pub(super) async fn on_publish(&mut self, publish: Publish) -> Result<(), Close> {
@@ -81,7 +88,7 @@ impl Connection {
 
     /// A PUBLISH's own checks, before any policy: topic alias, no subscription
     /// identifier, a valid topic name. Counts it as received.
-    pub(super) fn check_publish(&mut self, mut publish: Publish) -> Result<Publish, Close> {
+    fn check_publish(&mut self, mut publish: Publish) -> Result<Publish, Close> {
         Metrics::add(&self.broker.metrics.messages_received, 1);
         let limits = &self.broker.config.limits;
         if self.v5() {
@@ -122,7 +129,7 @@ impl Connection {
 
     /// Acknowledges a PUBLISH routed (or refused) with `code`; `kept`: what it confirms
     /// was written to the durable store.
-    pub(super) fn ack_publish(&mut self, packet_id: u16, qos: QoS, code: ReasonCode, kept: bool) {
+    fn ack_publish(&mut self, packet_id: u16, qos: QoS, code: ReasonCode, kept: bool) {
         // Every refusal says why, unless the client asked for no problem information
         // (Request Problem Information = 0) [MQTT-3.1.2-29].
         let reason_string = match code {
@@ -185,9 +192,17 @@ impl Connection {
     /// Routes a PUBLISH that passed its checks and the policy; the reason code for its
     /// ack, and whether routing it wrote to the durable store.
     pub(super) fn deliver_publish(&mut self, publish: Publish) -> (ReasonCode, bool) {
-        let routed = self
-            .broker
-            .publish(Message::new(publish, Some(self.client.client_id.clone())));
+        // Its topic was checked already (`check_publish`, or the gate's check of a
+        // transform's replacement), and under the same limit: this cannot fail. The
+        // gate hands back a `Publish`, so the name is validated again here, one pass
+        // over its bytes and no copy, rather than carried through the transforms.
+        let max_levels = self.broker.config.limits.max_topic_levels;
+        let topic = match TopicName::new(publish.topic.clone(), max_levels) {
+            Ok(topic) => topic,
+            Err(_) => return (ReasonCode::TOPIC_NAME_INVALID, false),
+        };
+        let origin = Some(self.client.client_id.clone());
+        let routed = self.broker.publish(Message::new(topic, publish, origin));
         let matched = routed.matched;
         self.hold_for(routed.congested);
         let code = if matched == 0 {

@@ -1,7 +1,17 @@
 //! SUBSCRIBE and UNSUBSCRIBE: authorization per filter, the subscription table, retained
 //! delivery, SUBACK and UNSUBACK.
 
-use super::*;
+use bytestring::ByteString;
+use tracing::debug;
+use wasmq_codec::{
+    AckProperties, Packet, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe,
+};
+
+use crate::message::{Delivery, own_str};
+use crate::router::SubscriptionData;
+use crate::topic::TopicFilter;
+
+use super::{Close, Connection};
 
 impl Connection {
     pub(super) async fn on_subscribe(&mut self, subscribe: Subscribe) -> Result<(), Close> {

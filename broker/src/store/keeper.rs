@@ -127,7 +127,7 @@ impl SessionKeeper {
 /// Retained messages' way into the journal.
 pub fn retained_set(journal: &Journal, message: &Message) {
     journal.submit(Op::Put {
-        key: record::retained_key(message.topic()),
+        key: record::retained_key(message.topic().as_str()),
         value: record::encode_retained(message),
         fresh: false,
     });

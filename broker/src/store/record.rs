@@ -30,7 +30,7 @@ use wasmq_codec::{
 use crate::message::{Delivery, Message};
 use crate::router::SubscriptionData;
 use crate::session::{Outgoing, Stage};
-use crate::topic::TopicFilter;
+use crate::topic::{TopicFilter, TopicName};
 
 /// The version byte every value starts with.
 pub const VALUE_VERSION: u8 = 1;
@@ -460,13 +460,17 @@ fn get_message(
         return Err(RecordError::Damaged("message is not a PUBLISH"));
     };
     publish.packet_id = 0;
+    // The level limit is not applied again: the name was accepted under the one of its
+    // time.
+    let topic = TopicName::new(publish.topic.clone(), usize::MAX)
+        .map_err(|_| RecordError::Damaged("message topic"))?;
     let expires_at = (expires != 0).then(|| {
         let left = from_unix_millis(expires)
             .duration_since(wall_now)
             .unwrap_or_default();
         now + left
     });
-    Ok(Message::restored(publish, origin, expires_at))
+    Ok(Message::restored(topic, publish, origin, expires_at))
 }
 
 #[cfg(test)]
@@ -478,6 +482,7 @@ mod tests {
 
     fn message(expiry: Option<u32>) -> Arc<Message> {
         Message::new(
+            TopicName::new("a/b".into(), 8).unwrap(),
             Publish {
                 dup: false,
                 qos: QoS::ExactlyOnce,

@@ -432,6 +432,39 @@ impl SessionState {
         }
     }
 
+    /// PUBACK (QoS 1) or PUBCOMP (QoS 2): the message in flight as `packet_id` at `stage`
+    /// is done, and leaves the window and the store. False when none was (a late or
+    /// repeated acknowledgement, which changes nothing).
+    pub fn complete(&mut self, packet_id: u16, stage: Stage) -> bool {
+        let Some(index) = self.inflight_position(packet_id, stage) else {
+            return false;
+        };
+        if let Some(done) = self.inflight.remove(index) {
+            self.forget(&done.delivery);
+        }
+        true
+    }
+
+    /// PUBREC for the QoS 2 message in flight as `packet_id`: the reason code of the
+    /// PUBREL to answer with, or `None` when the receiver refused the message (an error
+    /// reason in PUBREC ends the exchange, MQTT 5.0 section 4.3.3: it leaves the window
+    /// and the store, and no PUBREL follows). Received, it waits for PUBCOMP, and the
+    /// store knows it does. An id with no such message gets 0x92.
+    pub fn received(&mut self, packet_id: u16, reason: ReasonCode) -> Option<ReasonCode> {
+        let Some(index) = self.inflight_position(packet_id, Stage::AwaitPubRec) else {
+            return Some(ReasonCode::PACKET_IDENTIFIER_NOT_FOUND);
+        };
+        if reason.is_error() {
+            if let Some(refused) = self.inflight.remove(index) {
+                self.forget(&refused.delivery);
+            }
+            return None;
+        }
+        self.inflight[index].stage = Stage::AwaitPubComp;
+        self.keep_sent(&self.inflight[index]);
+        Some(ReasonCode::SUCCESS)
+    }
+
     /// Finds the in-flight message `packet_id` at `stage`.
     pub fn inflight_position(&self, packet_id: u16, stage: Stage) -> Option<usize> {
         // Acks mostly arrive in sending order, so the match is usually at the front.
@@ -456,5 +489,80 @@ impl Eq for SessionRef {}
 impl Hash for SessionRef {
     fn hash<H: Hasher>(&self, state: &mut H) {
         std::ptr::hash(Arc::as_ptr(&self.0), state);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use wasmq_codec::{Publish, PublishProperties};
+
+    use super::*;
+    use crate::message::Message;
+    use crate::topic::TopicName;
+
+    /// A session with one QoS 2 message in flight as packet id 7, awaiting PUBREC.
+    fn in_flight() -> Arc<Session> {
+        let session = Session::new("c".into(), 0, None);
+        let publish = Publish {
+            dup: false,
+            qos: QoS::ExactlyOnce,
+            retain: false,
+            topic: "t".into(),
+            packet_id: 0,
+            payload: Bytes::from_static(b"x"),
+            properties: PublishProperties::default(),
+        };
+        let topic = TopicName::new("t".into(), 8).unwrap();
+        let delivery = Delivery {
+            message: Message::new(topic, publish, None),
+            qos: QoS::ExactlyOnce,
+            retain: false,
+            subscription_ids: Vec::new(),
+            share: None,
+            stored: 0,
+            check_read: false,
+        };
+        session.lock().inflight.push_back(Outgoing {
+            packet_id: 7,
+            delivery,
+            stage: Stage::AwaitPubRec,
+        });
+        session
+    }
+
+    #[test]
+    fn pubrec_moves_the_message_on_to_pubcomp_and_pubcomp_completes_it() {
+        let session = in_flight();
+        let mut state = session.lock();
+        assert_eq!(
+            state.received(7, ReasonCode::SUCCESS),
+            Some(ReasonCode::SUCCESS)
+        );
+        assert_eq!(state.inflight[0].stage, Stage::AwaitPubComp);
+        // A PUBACK for it (the wrong stage) changes nothing; PUBCOMP ends it.
+        assert!(!state.complete(7, Stage::AwaitPubAck));
+        assert!(state.complete(7, Stage::AwaitPubComp));
+        assert!(state.inflight.is_empty());
+        assert!(!state.complete(7, Stage::AwaitPubComp));
+    }
+
+    #[test]
+    fn a_refusing_pubrec_ends_the_exchange_without_pubrel() {
+        let session = in_flight();
+        let mut state = session.lock();
+        assert_eq!(state.received(7, ReasonCode(0x80)), None);
+        assert!(state.inflight.is_empty());
+    }
+
+    #[test]
+    fn a_pubrec_for_no_message_in_flight_gets_0x92() {
+        let session = in_flight();
+        let mut state = session.lock();
+        assert_eq!(
+            state.received(8, ReasonCode::SUCCESS),
+            Some(ReasonCode::PACKET_IDENTIFIER_NOT_FOUND)
+        );
+        assert_eq!(state.inflight.len(), 1);
     }
 }

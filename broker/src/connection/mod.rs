@@ -566,22 +566,7 @@ impl Connection {
                 Ok(())
             }
             Packet::PubRec(rec) => {
-                let mut state = self.session.lock();
-                let reply = match state.inflight_position(rec.packet_id, Stage::AwaitPubRec) {
-                    Some(index) if rec.reason_code.is_error() => {
-                        if let Some(refused) = state.inflight.remove(index) {
-                            state.forget(&refused.delivery);
-                        }
-                        None
-                    }
-                    Some(index) => {
-                        state.inflight[index].stage = Stage::AwaitPubComp;
-                        state.keep_sent(&state.inflight[index]);
-                        Some(ReasonCode::SUCCESS)
-                    }
-                    None => Some(ReasonCode::PACKET_IDENTIFIER_NOT_FOUND),
-                };
-                drop(state);
+                let reply = self.session.lock().received(rec.packet_id, rec.reason_code);
                 match reply {
                     Some(code) => self.send(Packet::PubRel(ack(rec.packet_id, code))),
                     None => self.pending = true,

@@ -33,19 +33,14 @@ impl Connection {
     }
 
     pub(super) fn acknowledged(&mut self, packet_id: u16, stage: Stage) {
-        let mut state = self.session.lock();
-        match state.inflight_position(packet_id, stage) {
-            Some(index) => {
-                if let Some(done) = state.inflight.remove(index) {
-                    state.forget(&done.delivery);
-                }
-                self.pending = true;
-            }
-            None => debug!(
+        if self.session.lock().complete(packet_id, stage) {
+            self.pending = true;
+        } else {
+            debug!(
                 packet_id,
                 ?stage,
                 "acknowledgement for no message in flight"
-            ),
+            );
         }
     }
 

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
@@ -23,6 +22,7 @@ use crate::session::{ConnectedPeer, Owner};
 use crate::topic::TopicName;
 
 use super::gate::PolicyGate;
+use super::negotiated::Negotiated;
 use super::{Connection, FAREWELL_TIMEOUT};
 
 impl Connection {
@@ -89,20 +89,12 @@ impl Connection {
             );
         }
 
-        let max_keep_alive = limits.keep_alive_max_secs;
-        let mut keep_alive = connect.keep_alive;
-        let mut server_keep_alive = None;
-        if keep_alive > max_keep_alive || (keep_alive == 0 && max_keep_alive < u16::MAX) {
-            if v5 {
-                keep_alive = max_keep_alive;
-                server_keep_alive = Some(max_keep_alive);
-            } else if keep_alive > max_keep_alive {
-                refuse!(
-                    ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
-                    "keep alive above the maximum",
-                );
-            }
-        }
+        let Ok(negotiated) = Negotiated::of(&connect, limits) else {
+            refuse!(
+                ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+                "keep alive above the maximum",
+            );
+        };
 
         if let Some(will) = &connect.will
             && let Err(error) = TopicName::new(will.topic.clone(), limits.max_topic_levels)
@@ -199,12 +191,7 @@ impl Connection {
             }
         };
 
-        let requested_expiry = match (v5, connect.clean_start) {
-            (true, _) => connect.properties.session_expiry_interval.unwrap_or(0),
-            (false, true) => 0,
-            (false, false) => u32::MAX,
-        };
-        let expiry = requested_expiry.min(limits.session_expiry_max_secs);
+        let expiry = negotiated.expiry;
         let connection_id = broker.connection_id();
         let (kick_tx, kick) = oneshot::channel();
         let owner = Owner {
@@ -225,36 +212,17 @@ impl Connection {
             ?protocol,
             clean_start = connect.clean_start,
             session_present,
-            keep_alive,
+            keep_alive = negotiated.keep_alive,
             "connected"
         );
 
-        let props = &connect.properties;
         let mut connection = Connection {
             broker: broker.clone(),
             session,
             client,
             connection_id,
             kick,
-            keep_alive_timeout: (keep_alive > 0)
-                .then(|| Duration::from_millis(u64::from(keep_alive) * 1500)),
             expiry_was_zero: expiry == 0,
-            send_window: usize::from(
-                limits
-                    .max_inflight
-                    .min(props.receive_maximum.unwrap_or(u16::MAX)),
-            ),
-            client_max_packet_size: props.maximum_packet_size.map_or(usize::MAX, |m| m as usize),
-            // The broker's own maximum bounds the aliases it keeps for a client too.
-            client_topic_alias_max: if v5 {
-                props
-                    .topic_alias_maximum
-                    .unwrap_or(0)
-                    .min(limits.topic_alias_maximum)
-            } else {
-                0
-            },
-            problem_information: props.request_problem_information.unwrap_or(true),
             will: connect.will.map(|mut will| {
                 // Copies, like the client id, so the CONNECT frame can be freed.
                 will.topic = own_str(&will.topic);
@@ -279,16 +247,18 @@ impl Connection {
             keep_upto: 0,
             auth_method,
             reauth: None,
+            negotiated,
         };
         let properties = if v5 {
             ConnAckProperties {
-                session_expiry_interval: (expiry != requested_expiry).then_some(expiry),
+                session_expiry_interval: (expiry != connection.negotiated.requested_expiry)
+                    .then_some(expiry),
                 receive_maximum: Some(limits.receive_maximum),
                 maximum_packet_size: Some(limits.max_packet_size),
                 assigned_client_identifier,
                 topic_alias_maximum: (limits.topic_alias_maximum > 0)
                     .then_some(limits.topic_alias_maximum),
-                server_keep_alive,
+                server_keep_alive: connection.negotiated.server_keep_alive,
                 authentication_method: connection.auth_method.clone(),
                 authentication_data: auth_data_out,
                 ..Default::default()

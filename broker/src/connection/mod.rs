@@ -30,6 +30,7 @@
 mod auth;
 mod gate;
 mod handshake;
+mod negotiated;
 mod outbound;
 mod policy;
 mod publish;
@@ -62,6 +63,7 @@ use crate::session::{Kick, PendingWill, Session, Stage};
 use crate::transport::{self, READ_CHUNK, Reader, Writer};
 
 use gate::PolicyGate;
+use negotiated::Negotiated;
 use publish::ack;
 
 /// Packets handled per unit of tokio's cooperative budget (128 units a turn, so a turn
@@ -275,15 +277,10 @@ struct Connection {
     client: ClientInfo,
     connection_id: u64,
     kick: oneshot::Receiver<Kick>,
-    /// 1.5 x Keep Alive; `None` when keep-alive is off.
-    keep_alive_timeout: Option<Duration>,
     /// Whether the session ends with the connection (a later DISCONNECT may not change it).
     expiry_was_zero: bool,
-    /// min(max_inflight, the client's Receive Maximum).
-    send_window: usize,
-    client_max_packet_size: usize,
-    client_topic_alias_max: u16,
-    problem_information: bool,
+    /// What CONNECT settled: keep-alive, windows, sizes (`negotiated.rs`).
+    negotiated: Negotiated,
     will: Option<Box<wasmq_codec::LastWill>>,
     aliases_in: HashMap<u16, ByteString>,
     aliases_out: HashMap<ByteString, u16>,
@@ -356,6 +353,7 @@ impl Connection {
             // Held back, the broker is what does not read: the client's silence is not
             // counted against its keep-alive.
             let keep_alive_deadline = self
+                .negotiated
                 .keep_alive_timeout
                 .filter(|_| self.hold.is_none())
                 .map(|t| last_packet + t);

@@ -80,7 +80,9 @@ impl Connection {
                         expired += 1;
                         continue;
                     }
-                    if front.qos != QoS::AtMostOnce && state.inflight.len() >= self.send_window {
+                    if front.qos != QoS::AtMostOnce
+                        && state.inflight.len() >= self.negotiated.send_window
+                    {
                         break;
                     }
                     if let Some(check) = reads
@@ -128,7 +130,8 @@ impl Connection {
                 }
                 // More can be taken now only if the window is not what stopped us.
                 state.queue.front().is_some_and(|front| {
-                    front.qos == QoS::AtMostOnce || state.inflight.len() < self.send_window
+                    front.qos == QoS::AtMostOnce
+                        || state.inflight.len() < self.negotiated.send_window
                 })
             };
             if expired > 0 {
@@ -187,13 +190,15 @@ impl Connection {
                 .subscription_identifiers
                 .clone_from(&delivery.subscription_ids);
             publish.properties.message_expiry_interval = message.remaining_expiry(Instant::now());
-            if self.client_topic_alias_max > 0 {
+            if self.negotiated.client_topic_alias_max > 0 {
                 match self.aliases_out.get(&publish.topic) {
                     Some(&alias) => {
                         publish.properties.topic_alias = Some(alias);
                         publish.topic = ByteString::new();
                     }
-                    None if self.aliases_out.len() < usize::from(self.client_topic_alias_max) => {
+                    None if self.aliases_out.len()
+                        < usize::from(self.negotiated.client_topic_alias_max) =>
+                    {
                         let alias = self.aliases_out.len() as u16 + 1;
                         publish.properties.topic_alias = Some(alias);
                         new_alias = Some((publish.topic.clone(), alias));
@@ -207,7 +212,7 @@ impl Connection {
         let buf = self.outbox.buf();
         let start = buf.len();
         publish.write_head(self.client.protocol, buf);
-        if buf.len() - start + publish.payload.len() > self.client_max_packet_size {
+        if buf.len() - start + publish.payload.len() > self.negotiated.client_max_packet_size {
             buf.truncate(start);
             Metrics::add(&self.broker.metrics.messages_dropped_too_large, 1);
             debug!(topic = %message.publish.topic, "message larger than the client's maximum packet size");

@@ -139,7 +139,7 @@ impl Connection {
             }
             _ => None,
         }
-        .filter(|_| self.problem_information)
+        .filter(|_| self.negotiated.problem_information)
         .map(ByteString::from_static);
         let body = PubAckBody {
             packet_id,

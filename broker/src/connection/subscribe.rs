@@ -83,7 +83,7 @@ impl Connection {
             }
         }
         let any_refused = codes.iter().any(|c| c.is_error());
-        let reason_string = (any_refused && self.problem_information && self.v5())
+        let reason_string = (any_refused && self.negotiated.problem_information && self.v5())
             .then(|| ByteString::from_static("one or more filters refused"));
         let kept = self.kept_session;
         self.reply(

@@ -217,6 +217,14 @@ impl TransformEdit {
         })
     }
 
+    /// The topic the edit routes a message under instead of its own, if it changes it.
+    pub fn new_topic(&self) -> Option<&ByteString> {
+        match self {
+            TransformEdit::Change { topic, .. } => topic.as_ref(),
+            TransformEdit::Keep | TransformEdit::Drop => None,
+        }
+    }
+
     /// `publish` with the edit done to it; `None` when it is dropped.
     pub fn apply(&self, mut publish: Publish) -> Option<Publish> {
         match self {

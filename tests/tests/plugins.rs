@@ -335,6 +335,32 @@ async fn a_per_topic_transform_is_asked_once_per_topic_and_repeated_exactly() {
     assert_eq!(stamp_calls(&setup), 1, "the new version asked once");
 }
 
+/// A transform's new topic is checked like a client's: one with a wildcard is not
+/// routed, and the message goes out under the topic it was sent to, each time, through
+/// the per-message chain and through the per-topic cache alike.
+#[tokio::test]
+async fn a_transform_that_rewrites_to_an_invalid_topic_keeps_the_original() {
+    for per_topic in [false, true] {
+        let setup = start(AclNomatch::Allow).await;
+        let settings = format!(
+            "transform_per_topic = {per_topic}\n[settings]\nrewrite_from = \"legacy/\"\nrewrite_to = \"bad/+/\"\n"
+        );
+        setup
+            .deploy("stamp", artifacts::STAMP, Some(&settings))
+            .await;
+        wait_for("the transform plugin to load", || setup.loads() == 1).await;
+        let mut subscriber = RawClient::connected(setup.broker.addr, Protocol::V5, "sub").await;
+        subscriber.subscribe_qos("#", QoS::AtLeastOnce).await;
+        let mut publisher = RawClient::connected(setup.broker.addr, Protocol::V5, "pub").await;
+        for i in 1..=3u16 {
+            let (topic, got, _) =
+                stamped(&mut publisher, &mut subscriber, "legacy/temp", b"r", i).await;
+            assert_eq!(topic, "legacy/temp", "per topic: {per_topic}, message {i}");
+            assert_eq!(got, b"r");
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_broken_file_leaves_the_previous_version_serving() {
     let setup = start(AclNomatch::Allow).await;

@@ -31,8 +31,10 @@ pub(super) enum PublishVerdict {
     Deny { code: ReasonCode, topic: ByteString },
     /// The transform dropped it: acknowledged as a success, routed nowhere.
     Drop,
-    /// To be routed, as transformed.
-    Route(Publish),
+    /// To be routed, as transformed, under its topic's validated name (the one the
+    /// connection checked, or a transform's replacement checked here): routing does not
+    /// validate it again.
+    Route(Publish, TopicName),
 }
 
 /// The policy checks of one connection, with what they remember.
@@ -108,12 +110,13 @@ impl PolicyGate {
         self.superuser = superuser;
     }
 
-    /// Authorizes `publish`, then transforms it (through the transform cache when the
-    /// chain is per topic).
+    /// Authorizes `publish`, whose topic is `topic` validated, then transforms it
+    /// (through the transform cache when the chain is per topic).
     pub(super) async fn check_publish(
         &mut self,
         client: &ClientInfo,
         publish: Publish,
+        topic: TopicName,
     ) -> PublishVerdict {
         if !self.admit_publish(client, &publish).await {
             return PublishVerdict::Deny {
@@ -121,7 +124,7 @@ impl PolicyGate {
                 topic: publish.topic,
             };
         }
-        self.transform(client, publish).await
+        self.transform(client, publish, topic).await
     }
 
     /// Whether the client may publish `publish` (the authorization half of
@@ -192,9 +195,14 @@ impl PolicyGate {
     /// Runs the transform chain on an authorized PUBLISH. A per-topic chain is asked
     /// once per topic, QoS and retain flag; what it did is repeated for the next such
     /// message ([`TransformEdit`]).
-    async fn transform(&mut self, client: &ClientInfo, publish: Publish) -> PublishVerdict {
+    async fn transform(
+        &mut self,
+        client: &ClientInfo,
+        publish: Publish,
+        topic: TopicName,
+    ) -> PublishVerdict {
         let Some(hooks) = self.hooks.as_deref().filter(|h| h.transforms()) else {
-            return PublishVerdict::Route(publish);
+            return PublishVerdict::Route(publish, topic);
         };
         let per_topic = hooks.transform_per_topic();
         let generation = self.generation.get();
@@ -206,10 +214,22 @@ impl PolicyGate {
             })
             .flatten();
         let to_route = match cached {
-            Some(edit) => edit.apply(publish),
+            Some(edit) => {
+                let name = match edit.new_topic() {
+                    // Checked when the chain first answered (`checked`), so this cannot
+                    // fail; a new name of this message, validated once.
+                    Some(new) => match TopicName::new(new.clone(), self.max_topic_levels) {
+                        Ok(name) => name,
+                        Err(_) => topic,
+                    },
+                    None => topic,
+                };
+                edit.apply(publish).map(|publish| (publish, name))
+            }
             None => {
-                let result = valid(
+                let (result, name) = checked(
                     hooks.transform(client, &publish).await,
+                    topic,
                     self.max_topic_levels,
                 );
                 if per_topic && let Some(edit) = TransformEdit::between(&publish, &result) {
@@ -223,20 +243,24 @@ impl PolicyGate {
                         Arc::new(edit),
                     );
                 }
-                routed(publish, result)
+                routed(publish, result).map(|publish| (publish, name))
             }
         };
-        to_route.map_or(PublishVerdict::Drop, PublishVerdict::Route)
+        to_route.map_or(PublishVerdict::Drop, |(publish, name)| {
+            PublishVerdict::Route(publish, name)
+        })
     }
 
     /// Transforms the authorized PUBLISHes of one read in one call of a chain that
-    /// takes batches (never per topic, so nothing is cached): each to route, in order,
-    /// or `None` when the chain dropped it.
+    /// takes batches (never per topic, so nothing is cached); `names` are their topics
+    /// validated, in the same order. Each to route, in order, under its name, or `None`
+    /// when the chain dropped it.
     pub(super) async fn transform_batch(
         &mut self,
         client: &ClientInfo,
         allowed: Vec<Publish>,
-    ) -> Vec<Option<Publish>> {
+        names: Vec<TopicName>,
+    ) -> Vec<Option<(Publish, TopicName)>> {
         let results = match self.hooks.as_deref() {
             Some(hooks) if !allowed.is_empty() => hooks.transform_batch(client, &allowed).await,
             _ => Vec::new(),
@@ -247,8 +271,12 @@ impl PolicyGate {
             .chain(std::iter::repeat(Transformed::Keep));
         allowed
             .into_iter()
+            .zip(names)
             .zip(results)
-            .map(|(publish, result)| routed(publish, valid(result, self.max_topic_levels)))
+            .map(|((publish, topic), result)| {
+                let (result, name) = checked(result, topic, self.max_topic_levels);
+                routed(publish, result).map(|publish| (publish, name))
+            })
             .collect()
     }
 
@@ -346,16 +374,25 @@ impl PolicyGate {
     }
 }
 
-/// `result`, with a replacement on an invalid topic turned into keeping the original.
-fn valid(result: Transformed, max_topic_levels: usize) -> Transformed {
+/// `result`, with the name its message is routed under: a replacement's topic,
+/// validated here, or `topic` (the original's) when the chain kept or dropped it. A
+/// replacement on an invalid topic is turned into keeping the original.
+fn checked(
+    result: Transformed,
+    topic: TopicName,
+    max_topic_levels: usize,
+) -> (Transformed, TopicName) {
     match result {
-        Transformed::Replace(replacement)
-            if TopicName::new(replacement.topic.clone(), max_topic_levels).is_err() =>
-        {
-            warn!(topic = %replacement.topic, "transform produced an invalid topic; original kept");
-            Transformed::Keep
+        Transformed::Replace(replacement) => {
+            match TopicName::new(replacement.topic.clone(), max_topic_levels) {
+                Ok(name) => (Transformed::Replace(replacement), name),
+                Err(_) => {
+                    warn!(topic = %replacement.topic, "transform produced an invalid topic; original kept");
+                    (Transformed::Keep, topic)
+                }
+            }
         }
-        result => result,
+        result => (result, topic),
     }
 }
 
@@ -494,8 +531,9 @@ mod tests {
             payload: Bytes::from_static(b"x"),
             properties: Default::default(),
         };
-        let verdict = gate.check_publish(&client(), publish).await;
-        assert!(matches!(verdict, PublishVerdict::Route(_)), "{verdict:?}");
+        let topic = TopicName::new(publish.topic.clone(), 8).unwrap();
+        let verdict = gate.check_publish(&client(), publish, topic).await;
+        assert!(matches!(verdict, PublishVerdict::Route(..)), "{verdict:?}");
     }
 
     #[tokio::test]

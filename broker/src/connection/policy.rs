@@ -5,27 +5,30 @@
 use wasmq_codec::{Publish, QoS, ReasonCode};
 
 use crate::config::DenyAction;
+use crate::topic::TopicName;
 
 use super::gate::PublishVerdict;
 use super::{Close, Connection};
 
 impl Connection {
-    /// Authorizes, transforms and routes a PUBLISH; returns the reason code for its ack,
-    /// and whether routing it wrote to the durable store.
+    /// Authorizes, transforms and routes a PUBLISH whose topic is `topic` validated;
+    /// returns the reason code for its ack, and whether routing it wrote to the durable
+    /// store.
     pub(super) async fn route_publish(
         &mut self,
         publish: Publish,
+        topic: TopicName,
     ) -> Result<(ReasonCode, bool), Close> {
         if let Some(code) = self.check_payload_format(&publish)? {
             return Ok((code, false));
         }
-        match self.gate.check_publish(&self.client, publish).await {
+        match self.gate.check_publish(&self.client, publish, topic).await {
             PublishVerdict::Deny { code, topic } => {
                 self.on_denied("publish", &topic)?;
                 Ok((code, false))
             }
             PublishVerdict::Drop => Ok((ReasonCode::SUCCESS, false)),
-            PublishVerdict::Route(publish) => Ok(self.deliver_publish(publish)),
+            PublishVerdict::Route(publish, topic) => Ok(self.deliver_publish(publish, topic)),
         }
     }
 

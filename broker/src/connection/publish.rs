@@ -13,7 +13,7 @@ use super::{Close, Connection};
 
 impl Connection {
     pub(super) async fn on_publish(&mut self, publish: Publish) -> Result<(), Close> {
-        let publish = self.check_publish(publish)?;
+        let (publish, topic) = self.check_publish(publish)?;
         let limits = &self.broker.config.limits;
         let packet_id = publish.packet_id;
         let qos = publish.qos;
@@ -32,7 +32,7 @@ impl Connection {
                 ));
             }
         }
-        let (code, kept) = self.route_publish(publish).await?;
+        let (code, kept) = self.route_publish(publish, topic).await?;
         self.ack_publish(packet_id, qos, code, kept);
         Ok(())
     }
@@ -46,10 +46,11 @@ impl Connection {
         // answered without the transform (refused).
         let mut acks: Vec<(u16, QoS, Option<ReasonCode>)> = Vec::with_capacity(batch.len());
         let mut allowed: Vec<Publish> = Vec::with_capacity(batch.len());
+        let mut names: Vec<TopicName> = Vec::with_capacity(batch.len());
         let mut closing = None;
         for publish in batch {
-            let publish = match self.check_publish(publish) {
-                Ok(publish) => publish,
+            let (publish, topic) = match self.check_publish(publish) {
+                Ok(checked) => checked,
                 Err(close) => {
                     closing = Some(close);
                     break;
@@ -61,6 +62,7 @@ impl Connection {
                 Ok(None) => {
                     acks.push((packet_id, qos, None));
                     allowed.push(publish);
+                    names.push(topic);
                 }
                 Err(close) => {
                     closing = Some(close);
@@ -70,14 +72,14 @@ impl Connection {
         }
         let mut transformed = self
             .gate
-            .transform_batch(&self.client, allowed)
+            .transform_batch(&self.client, allowed, names)
             .await
             .into_iter();
         for (packet_id, qos, refused) in acks {
             let (code, kept) = match refused {
                 Some(code) => (code, false),
                 None => match transformed.next().expect("one result per allowed PUBLISH") {
-                    Some(publish) => self.deliver_publish(publish),
+                    Some((publish, topic)) => self.deliver_publish(publish, topic),
                     None => (ReasonCode::SUCCESS, false),
                 },
             };
@@ -87,8 +89,9 @@ impl Connection {
     }
 
     /// A PUBLISH's own checks, before any policy: topic alias, no subscription
-    /// identifier, a valid topic name. Counts it as received.
-    fn check_publish(&mut self, mut publish: Publish) -> Result<Publish, Close> {
+    /// identifier, a valid topic name, which is returned with it and carried to routing
+    /// (the one validation of the name). Counts it as received.
+    fn check_publish(&mut self, mut publish: Publish) -> Result<(Publish, TopicName), Close> {
         Metrics::add(&self.broker.metrics.messages_received, 1);
         let limits = &self.broker.config.limits;
         if self.v5() {
@@ -121,10 +124,10 @@ impl Connection {
                 ));
             }
         }
-        if let Err(error) = TopicName::new(publish.topic.clone(), limits.max_topic_levels) {
-            return Err(Close::protocol(ReasonCode::TOPIC_NAME_INVALID, error));
+        match TopicName::new(publish.topic.clone(), limits.max_topic_levels) {
+            Ok(topic) => Ok((publish, topic)),
+            Err(error) => Err(Close::protocol(ReasonCode::TOPIC_NAME_INVALID, error)),
         }
-        Ok(publish)
     }
 
     /// Acknowledges a PUBLISH routed (or refused) with `code`; `kept`: what it confirms
@@ -189,18 +192,14 @@ impl Connection {
         }
     }
 
-    /// Routes a PUBLISH that passed its checks and the policy; the reason code for its
-    /// ack, and whether routing it wrote to the durable store.
-    pub(super) fn deliver_publish(&mut self, publish: Publish) -> (ReasonCode, bool) {
-        // Its topic was checked already (`check_publish`, or the gate's check of a
-        // transform's replacement), and under the same limit: this cannot fail. The
-        // gate hands back a `Publish`, so the name is validated again here, one pass
-        // over its bytes and no copy, rather than carried through the transforms.
-        let max_levels = self.broker.config.limits.max_topic_levels;
-        let topic = match TopicName::new(publish.topic.clone(), max_levels) {
-            Ok(topic) => topic,
-            Err(_) => return (ReasonCode::TOPIC_NAME_INVALID, false),
-        };
+    /// Routes a PUBLISH that passed its checks and the policy under `topic`, its name
+    /// as `check_publish` (or the gate, for a transform's replacement) validated it; the
+    /// reason code for its ack, and whether routing it wrote to the durable store.
+    pub(super) fn deliver_publish(
+        &mut self,
+        publish: Publish,
+        topic: TopicName,
+    ) -> (ReasonCode, bool) {
         let origin = Some(self.client.client_id.clone());
         let routed = self.broker.publish(Message::new(topic, publish, origin));
         let matched = routed.matched;

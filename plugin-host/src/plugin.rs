@@ -41,6 +41,13 @@ pub struct Limits {
     /// The most one hook call may take; past it the call is interrupted and
     /// counts as a fault.
     pub call_timeout_ms: u64,
+    /// The most making a fresh instance may take (its start-up code, the memory image
+    /// of an interpreter copied in); past it the start fails and counts as a fault.
+    /// Apart from `call_timeout_ms`: a CPython or SpiderMonkey component starts in
+    /// tens of ms on an idle machine and took over 100 ms on a loaded one (2 cores, 10
+    /// compilers beside it), and a start happens once per `calls_per_instance_max`
+    /// calls, not on every message.
+    pub start_timeout_ms: u64,
     /// The most linear memory one instance may have (capped by
     /// `HostConfig::memory_bytes_max`).
     pub memory_bytes_max: usize,
@@ -55,6 +62,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             call_timeout_ms: 100,
+            start_timeout_ms: 1000,
             memory_bytes_max: 16 << 20,
             calls_per_instance_max: 100_000,
             warm_instances_max: 4,
@@ -349,6 +357,8 @@ struct PluginInner {
     indices: Indices,
     memory_bytes_max: usize,
     deadline_ticks: u64,
+    /// The same for making an instance (`Limits::start_timeout_ms`).
+    start_ticks: u64,
     warm: Pool<Warm>,
     counters: Counters,
     /// How long calls take, faulted ones included.
@@ -534,6 +544,7 @@ impl Plugin {
         };
         let tick_ms = host.config.epoch_tick_ms.max(1);
         let deadline_ticks = config.limits.call_timeout_ms.div_ceil(tick_ms) + 1;
+        let start_ticks = config.limits.start_timeout_ms.div_ceil(tick_ms) + 1;
         let memory_bytes_max = config
             .limits
             .memory_bytes_max
@@ -583,6 +594,7 @@ impl Plugin {
                 indices,
                 memory_bytes_max,
                 deadline_ticks,
+                start_ticks,
                 warm: Pool::new(config.limits.warm_instances_max),
                 counters: Counters::default(),
                 latency: LatencyHistogram::default(),
@@ -1126,14 +1138,17 @@ impl Plugin {
             *waited = waited.saturating_sub(tick * ticks as u32);
             Ok(UpdateDeadline::Continue(ticks))
         });
-        store.set_epoch_deadline(inner.deadline_ticks);
+        store.set_epoch_deadline(inner.start_ticks);
         let instance = match inner.pre.instantiate_async(&mut store).await {
             Ok(instance) => instance,
             Err(e) => {
                 if e.is::<wasmtime::PoolConcurrencyLimitError>() {
                     return Err(Fault::Unavailable(format!("{e}")));
                 }
-                return Err(self.classify(&e, &store));
+                return Err(match self.classify(&e, &store) {
+                    Fault::Timeout(_) => Fault::Timeout(inner.config.limits.start_timeout_ms),
+                    fault => fault,
+                });
             }
         };
         let guests = match &inner.indices {

@@ -459,3 +459,47 @@ async fn median_per_call(calls: u32, mut call: impl AsyncFnMut()) -> Duration {
     batches.sort();
     batches[batches.len() / 2]
 }
+
+/// Making an instance is bounded by `start_timeout_ms`, apart from the per-call limit:
+/// an interpreter's start (CPython's, SpiderMonkey's: its memory image laid out, its
+/// runtime set up) takes far longer than one of its calls, and counted against
+/// `call_timeout_ms` (100 ms) it failed whenever the machine was busy (a CI run with
+/// three compilers beside it, load 10 on 2 cores).
+#[tokio::test]
+async fn an_instance_start_has_a_time_limit_of_its_own() {
+    // CPython's: 13 ms on an idle machine here, past the two epoch ticks (5 ms each) a
+    // 1 ms call limit gives; SpiderMonkey's (4 ms) is too quick to show it.
+    let language = &languages()[1];
+    assert_eq!(language.name, "python");
+    let load = |start_timeout_ms, call_timeout_ms| {
+        let config = PluginConfig {
+            limits: Limits {
+                start_timeout_ms,
+                call_timeout_ms,
+                ..language.limits()
+            },
+            ..PluginConfig::new(format!("{}-start", language.name))
+        };
+        host()
+            .load(config, &std::fs::read(&language.authz).unwrap())
+            .unwrap()
+    };
+    // A call limit far below the start's time does not bound the start.
+    let plugin = load(1000, 1);
+    let started = Instant::now();
+    plugin
+        .warm_up()
+        .await
+        .unwrap_or_else(|f| panic!("{}: {f}", language.name));
+    let took = started.elapsed();
+    println!("{}: an instance started in {took:?}", language.name);
+    // No budget at all (one epoch tick, at most 5 ms): the start is cut off, and
+    // the fault names the start's limit.
+    let fault = load(0, 1000).warm_up().await.unwrap_err();
+    assert_eq!(
+        fault.to_string(),
+        "timed out after 0 ms",
+        "{}",
+        language.name
+    );
+}

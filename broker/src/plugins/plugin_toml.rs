@@ -54,6 +54,7 @@ enum FaultAction {
 #[serde(deny_unknown_fields, default)]
 struct LimitsToml {
     call_timeout_ms: Option<u64>,
+    start_timeout_ms: Option<u64>,
     memory_bytes_max: Option<usize>,
     calls_per_instance_max: Option<u64>,
     warm_instances_max: Option<usize>,
@@ -160,6 +161,10 @@ impl PluginToml {
                 .limits
                 .call_timeout_ms
                 .unwrap_or(defaults.call_timeout_ms),
+            start_timeout_ms: self
+                .limits
+                .start_timeout_ms
+                .unwrap_or(defaults.start_timeout_ms),
             memory_bytes_max: self
                 .limits
                 .memory_bytes_max
@@ -208,6 +213,7 @@ mod tests {
             backoff_max_ms = 4000
             [limits]
             call_timeout_ms = 7
+            start_timeout_ms = 2500
             memory_bytes_max = 1048576
             [capabilities]
             sql = true
@@ -242,6 +248,7 @@ mod tests {
             }
         );
         assert_eq!(config.limits.call_timeout_ms, 7);
+        assert_eq!(config.limits.start_timeout_ms, 2500);
         assert_eq!(config.limits.memory_bytes_max, 1 << 20);
         assert_eq!(
             config.limits.warm_instances_max,

@@ -33,7 +33,9 @@ pub struct ClientInfo {
     /// This client as the hooks' implementation converted it for its own use (the
     /// plugin host: the WIT record plugins are handed), made on the first hook call and
     /// kept for the connection's life: converting it on every PUBLISH (four strings, the
-    /// address formatted) was a measurable part of a transform's cost.
+    /// address formatted) was a measurable part of a transform's cost. So a client is
+    /// not changed once it was asked about: a clone shares the slot, and a changed copy
+    /// needs `Prepared::default()` (what struct update from a fresh client gives).
     pub prepared: Prepared,
 }
 

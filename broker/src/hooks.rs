@@ -1,100 +1,28 @@
 //! The policy seam: what the broker asks on CONNECT, PUBLISH and SUBSCRIBE, and on a
-//! delivery through a wildcard subscription, in the broker's own types. The plugin
-//! policy (`crate::plugins::PluginPolicy`) implements [`Hooks`] and is the one place
-//! they are converted to the plugin host's; with no hooks installed the broker lets
-//! every client connect, publish, subscribe and receive, as Mosquitto does with no
-//! plugin or ACL file.
+//! delivery through a wildcard subscription. Who is asking and what about are the
+//! types of `wasmq-policy`, which the plugin host takes as they are (it converts them
+//! once, at the WIT edge); the answers after the broker's own fallbacks
+//! ([`AuthDecision`], [`AuthStep`], [`Authorization`]) are the broker's. The plugin
+//! policy (`crate::plugins::PluginPolicy`) implements [`Hooks`]; with no hooks
+//! installed the broker lets every client connect, publish, subscribe and receive, as
+//! Mosquitto does with no plugin or ACL file.
 
-use std::any::Any;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use bytes::Bytes;
 use bytestring::ByteString;
-use wasmq_codec::{Protocol, Publish, QoS, ReasonCode, UserProperties};
-
-use crate::listener::ListenerKind;
-
-/// What a client's verified TLS certificate names, as the broker reads it from the
-/// handshake (`crate::transport::tls`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CertificateIdentity {
-    /// The first common name of the subject.
-    pub common_name: Option<String>,
-    /// `dNSName` alternative names.
-    pub dns_names: Vec<String>,
-    /// `rfc822Name` (email) alternative names.
-    pub emails: Vec<String>,
-    /// `uniformResourceIdentifier` alternative names.
-    pub uris: Vec<String>,
-}
+use wasmq_codec::{Publish, QoS, ReasonCode};
+/// The seam's shared types (who is asking, what about, what a transform did): one
+/// definition, in `wasmq-policy`, for the broker and the plugin host alike.
+pub use wasmq_policy::{
+    Action, CacheLifetime, CertificateIdentity, ClientInfo, Decision, Edit, Prepared, Transformed,
+};
 
 /// A boxed future, so [`Hooks`] can be used as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Who is asking.
-#[derive(Debug, Clone)]
-pub struct ClientInfo {
-    /// The client identifier (assigned one included).
-    pub client_id: ByteString,
-    /// The User Name of CONNECT.
-    pub username: Option<ByteString>,
-    /// The peer's address.
-    pub peer_addr: SocketAddr,
-    /// The protocol of the connection.
-    pub protocol: Protocol,
-    /// The listener's name.
-    pub listener: &'static str,
-    /// What the listener speaks: plugins key policy on it (a client on plain TCP).
-    pub listener_kind: ListenerKind,
-    /// What the client's TLS certificate names, when the listener verified one (boxed:
-    /// most connections have none, and this struct lives as long as the connection).
-    pub certificate: Option<Box<CertificateIdentity>>,
-    /// The MQTT 5 user properties of CONNECT, copied out of the read buffer (empty for
-    /// 3.1.1). Bounded by the maximum packet size the CONNECT was read within.
-    pub connect_user_properties: UserProperties,
-    /// This client as the [`Hooks`] implementation converted it for its own use (the
-    /// plugin policy: as plugins are handed it), made on the first hook call and kept
-    /// for the connection's life: converting it on every PUBLISH (four strings, the
-    /// address formatted) was a measurable part of a transform's cost.
-    pub prepared: Prepared,
-}
-
-/// A value the [`Hooks`] implementation derives from a [`ClientInfo`] once and reuses
-/// on every call about it. Its type is the implementation's business: the broker only
-/// keeps it with the client (a clone shares it).
-#[derive(Clone, Default)]
-pub struct Prepared(OnceLock<Arc<dyn Any + Send + Sync>>);
-
-impl Prepared {
-    /// The value, made by `init` on the first call.
-    ///
-    /// # Panics
-    ///
-    /// When it was first made as another type: one broker has one [`Hooks`]
-    /// implementation, so that is a bug.
-    pub fn get_or_init<T: Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> &T {
-        self.0
-            .get_or_init(|| Arc::new(init()))
-            .downcast_ref()
-            .expect("a client is prepared by one Hooks implementation, as one type")
-    }
-}
-
-impl std::fmt::Debug for Prepared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = if self.0.get().is_some() {
-            "made"
-        } else {
-            "not yet"
-        };
-        write!(f, "Prepared({state})")
-    }
-}
 
 /// The answer to CONNECT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,26 +83,6 @@ pub enum AuthStep {
     Refuse(ReasonCode),
 }
 
-/// What a client wants to do with a topic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Action {
-    /// PUBLISH to a topic name.
-    Publish,
-    /// SUBSCRIBE to a topic filter.
-    Subscribe,
-}
-
-/// The result of the transform chain.
-#[derive(Debug, Clone)]
-pub enum Transformed {
-    /// Route the message as it is.
-    Keep,
-    /// Route this message instead.
-    Replace(Box<Publish>),
-    /// Do not route the message.
-    Drop,
-}
-
 /// What a per-topic transform chain did to one message, kept to be done again to the
 /// next message of the connection with the same topic, QoS and retain flag without asking
 /// the chain: nothing, a drop, or a topic rewrite and user properties appended. Other
@@ -197,7 +105,7 @@ impl TransformEdit {
     pub fn between(original: &Publish, result: &Transformed) -> Option<TransformEdit> {
         let changed = match result {
             Transformed::Keep => return Some(TransformEdit::Keep),
-            Transformed::Drop => return Some(TransformEdit::Drop),
+            Transformed::Drop(_) => return Some(TransformEdit::Drop),
             Transformed::Replace(changed) => changed,
         };
         let (before, after) = (&original.properties, &changed.properties);
@@ -241,41 +149,6 @@ impl TransformEdit {
             }
         }
         Some(publish)
-    }
-}
-
-/// How long an authorization answer may be kept: a bound in seconds and/or the
-/// operator's `[authz_cache]` TTL, whichever is shorter; neither is "for the
-/// connection". The plugins' word (`cache-lifetime`, contract 0.2.0), combined over
-/// the plugins asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct CacheLifetime {
-    /// At most this many seconds (0: not kept).
-    pub max_secs: Option<u32>,
-    /// At most the operator's TTL.
-    pub operator_ttl: bool,
-}
-
-impl CacheLifetime {
-    /// The operator's TTL (what 0.1.0 plugins' answers and the broker's own get).
-    pub const OPERATOR_TTL: CacheLifetime = CacheLifetime {
-        max_secs: None,
-        operator_ttl: true,
-    };
-    /// Not kept at all.
-    pub const NONE: CacheLifetime = CacheLifetime {
-        max_secs: Some(0),
-        operator_ttl: false,
-    };
-
-    /// How long, given the operator's TTL; `None`: for the connection.
-    pub fn duration(self, ttl: Duration) -> Option<Duration> {
-        let secs = self.max_secs.map(|s| Duration::from_secs(u64::from(s)));
-        let ttl = self.operator_ttl.then_some(ttl);
-        match (secs, ttl) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
     }
 }
 
@@ -504,28 +377,6 @@ mod tests {
     }
 
     #[test]
-    fn a_lifetime_is_the_shorter_of_its_bound_and_the_ttl() {
-        let ttl = Duration::from_secs(60);
-        let secs = |max_secs, operator_ttl| CacheLifetime {
-            max_secs,
-            operator_ttl,
-        };
-        assert_eq!(secs(None, false).duration(ttl), None, "for the connection");
-        assert_eq!(CacheLifetime::OPERATOR_TTL.duration(ttl), Some(ttl));
-        assert_eq!(
-            secs(Some(5), true).duration(ttl),
-            Some(Duration::from_secs(5))
-        );
-        assert_eq!(secs(Some(120), true).duration(ttl), Some(ttl));
-        assert_eq!(
-            secs(Some(120), false).duration(ttl),
-            Some(Duration::from_secs(120)),
-            "a plugin's own lifetime may be longer than the operator's TTL"
-        );
-        assert_eq!(CacheLifetime::NONE.duration(ttl), Some(Duration::ZERO));
-    }
-
-    #[test]
     fn a_rewrite_and_appended_properties_are_repeated_on_the_next_message() {
         let first = publish("legacy/t", b"1", &[("n", "1")]);
         let result = replaced(publish("v2/t", b"1", &[("n", "1"), ("stamp", "yes")]));
@@ -553,7 +404,7 @@ mod tests {
         );
         assert_eq!(TransformEdit::Keep.apply(p.clone()), Some(p.clone()));
         assert_eq!(
-            TransformEdit::between(&p, &Transformed::Drop),
+            TransformEdit::between(&p, &Transformed::Drop("a reason".into())),
             Some(TransformEdit::Drop)
         );
         assert_eq!(TransformEdit::Drop.apply(p), None);

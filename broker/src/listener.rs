@@ -15,49 +15,14 @@ use tokio::sync::Semaphore;
 
 use crate::config::Config;
 use crate::transport::tls::TlsState;
+/// What a listener speaks below MQTT: a type of the policy seam, since plugins see it.
+pub use wasmq_policy::ListenerKind;
 
 /// The name of the listener that `listen` (and `--listen`) describes.
 pub const LISTEN_NAME: &str = "tcp";
 
 /// The WebSocket path when a `ws`/`wss` listener names none (Mosquitto and EMQX's).
 pub const DEFAULT_WS_PATH: &str = "/mqtt";
-
-/// What a listener speaks below MQTT.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ListenerKind {
-    /// MQTT over plain TCP.
-    #[default]
-    Tcp,
-    /// MQTT over TLS (1.2 or 1.3, ALPN `mqtt`).
-    Tls,
-    /// MQTT over WebSocket (subprotocol `mqtt`).
-    Ws,
-    /// MQTT over WebSocket over TLS (ALPN `http/1.1`, as browsers offer, or `mqtt`).
-    Wss,
-}
-
-impl ListenerKind {
-    /// Whether TLS is below (tls, wss).
-    pub fn is_tls(self) -> bool {
-        matches!(self, ListenerKind::Tls | ListenerKind::Wss)
-    }
-
-    /// Whether WebSocket is below (ws, wss).
-    pub fn is_ws(self) -> bool {
-        matches!(self, ListenerKind::Ws | ListenerKind::Wss)
-    }
-
-    /// The kind as the configuration writes it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ListenerKind::Tcp => "tcp",
-            ListenerKind::Tls => "tls",
-            ListenerKind::Ws => "ws",
-            ListenerKind::Wss => "wss",
-        }
-    }
-}
 
 /// One `[[listener]]` table.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -8,9 +8,11 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use wasmq_codec::{Protocol, Publish, QoS};
 use wasmq_plugin_artifacts as artifacts;
 use wasmq_plugin_host::{
-    Action, Chain, ClientInfo, HostConfig, Message, PluginConfig, PluginHost, PluginSet,
+    Action, Chain, ClientInfo, HostConfig, PluginConfig, PluginHost, PluginSet,
 };
 
 const BATCHES: usize = 15;
@@ -40,19 +42,21 @@ fn main() {
         )
         .unwrap();
     let chain = Chain::new(PluginSet::new(vec![acl.clone()]));
-    let client = ClientInfo {
-        client_id: "sensor-42".into(),
-        username: Some("sensor".into()),
-        peer_addr: "127.0.0.1:50000".into(),
-        protocol_version: 5,
-        listener: "tcp".into(),
-        ..ClientInfo::default()
-    };
-    let message = Message {
+    let mut client = ClientInfo::new(
+        "sensor-42",
+        "127.0.0.1:50000".parse().unwrap(),
+        Protocol::V5,
+        "tcp",
+    );
+    client.username = Some("sensor".into());
+    let message = Publish {
+        dup: false,
+        qos: QoS::AtLeastOnce,
+        retain: false,
         topic: "sensors/42/temp".into(),
-        payload: vec![b'x'; 64],
-        qos: 1,
-        ..Message::default()
+        packet_id: 1,
+        payload: Bytes::from(vec![b'x'; 64]),
+        properties: Default::default(),
     };
 
     runtime.block_on(async {

@@ -1,7 +1,9 @@
 //! The host's bindings: one `bindgen!` per contract version the host loads,
 //! each generated from that version's `full-plugin` world (every hook and
 //! every capability), and the conversions between the generated types and
-//! the crate's plain types in [`crate::types`].
+//! the types of the policy seam (`wasmq_policy`, shared with the broker) and
+//! the host's own ([`crate::types`]): the one place a hook call's types are
+//! converted, a plugin's replacement message into a `Publish` included.
 //!
 //! - [`v0_2`]: `wasmq:plugin@0.2.0`, `wit/plugin.wit`, the current contract.
 //!   The hook chain carries its types ([`wit`] is this version).
@@ -21,10 +23,15 @@
 
 use std::sync::OnceLock;
 
-use crate::types::{
-    Action, AuthOutcome, AuthStep, CacheLifetime, ClientInfo, Decision, ListenerKind, Message,
+use bytes::Bytes;
+use bytestring::ByteString;
+use wasmq_codec::{Protocol, Publish, QoS};
+use wasmq_policy::{
+    Action, CacheLifetime, CertificateIdentity, ClientInfo, Decision, Edit, ListenerKind,
     Transformed,
 };
+
+use crate::types::{AuthOutcome, PluginAuthStep};
 
 /// `wasmq:plugin@0.2.0`, the current contract. Generated from the file, not the
 /// folder `wit/`, whose `deps/` would bring the 0.1.0 package in too.
@@ -64,12 +71,11 @@ pub use v0_2::wit;
 
 /// A [`ClientInfo`] converted, once, into the record every hook call hands to
 /// a plugin. The broker asks about the same client on every PUBLISH of a
-/// connection; converting it per call cost four `String`s (and the caller's
-/// own conversion, a formatted address) per message. Build one per
-/// connection and pass it to [`crate::Chain::authenticate_prepared`],
-/// [`crate::Chain::authorize_prepared`] and [`crate::Chain::transform_prepared`].
+/// connection; converting it per call cost four `String`s and a formatted
+/// address per message. Made on the first hook call about the client and kept
+/// in its [`ClientInfo::prepared`] slot ([`prepared`]).
 #[derive(Clone, Debug)]
-pub struct PreparedClient {
+pub(crate) struct PreparedClient {
     current: wit::Client,
     /// The same client for plugins built against 0.1.0, made on the first call
     /// to one of them (most sets have none).
@@ -89,33 +95,56 @@ impl PreparedClient {
     }
 }
 
-impl From<&ClientInfo> for PreparedClient {
-    fn from(c: &ClientInfo) -> Self {
-        PreparedClient::from(c.clone())
-    }
+/// `client` as plugins are handed it: converted on the first call about it, then
+/// kept with it for the connection's life.
+pub(crate) fn prepared(client: &ClientInfo) -> &PreparedClient {
+    client.prepared.get_or_init(|| PreparedClient::from(client))
 }
 
-impl From<ClientInfo> for PreparedClient {
-    fn from(c: ClientInfo) -> Self {
+impl From<&ClientInfo> for PreparedClient {
+    fn from(c: &ClientInfo) -> Self {
         PreparedClient {
             current: wit::Client {
-                client_id: c.client_id,
-                username: c.username,
-                peer_addr: c.peer_addr,
-                protocol_version: c.protocol_version,
-                listener: c.listener,
+                client_id: c.client_id.to_string(),
+                username: c.username.as_ref().map(|u| u.to_string()),
+                peer_addr: c.peer_addr.to_string(),
+                protocol_version: match c.protocol {
+                    Protocol::V311 => 4,
+                    Protocol::V5 => 5,
+                },
+                listener: c.listener.to_string(),
                 listener_kind: c.listener_kind.into(),
-                certificate: c.certificate.map(|id| wit::CertificateIdentity {
-                    common_name: id.common_name,
-                    dns_names: id.dns_names,
-                    emails: id.emails,
-                    uris: id.uris,
-                }),
-                user_properties: c.user_properties,
+                certificate: c.certificate.as_deref().map(certificate),
+                user_properties: strings(&c.connect_user_properties),
             },
             v0_1: OnceLock::new(),
         }
     }
+}
+
+fn certificate(id: &CertificateIdentity) -> wit::CertificateIdentity {
+    wit::CertificateIdentity {
+        common_name: id.common_name.clone(),
+        dns_names: id.dns_names.clone(),
+        emails: id.emails.clone(),
+        uris: id.uris.clone(),
+    }
+}
+
+/// User properties as WIT strings (copied: a record handed to a plugin owns them).
+fn strings(properties: &[(ByteString, ByteString)]) -> Vec<(String, String)> {
+    properties
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// User properties back from WIT strings (moved, not copied).
+fn byte_strings(properties: Vec<(String, String)>) -> Vec<(ByteString, ByteString)> {
+    properties
+        .into_iter()
+        .map(|(k, v)| (ByteString::from(k), ByteString::from(v)))
+        .collect()
 }
 
 impl From<ListenerKind> for wit::ListenerKind {
@@ -183,78 +212,111 @@ impl From<wit::AuthzResult> for (Decision, CacheLifetime) {
     }
 }
 
-impl From<wit::AuthStep> for AuthStep {
+impl From<wit::AuthStep> for PluginAuthStep {
     fn from(s: wit::AuthStep) -> Self {
         match s {
-            wit::AuthStep::Continue(c) => AuthStep::Continue {
+            wit::AuthStep::Continue(c) => PluginAuthStep::Continue {
                 data: c.data,
                 state: c.state,
             },
-            wit::AuthStep::Success(s) => AuthStep::Success {
+            wit::AuthStep::Success(s) => PluginAuthStep::Success {
                 data: s.data,
                 superuser: s.superuser,
             },
-            wit::AuthStep::Failure(reason) => AuthStep::Failure(reason),
-            wit::AuthStep::Ignore => AuthStep::Ignore,
+            wit::AuthStep::Failure(reason) => PluginAuthStep::Failure(reason),
+            wit::AuthStep::Ignore => PluginAuthStep::Ignore,
         }
     }
 }
 
-impl From<Message> for wit::Message {
-    fn from(m: Message) -> Self {
+/// The message as a plugin is handed it: only what the contract shows (no packet
+/// id, DUP, topic alias or subscription identifiers).
+impl From<&Publish> for wit::Message {
+    fn from(publish: &Publish) -> Self {
+        let p = &publish.properties;
         wit::Message {
-            topic: m.topic,
-            payload: m.payload,
-            qos: m.qos,
-            retain: m.retain,
-            user_properties: m.user_properties,
-            content_type: m.content_type,
-            payload_is_utf8: m.payload_is_utf8,
-            response_topic: m.response_topic,
-            correlation_data: m.correlation_data,
-            message_expiry_interval: m.message_expiry_interval,
+            topic: publish.topic.to_string(),
+            payload: publish.payload.to_vec(),
+            qos: publish.qos as u8,
+            retain: publish.retain,
+            user_properties: strings(&p.user_properties),
+            content_type: p.content_type.as_ref().map(|c| c.to_string()),
+            payload_is_utf8: p.payload_format_indicator == Some(1),
+            response_topic: p.response_topic.as_ref().map(|t| t.to_string()),
+            correlation_data: p.correlation_data.as_ref().map(|c| c.to_vec()),
+            message_expiry_interval: p.message_expiry_interval,
         }
     }
 }
 
-impl From<wit::Message> for Message {
-    fn from(m: wit::Message) -> Self {
-        Message {
-            topic: m.topic,
-            payload: m.payload,
-            qos: m.qos,
-            retain: m.retain,
-            user_properties: m.user_properties,
-            content_type: m.content_type,
-            payload_is_utf8: m.payload_is_utf8,
-            response_topic: m.response_topic,
-            correlation_data: m.correlation_data,
-            message_expiry_interval: m.message_expiry_interval,
-        }
+/// The publish a plugin's message `m` stands for, made from `original` (the one the
+/// plugin was handed): it keeps what a plugin cannot see (packet id, DUP, topic alias,
+/// subscription identifiers), and its QoS is never raised above the original's.
+pub(crate) fn publish_from(original: &Publish, m: wit::Message) -> Publish {
+    let mut publish = original.clone();
+    publish.topic = ByteString::from(m.topic);
+    publish.payload = Bytes::from(m.payload);
+    publish.qos = QoS::from_u8(m.qos)
+        .unwrap_or(original.qos)
+        .min(original.qos);
+    publish.retain = m.retain;
+    let p = &mut publish.properties;
+    p.user_properties = byte_strings(m.user_properties);
+    p.content_type = m.content_type.map(ByteString::from);
+    p.payload_format_indicator = m.payload_is_utf8.then_some(1);
+    p.response_topic = m.response_topic.map(ByteString::from);
+    p.correlation_data = m.correlation_data.map(Bytes::from);
+    p.message_expiry_interval = m.message_expiry_interval;
+    publish
+}
+
+/// A transform's answer about `original`.
+pub(crate) fn transformed(original: &Publish, t: wit::Transformed) -> Transformed {
+    match t {
+        wit::Transformed::Keep => Transformed::Keep,
+        wit::Transformed::Replace(m) => Transformed::Replace(Box::new(publish_from(original, m))),
+        wit::Transformed::Drop(reason) => Transformed::Drop(reason),
     }
 }
 
-impl From<wit::Transformed> for Transformed {
-    fn from(t: wit::Transformed) -> Self {
-        match t {
-            wit::Transformed::Keep => Transformed::Keep,
-            wit::Transformed::Replace(m) => Transformed::Replace(m.into()),
-            wit::Transformed::Drop(reason) => Transformed::Drop(reason),
-        }
-    }
+/// Converts a batch's `change`s (a message's new topic, if it changed, and the user
+/// properties appended), one conversion shared between equal ones: a transform that
+/// stamps every message gives the same change each time, converted once, then shared
+/// by reference counts (in the queues the messages wait in too).
+#[derive(Default)]
+pub(crate) struct Changes {
+    last: Option<Converted>,
 }
 
-impl From<wit::Edit> for crate::types::Edit {
-    fn from(e: wit::Edit) -> Self {
-        match e {
-            wit::Edit::Keep => crate::types::Edit::Keep,
-            wit::Edit::Drop(reason) => crate::types::Edit::Drop(reason),
-            wit::Edit::Change(c) => crate::types::Edit::Change {
-                topic: c.topic,
-                add_user_properties: c.add_user_properties,
-            },
-            wit::Edit::Replace(m) => crate::types::Edit::Replace(m.into()),
+/// The last change converted: as the chain gave it, and as an [`Edit`].
+struct Converted {
+    topic: Option<String>,
+    added: Vec<(String, String)>,
+    edit: Edit,
+}
+
+impl Changes {
+    /// The edit for one message's change.
+    pub(crate) fn edit(&mut self, topic: Option<String>, added: Vec<(String, String)>) -> Edit {
+        if let Some(last) = &self.last
+            && last.topic == topic
+            && last.added == added
+        {
+            return last.edit.clone();
         }
+        let edit = Edit::Change {
+            topic: topic.as_deref().map(ByteString::from),
+            add_user_properties: added
+                .iter()
+                .map(|(k, v)| (ByteString::from(k.as_str()), ByteString::from(v.as_str())))
+                .collect(),
+        };
+        self.last = Some(Converted {
+            topic,
+            added,
+            edit: edit.clone(),
+        });
+        edit
     }
 }
 

@@ -17,12 +17,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 
-use crate::bindings::{PreparedClient, apply_change, placeholder_message, wit};
-use crate::plugin::{OnTransformFault, Plugin};
-use crate::types::{
-    Action, AuthOutcome, AuthStep, CacheLifetime, ClientInfo, Decision, Edit, HookSet, Message,
-    Transformed,
+use wasmq_codec::Publish;
+use wasmq_policy::{Action, CacheLifetime, ClientInfo, Decision, Edit, Transformed};
+
+use crate::bindings::{
+    Changes, PreparedClient, apply_change, placeholder_message, prepared, publish_from, wit,
 };
+use crate::plugin::{OnTransformFault, Plugin};
+use crate::types::{AuthOutcome, HookSet, PluginAuthStep};
 
 /// An immutable, ordered set of plugins: one generation of the plugin folder.
 #[derive(Clone, Debug, Default)]
@@ -109,7 +111,7 @@ impl PluginSet {
 
     /// Runs the authentication chain. `Ignore` when no plugin decided.
     pub async fn authenticate(&self, client: &ClientInfo, password: Option<&[u8]>) -> AuthOutcome {
-        self.authenticate_counted(&client.into(), password, None)
+        self.authenticate_counted(prepared(client), password, None)
             .await
     }
 
@@ -122,36 +124,23 @@ impl PluginSet {
         qos: u8,
         retain: bool,
     ) -> Decision {
-        self.authorize_counted(&client.into(), action, topic, qos, retain, None)
-            .await
-            .decision
-    }
-
-    /// [`PluginSet::authorize`] for a client converted once ([`PreparedClient`]).
-    pub async fn authorize_prepared(
-        &self,
-        client: &PreparedClient,
-        action: Action,
-        topic: &str,
-        qos: u8,
-        retain: bool,
-    ) -> Decision {
         self.authorize_outcome(client, action, topic, qos, retain)
             .await
             .decision
     }
 
-    /// [`PluginSet::authorize_prepared`], saying whether a plugin faulted (then the
-    /// decision is the fail-closed deny, and not worth remembering).
+    /// [`PluginSet::authorize`], saying whether a plugin faulted (then the decision
+    /// is the fail-closed deny, and not worth remembering) and for how long the
+    /// answer may be kept.
     pub async fn authorize_outcome(
         &self,
-        client: &PreparedClient,
+        client: &ClientInfo,
         action: Action,
         topic: &str,
         qos: u8,
         retain: bool,
     ) -> AuthzOutcome {
-        self.authorize_counted(client, action, topic, qos, retain, None)
+        self.authorize_counted(prepared(client), action, topic, qos, retain, None)
             .await
     }
 
@@ -162,7 +151,7 @@ impl PluginSet {
     /// stands).
     pub async fn authorize_delivery(
         &self,
-        client: &PreparedClient,
+        client: &ClientInfo,
         topic: &str,
         qos: u8,
         retain: bool,
@@ -171,6 +160,7 @@ impl PluginSet {
         if !self.hooks.deliver {
             return AuthzOutcome::decided(Decision::Ignore, CacheLifetime::OPERATOR_TTL);
         }
+        let client = prepared(client);
         // A plain loop with `continue`, as in `authorize_counted` (a `Send` future).
         for plugin in &self.plugins {
             if !plugin.hooks().deliver {
@@ -195,13 +185,13 @@ impl PluginSet {
     /// `method`, in order, until one answers something other than `Ignore`. Returns
     /// that plugin's name (the one to continue the exchange with, [`PluginSet::auth_step`])
     /// and its answer; `None` when no plugin takes the method. A plugin that faults
-    /// answers [`AuthStep::Failure`] (fail closed).
+    /// answers [`PluginAuthStep::Failure`] (fail closed).
     pub async fn auth_start(
         &self,
-        client: &PreparedClient,
+        client: &ClientInfo,
         method: &str,
         data: Option<&[u8]>,
-    ) -> Option<(&str, AuthStep)> {
+    ) -> Option<(&str, PluginAuthStep)> {
         if !self.hooks.auth {
             return None;
         }
@@ -212,16 +202,18 @@ impl PluginSet {
             let lists = match plugin.auth_methods().await {
                 Ok(methods) => methods.iter().any(|m| m == method),
                 Err(fault) => {
-                    return Some((plugin.name(), AuthStep::Failure(fault.to_string())));
+                    return Some((plugin.name(), PluginAuthStep::Failure(fault.to_string())));
                 }
             };
             if !lists {
                 continue;
             }
             match plugin.auth_step(client, method, data, None).await {
-                Ok(AuthStep::Ignore) => continue,
+                Ok(PluginAuthStep::Ignore) => continue,
                 Ok(step) => return Some((plugin.name(), step)),
-                Err(fault) => return Some((plugin.name(), AuthStep::Failure(fault.to_string()))),
+                Err(fault) => {
+                    return Some((plugin.name(), PluginAuthStep::Failure(fault.to_string())));
+                }
             }
         }
         None
@@ -229,28 +221,30 @@ impl PluginSet {
 
     /// The next step of an exchange that plugin `plugin` started, with the `state` its
     /// last answer gave. A plugin no longer in the set (unloaded meanwhile), an `Ignore`
-    /// at this point and a fault all answer [`AuthStep::Failure`].
+    /// at this point and a fault all answer [`PluginAuthStep::Failure`].
     pub async fn auth_step(
         &self,
         plugin: &str,
-        client: &PreparedClient,
+        client: &ClientInfo,
         method: &str,
         data: Option<&[u8]>,
         state: &[u8],
-    ) -> AuthStep {
+    ) -> PluginAuthStep {
         let Some(plugin) = self.get(plugin) else {
-            return AuthStep::Failure(format!("plugin {plugin} is gone"));
+            return PluginAuthStep::Failure(format!("plugin {plugin} is gone"));
         };
         match plugin.auth_step(client, method, data, Some(state)).await {
-            Ok(AuthStep::Ignore) => AuthStep::Failure("ignored a step of its own exchange".into()),
+            Ok(PluginAuthStep::Ignore) => {
+                PluginAuthStep::Failure("ignored a step of its own exchange".into())
+            }
             Ok(step) => step,
-            Err(fault) => AuthStep::Failure(fault.to_string()),
+            Err(fault) => PluginAuthStep::Failure(fault.to_string()),
         }
     }
 
     /// Runs the transform chain on `message`.
-    pub async fn transform(&self, client: &ClientInfo, message: &Message) -> Transformed {
-        self.transform_counted(&client.into(), message.clone(), None)
+    pub async fn transform(&self, client: &ClientInfo, message: &Publish) -> Transformed {
+        self.transform_counted(prepared(client), message, None)
             .await
     }
 
@@ -327,12 +321,12 @@ impl PluginSet {
         AuthzOutcome::decided(Decision::Ignore, cache)
     }
 
-    /// Takes the message by value: it is moved, not copied, into the record
-    /// the plugins are called with.
+    /// `message` is copied once into the record the plugins are called with, and
+    /// a replacement is made from it (what a plugin cannot see is kept).
     async fn transform_counted(
         &self,
         client: &PreparedClient,
-        message: Message,
+        message: &Publish,
         counters: Option<&ChainCounters>,
     ) -> Transformed {
         // A plain loop with `continue` rather than a `filter` iterator held
@@ -366,7 +360,7 @@ impl PluginSet {
             }
         }
         if replaced {
-            Transformed::Replace(current.into())
+            Transformed::Replace(Box::new(publish_from(message, current)))
         } else {
             Transformed::Keep
         }
@@ -442,17 +436,14 @@ impl InBatch {
         }
     }
 
-    /// What the chain did to the message, now `current`.
-    fn edit(self, current: wit::Message) -> Edit {
+    /// What the chain did to `original`, now `current`.
+    fn edit(self, current: wit::Message, original: &Publish, changes: &mut Changes) -> Edit {
         if let Some(reason) = self.dropped {
             Edit::Drop(reason)
         } else if self.replaced {
-            Edit::Replace(current.into())
+            Edit::Replace(Box::new(publish_from(original, current)))
         } else if self.topic_changed || !self.added.is_empty() {
-            Edit::Change {
-                topic: self.topic_changed.then_some(current.topic),
-                add_user_properties: self.added,
-            }
+            changes.edit(self.topic_changed.then_some(current.topic), self.added)
         } else {
             Edit::Keep
         }
@@ -465,24 +456,21 @@ impl PluginSet {
     /// with the messages no plugin before it dropped; one that does not is called once
     /// per message. A batch call that faults is the fault of each of its messages (kept
     /// as they were before that plugin, or dropped, per its `on_transform_fault`).
-    pub async fn transform_batch(
-        &self,
-        client: &PreparedClient,
-        messages: Vec<Message>,
-    ) -> Vec<Edit> {
-        self.transform_batch_counted(client, messages, None).await
+    pub async fn transform_batch(&self, client: &ClientInfo, messages: &[Publish]) -> Vec<Edit> {
+        self.transform_batch_counted(prepared(client), messages, None)
+            .await
     }
 
     async fn transform_batch_counted(
         &self,
         client: &PreparedClient,
-        messages: Vec<Message>,
+        messages: &[Publish],
         counters: Option<&ChainCounters>,
     ) -> Vec<Edit> {
         if !self.hooks.transform {
             return vec![Edit::Keep; messages.len()];
         }
-        let mut current: Vec<wit::Message> = messages.into_iter().map(wit::Message::from).collect();
+        let mut current: Vec<wit::Message> = messages.iter().map(wit::Message::from).collect();
         let mut states: Vec<InBatch> = current.iter().map(|_| InBatch::new()).collect();
         // A plain loop with `continue` (a `Send` future), as in `transform_counted`.
         for plugin in &self.plugins {
@@ -548,10 +536,12 @@ impl PluginSet {
                 }
             }
         }
+        let mut changes = Changes::default();
         states
             .into_iter()
             .zip(current)
-            .map(|(state, message)| state.edit(message))
+            .zip(messages)
+            .map(|((state, message), original)| state.edit(message, original, &mut changes))
             .collect()
     }
 }
@@ -663,16 +653,12 @@ impl Chain {
 
     /// Runs the transform chain on the current set over a batch of one client's
     /// messages ([`PluginSet::transform_batch`]).
-    pub async fn transform_batch(
-        &self,
-        client: &PreparedClient,
-        messages: Vec<Message>,
-    ) -> Vec<Edit> {
+    pub async fn transform_batch(&self, client: &ClientInfo, messages: &[Publish]) -> Vec<Edit> {
         self.counters
             .transform_calls
             .fetch_add(messages.len() as u64, Ordering::Relaxed);
         let set = self.current.load_full();
-        set.transform_batch_counted(client, messages, Some(&self.counters))
+        set.transform_batch_counted(prepared(client), messages, Some(&self.counters))
             .await
     }
 
@@ -688,18 +674,9 @@ impl Chain {
     /// Runs the authentication chain on the current set. `Ignore`: no plugin
     /// decided (`allow_anonymous` decides).
     pub async fn authenticate(&self, client: &ClientInfo, password: Option<&[u8]>) -> AuthOutcome {
-        self.authenticate_prepared(&client.into(), password).await
-    }
-
-    /// [`Chain::authenticate`] for a client converted once ([`PreparedClient`]).
-    pub async fn authenticate_prepared(
-        &self,
-        client: &PreparedClient,
-        password: Option<&[u8]>,
-    ) -> AuthOutcome {
         self.counters.authn_calls.fetch_add(1, Ordering::Relaxed);
         let set = self.current.load_full();
-        set.authenticate_counted(client, password, Some(&self.counters))
+        set.authenticate_counted(prepared(client), password, Some(&self.counters))
             .await
     }
 
@@ -713,44 +690,27 @@ impl Chain {
         qos: u8,
         retain: bool,
     ) -> Decision {
-        self.authorize_prepared(&client.into(), action, topic, qos, retain)
-            .await
-    }
-
-    /// [`Chain::authorize`] for a client converted once ([`PreparedClient`]).
-    pub async fn authorize_prepared(
-        &self,
-        client: &PreparedClient,
-        action: Action,
-        topic: &str,
-        qos: u8,
-        retain: bool,
-    ) -> Decision {
         self.counters.authz_calls.fetch_add(1, Ordering::Relaxed);
         let set = self.current.load_full();
-        set.authorize_counted(client, action, topic, qos, retain, Some(&self.counters))
-            .await
-            .decision
+        set.authorize_counted(
+            prepared(client),
+            action,
+            topic,
+            qos,
+            retain,
+            Some(&self.counters),
+        )
+        .await
+        .decision
     }
 
     /// Runs the transform chain on the current set.
-    pub async fn transform(&self, client: &ClientInfo, message: &Message) -> Transformed {
-        self.transform_prepared(&client.into(), message.clone())
-            .await
-    }
-
-    /// [`Chain::transform`] for a client converted once ([`PreparedClient`]),
-    /// and a message the caller gives away (it is not copied again).
-    pub async fn transform_prepared(
-        &self,
-        client: &PreparedClient,
-        message: Message,
-    ) -> Transformed {
+    pub async fn transform(&self, client: &ClientInfo, message: &Publish) -> Transformed {
         self.counters
             .transform_calls
             .fetch_add(1, Ordering::Relaxed);
         let set = self.current.load_full();
-        set.transform_counted(client, message, Some(&self.counters))
+        set.transform_counted(prepared(client), message, Some(&self.counters))
             .await
     }
 

@@ -28,7 +28,7 @@ pub struct HostConfig {
     /// this is their granularity: a call may overrun its limit by up to one tick.
     pub epoch_tick_ms: u64,
     /// The ceiling on any one plugin's linear memory; a plugin's own
-    /// `Limits::memory_bytes_max` is capped by it. It sizes the pooling
+    /// `ResourceLimits::memory_bytes_max` is capped by it. It sizes the pooling
     /// allocator's memory slots.
     pub memory_bytes_max: usize,
     /// How many plugin instances may be alive at once, over all plugins (the

@@ -17,13 +17,16 @@
 //! - [`chain`]: [`PluginSet`] (plugins in priority order, chain semantics:
 //!   first allow/deny wins, faults fail closed, transforms compose) and
 //!   [`Chain`] (the current set, swapped atomically on reload).
-//! - [`types`]: the plain Rust types of the calls ([`ClientInfo`],
-//!   [`Action`], [`Decision`], [`AuthOutcome`], [`CacheLifetime`], [`Message`],
-//!   [`Transformed`]);
-//!   `bindings` (private) holds the generated bindings of each contract
-//!   version ([`Contract`]), converts to and from them (0.1.0 in one place: the
-//!   client without what 0.2.0 added), and holds [`PreparedClient`], a client
-//!   converted once for many calls.
+//! - What a hook is asked and answers are the policy seam's types, shared
+//!   with the broker (`wasmq_policy`, re-exported: [`ClientInfo`], [`Action`],
+//!   [`Decision`], [`CacheLifetime`], [`Transformed`], [`Edit`]; messages are
+//!   the codec's `Publish`). [`types`]: the host's own ([`AuthOutcome`], a
+//!   plugin's [`PluginAuthStep`], [`HookSet`], [`Capabilities`]).
+//! - `bindings` (private): the generated bindings of each contract version
+//!   ([`Contract`]) and the one place types are converted to and from them
+//!   (0.1.0 in one place too: the client without what 0.2.0 added). A client
+//!   is converted once per connection, on the first call about it, and kept
+//!   in its [`ClientInfo::prepared`] slot.
 //! - `state` (private): the per-instance `HostState`, the host side of the
 //!   capabilities, and plugin stdout/stderr into `tracing`.
 //! - [`histogram`]: [`LatencyHistogram`], lock-free call and query latencies,
@@ -62,7 +65,6 @@ mod pool;
 mod state;
 pub mod types;
 
-pub use bindings::PreparedClient;
 pub use cache::CacheStats;
 pub use chain::{AuthzOutcome, Chain, ChainStats, PluginSet};
 pub use check::{CONTRACT_VERSION, Contract, Report};
@@ -71,9 +73,11 @@ pub use error::{Fault, HostError, LoadError};
 pub use histogram::{HistogramSnapshot, LatencyHistogram};
 pub use host::{HostConfig, PluginHost, check};
 pub use plugin::{
-    Limits, OnTransformFault, Plugin, PluginConfig, PluginState, PluginStats, Retry, SqlGrant,
+    OnTransformFault, Plugin, PluginConfig, PluginState, PluginStats, ResourceLimits, Retry,
+    SqlGrant,
 };
-pub use types::{
-    Action, AuthOutcome, AuthStep, CacheLifetime, Capabilities, CertificateIdentity, ClientInfo,
-    Decision, Edit, HookSet, ListenerKind, Message, Transformed,
+pub use types::{AuthOutcome, Capabilities, HookSet, PluginAuthStep};
+pub use wasmq_policy::{
+    Action, CacheLifetime, CertificateIdentity, ClientInfo, Decision, Edit, ListenerKind,
+    Transformed,
 };

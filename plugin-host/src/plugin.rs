@@ -23,21 +23,22 @@ use std::time::{Duration, Instant, SystemTime};
 use wasmtime::component::{Component, InstancePre};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use crate::bindings::{PreparedClient, placeholder_message, v0_1, v0_2, wit};
+use wasmq_codec::Publish;
+use wasmq_policy::{Action, CacheLifetime, ClientInfo, Decision, Transformed};
+
+use crate::bindings::{self, PreparedClient, placeholder_message, prepared, v0_1, v0_2, wit};
 use crate::check::{Contract, Inspection};
 use crate::error::{Fault, LoadError};
 use crate::histogram::{HistogramSnapshot, LatencyHistogram};
 use crate::host::HostInner;
 use crate::pool::Pool;
 use crate::state::{HostState, PluginIdentity, SqlAccess};
-use crate::types::{
-    Action, AuthOutcome, AuthStep, CacheLifetime, Capabilities, ClientInfo, Decision, HookSet,
-    Message, Transformed,
-};
+use crate::types::{AuthOutcome, Capabilities, HookSet, PluginAuthStep};
 
-/// The limits of one plugin.
+/// What one plugin may use of the machine: time per call, memory, instances
+/// (the broker's own MQTT limits are `wasmq::config::Limits`, another thing).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Limits {
+pub struct ResourceLimits {
     /// The most one hook call may take; past it the call is interrupted and
     /// counts as a fault.
     pub call_timeout_ms: u64,
@@ -58,9 +59,9 @@ pub struct Limits {
     pub warm_instances_max: usize,
 }
 
-impl Default for Limits {
+impl Default for ResourceLimits {
     fn default() -> Self {
-        Limits {
+        ResourceLimits {
             call_timeout_ms: 100,
             start_timeout_ms: 1000,
             memory_bytes_max: 16 << 20,
@@ -207,7 +208,7 @@ pub struct PluginConfig {
     /// The hooks enabled; a hook the component does not export is ignored.
     pub hooks: HookSet,
     /// Time and memory limits.
-    pub limits: Limits,
+    pub limits: ResourceLimits,
     /// Whether the plugin may use the `sql` capability, and how.
     pub grant_sql: SqlGrant,
     /// The statements the plugin may run through `sql`, by name (`NAME.toml`'s
@@ -236,7 +237,7 @@ impl PluginConfig {
             name: name.into(),
             priority: 0,
             hooks: HookSet::ALL,
-            limits: Limits::default(),
+            limits: ResourceLimits::default(),
             grant_sql: SqlGrant::None,
             sql_statements: BTreeMap::new(),
             settings: BTreeMap::new(),
@@ -694,8 +695,7 @@ impl Plugin {
         client: &ClientInfo,
         password: Option<&[u8]>,
     ) -> Result<AuthOutcome, Fault> {
-        self.authenticate_wit(&PreparedClient::from(client), password)
-            .await
+        self.authenticate_wit(prepared(client), password).await
     }
 
     /// The contract version the plugin was built against.
@@ -715,7 +715,7 @@ impl Plugin {
         qos: u8,
         retain: bool,
     ) -> Result<Decision, Fault> {
-        self.authorize_wit(&PreparedClient::from(client), action, topic, qos, retain)
+        self.authorize_wit(prepared(client), action, topic, qos, retain)
             .await
             .map(|(decision, _)| decision)
     }
@@ -730,7 +730,7 @@ impl Plugin {
         qos: u8,
         retain: bool,
     ) -> Result<(Decision, CacheLifetime), Fault> {
-        self.authorize_wit(&PreparedClient::from(client), action, topic, qos, retain)
+        self.authorize_wit(prepared(client), action, topic, qos, retain)
             .await
     }
 
@@ -744,7 +744,7 @@ impl Plugin {
         qos: u8,
         retain: bool,
     ) -> Result<Decision, Fault> {
-        self.authorize_delivery_wit(&PreparedClient::from(client), topic, qos, retain)
+        self.authorize_delivery_wit(prepared(client), topic, qos, retain)
             .await
             .map(|(decision, _)| decision)
     }
@@ -753,12 +753,12 @@ impl Plugin {
     pub async fn on_publish(
         &self,
         client: &ClientInfo,
-        message: &Message,
+        message: &Publish,
     ) -> Result<Transformed, Fault> {
-        let mut message = wit::Message::from(message.clone());
-        self.on_publish_wit(&PreparedClient::from(client), &mut message)
+        let mut handed = wit::Message::from(message);
+        self.on_publish_wit(prepared(client), &mut handed)
             .await
-            .map(Transformed::from)
+            .map(|t| bindings::transformed(message, t))
     }
 
     pub(crate) async fn authenticate_wit(
@@ -901,14 +901,15 @@ impl Plugin {
     /// enabled.
     pub async fn auth_step(
         &self,
-        client: &PreparedClient,
+        client: &ClientInfo,
         method: &str,
         data: Option<&[u8]>,
         state: Option<&[u8]>,
-    ) -> Result<AuthStep, Fault> {
+    ) -> Result<PluginAuthStep, Fault> {
         if !self.inner.enabled.auth {
-            return Ok(AuthStep::Ignore);
+            return Ok(PluginAuthStep::Ignore);
         }
+        let client = prepared(client);
         self.call("auth", |mut w| async move {
             let r = match &w.guests {
                 Guests::V0_2(
@@ -930,9 +931,9 @@ impl Plugin {
                                 .await
                         }
                     }
-                    .map(AuthStep::from)
+                    .map(PluginAuthStep::from)
                 }
-                _ => Ok(AuthStep::Ignore),
+                _ => Ok(PluginAuthStep::Ignore),
             };
             (w, r)
         })

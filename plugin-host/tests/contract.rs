@@ -6,11 +6,14 @@
 
 mod common;
 
+use bytes::Bytes;
+use bytestring::ByteString;
 use common::host;
+use wasmq_codec::{Protocol, Publish, QoS};
 use wasmq_plugin_artifacts as artifacts;
 use wasmq_plugin_host::{
     Action, AuthOutcome, CertificateIdentity, Chain, ClientInfo, Contract, Decision, ListenerKind,
-    Message, Plugin, PluginConfig, PluginSet, Transformed,
+    Plugin, PluginConfig, PluginSet, Transformed,
 };
 
 fn load(path: &str, config: PluginConfig) -> Plugin {
@@ -18,44 +21,45 @@ fn load(path: &str, config: PluginConfig) -> Plugin {
 }
 
 fn client(id: &str) -> ClientInfo {
-    ClientInfo {
-        client_id: id.to_string(),
-        username: Some("user".to_string()),
-        peer_addr: "127.0.0.1:50000".to_string(),
-        protocol_version: 5,
-        listener: "devices".to_string(),
-        listener_kind: ListenerKind::Tls,
-        certificate: Some(CertificateIdentity {
-            common_name: Some("sensor-1".into()),
-            dns_names: vec!["sensor-1.devices.example".into()],
-            emails: vec!["ops@example.com".into()],
-            uris: vec!["spiffe://example.com/sensor-1".into()],
-        }),
-        user_properties: vec![
-            ("ticket".into(), "t-1".into()),
-            ("site".into(), "lyon".into()),
-        ],
+    let mut client = ClientInfo::new(
+        id.to_string(),
+        "127.0.0.1:50000".parse().unwrap(),
+        Protocol::V5,
+        "devices",
+    );
+    client.username = Some(ByteString::from_static("user"));
+    client.listener_kind = ListenerKind::Tls;
+    client.certificate = Some(Box::new(CertificateIdentity {
+        common_name: Some("sensor-1".into()),
+        dns_names: vec!["sensor-1.devices.example".into()],
+        emails: vec!["ops@example.com".into()],
+        uris: vec!["spiffe://example.com/sensor-1".into()],
+    }));
+    client.connect_user_properties = vec![pair("ticket", "t-1"), pair("site", "lyon")];
+    client
+}
+
+fn message(topic: &str) -> Publish {
+    Publish {
+        dup: false,
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        topic: ByteString::from(topic),
+        packet_id: 1,
+        payload: Bytes::from_static(b"x"),
+        properties: Default::default(),
     }
 }
 
-fn message(topic: &str) -> Message {
-    Message {
-        topic: topic.to_string(),
-        payload: b"x".to_vec(),
-        qos: 1,
-        ..Message::default()
-    }
-}
-
-fn properties(t: &Transformed) -> Vec<(String, String)> {
+fn properties(t: &Transformed) -> Vec<(ByteString, ByteString)> {
     match t {
-        Transformed::Replace(m) => m.user_properties.clone(),
+        Transformed::Replace(m) => m.properties.user_properties.clone(),
         other => panic!("expected a replaced message, got {other:?}"),
     }
 }
 
-fn pair(k: &str, v: &str) -> (String, String) {
-    (k.to_string(), v.to_string())
+fn pair(k: &str, v: &str) -> (ByteString, ByteString) {
+    (ByteString::from(k), ByteString::from(v))
 }
 
 #[test]
@@ -200,10 +204,10 @@ async fn a_0_2_plugin_keys_on_listener_kind_and_connect_user_properties() {
             .setting("ticket", "t-1")
             .setting("dns", "sensor-1.devices.example"),
     );
-    let plain = |props: Vec<(String, String)>| ClientInfo {
+    let plain = |props: Vec<(ByteString, ByteString)>| ClientInfo {
         listener_kind: ListenerKind::Tcp,
         certificate: None,
-        user_properties: props,
+        connect_user_properties: props,
         ..client("plain")
     };
     let allowed = |c: ClientInfo| {

@@ -16,6 +16,7 @@ mod capture;
 use capture::Captured;
 use sqlx::{Connection, Executor};
 use wasmq_acl_rules::schema::{self, Dialect};
+use wasmq_codec::Protocol;
 use wasmq_plugin_artifacts as artifacts;
 use wasmq_plugin_host::database::Value;
 use wasmq_plugin_host::{
@@ -640,14 +641,12 @@ async fn killed_connections_fail_one_query_then_recover(backend: Backend) {
 }
 
 fn client(client_id: &str) -> ClientInfo {
-    ClientInfo {
-        client_id: client_id.into(),
-        username: None,
-        peer_addr: "127.0.0.1:5000".into(),
-        protocol_version: 5,
-        listener: "tcp".into(),
-        ..ClientInfo::default()
-    }
+    ClientInfo::new(
+        client_id.to_string(),
+        "127.0.0.1:5000".parse().unwrap(),
+        Protocol::V5,
+        "tcp",
+    )
 }
 
 async fn load_probe(host: &PluginHost, config: PluginConfig) -> wasmq_plugin_host::Plugin {

@@ -20,10 +20,13 @@ use std::time::{Duration, Instant};
 
 mod common;
 
+use bytes::Bytes;
+use bytestring::ByteString;
 use common::host;
+use wasmq_codec::{Protocol, Publish, PublishProperties, QoS};
 use wasmq_plugin_artifacts as artifacts;
 use wasmq_plugin_host::{
-    Action, Chain, ClientInfo, Decision, Limits, Message, Plugin, PluginConfig, PluginSet,
+    Action, Chain, ClientInfo, Decision, Plugin, PluginConfig, PluginSet, ResourceLimits,
     Transformed,
 };
 
@@ -37,12 +40,12 @@ struct Language {
 impl Language {
     /// The interpreters (CPython, SpiderMonkey) start with tens of MB of
     /// linear memory: above the default cap of 16 MiB that suits Rust.
-    fn limits(&self) -> Limits {
+    fn limits(&self) -> ResourceLimits {
         match self.name {
-            "rust" => Limits::default(),
-            _ => Limits {
+            "rust" => ResourceLimits::default(),
+            _ => ResourceLimits {
                 memory_bytes_max: 128 << 20,
-                ..Limits::default()
+                ..ResourceLimits::default()
             },
         }
     }
@@ -148,14 +151,14 @@ fn languages() -> &'static [Language] {
 }
 
 fn client(id: &str) -> ClientInfo {
-    ClientInfo {
-        client_id: id.to_string(),
-        username: Some("user".to_string()),
-        peer_addr: "127.0.0.1:50000".to_string(),
-        protocol_version: 5,
-        listener: "tcp".to_string(),
-        ..ClientInfo::default()
-    }
+    let mut client = ClientInfo::new(
+        id.to_string(),
+        "127.0.0.1:50000".parse().unwrap(),
+        Protocol::V5,
+        "tcp",
+    );
+    client.username = Some(ByteString::from_static("user"));
+    client
 }
 
 /// The authz example's expectations: (client id, action, topic) -> decision.
@@ -236,34 +239,44 @@ async fn authz_examples_decide_alike_in_every_language() {
 }
 
 /// A message with every field set, so that a field a plugin loses shows.
-fn full_message(topic: &str, user_properties: &[(&str, &str)]) -> Message {
-    Message {
-        topic: topic.to_string(),
-        payload: vec![0, 159, 146, 150, 255, b'x'],
-        qos: 2,
+fn full_message(topic: &str, user_properties: &[(&str, &str)]) -> Publish {
+    Publish {
+        dup: false,
+        qos: QoS::ExactlyOnce,
         retain: true,
-        user_properties: user_properties
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        content_type: Some("application/octet-stream".to_string()),
-        payload_is_utf8: false,
-        response_topic: Some("replies/ü".to_string()),
-        correlation_data: Some(vec![1, 2, 3]),
-        message_expiry_interval: Some(3600),
+        topic: ByteString::from(topic),
+        packet_id: 1,
+        payload: Bytes::from_static(&[0, 159, 146, 150, 255, b'x']),
+        properties: PublishProperties {
+            user_properties: user_properties
+                .iter()
+                .map(|&(k, v)| (ByteString::from(k), ByteString::from(v)))
+                .collect(),
+            content_type: Some(ByteString::from_static("application/octet-stream")),
+            payload_format_indicator: None,
+            response_topic: Some(ByteString::from_static("replies/ü")),
+            correlation_data: Some(Bytes::from_static(&[1, 2, 3])),
+            message_expiry_interval: Some(3600),
+            ..PublishProperties::default()
+        },
     }
 }
 
-fn minimal_message(topic: &str) -> Message {
-    Message {
-        topic: topic.to_string(),
-        ..Message::default()
+fn minimal_message(topic: &str) -> Publish {
+    Publish {
+        dup: false,
+        qos: QoS::AtMostOnce,
+        retain: false,
+        topic: ByteString::from(topic),
+        packet_id: 0,
+        payload: Bytes::new(),
+        properties: PublishProperties::default(),
     }
 }
 
 struct TransformCase {
     settings: &'static [(&'static str, &'static str)],
-    input: Message,
+    input: Publish,
     /// The topic out; the output is the input with this topic and the stamp
     /// appended to its user properties.
     topic: &'static str,
@@ -325,16 +338,17 @@ async fn transform_examples_transform_alike_in_every_language() {
                 }
             };
             let mut expected = case.input.clone();
-            expected.topic = case.topic.to_string();
-            expected
-                .user_properties
-                .push(("wasmq-plugin".to_string(), "stamp".to_string()));
+            expected.topic = ByteString::from(case.topic);
+            expected.properties.user_properties.push((
+                ByteString::from_static("wasmq-plugin"),
+                ByteString::from_static("stamp"),
+            ));
             let got = stamp
                 .on_publish(&client("c"), &case.input)
                 .await
                 .unwrap_or_else(|e| panic!("{}: fault on {:?}: {e}", language.name, case.input));
             match got {
-                Transformed::Replace(out) if out == expected => {}
+                Transformed::Replace(out) if *out == expected => {}
                 other => wrong.push(format!(
                     "settings {:?}, {:?}:\n  got      {other:?}\n  expected Replace({expected:?})",
                     case.settings, case.input
@@ -412,11 +426,11 @@ async fn warm_call_time_per_language() {
     };
     println!("warm call time, median of 5 batches of {CALLS} calls ({profile}):");
     let bob = client("bob");
-    let message = Message {
-        topic: "legacy/sensors/42".to_string(),
-        payload: vec![b'x'; 64],
-        qos: 1,
-        ..Message::default()
+    let message = Publish {
+        payload: Bytes::from(vec![b'x'; 64]),
+        qos: QoS::AtLeastOnce,
+        packet_id: 1,
+        ..minimal_message("legacy/sensors/42")
     };
     for language in languages() {
         let acl = language.authz();

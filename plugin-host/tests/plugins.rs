@@ -8,12 +8,15 @@ use std::time::{Duration, Instant, SystemTime};
 mod capture;
 mod common;
 
+use bytes::Bytes;
+use bytestring::ByteString;
 use capture::Captured;
 use common::host;
+use wasmq_codec::{Protocol, Publish, QoS};
 use wasmq_plugin_artifacts as artifacts;
 use wasmq_plugin_host::{
-    Action, AuthOutcome, Chain, ClientInfo, Decision, Edit, Fault, HostConfig, LoadError, Message,
-    OnTransformFault, Plugin, PluginConfig, PluginHost, PluginSet, PluginState, PreparedClient,
+    Action, AuthOutcome, Chain, ClientInfo, Decision, Edit, Fault, HostConfig, LoadError,
+    OnTransformFault, Plugin, PluginAuthStep, PluginConfig, PluginHost, PluginSet, PluginState,
     Retry, Transformed, check,
 };
 
@@ -31,22 +34,25 @@ fn scripted(name: &str, priority: i32, settings: &[(&str, &str)]) -> Plugin {
 }
 
 fn client(id: &str) -> ClientInfo {
-    ClientInfo {
-        client_id: id.to_string(),
-        username: Some("user".to_string()),
-        peer_addr: "127.0.0.1:50000".to_string(),
-        protocol_version: 5,
-        listener: "tcp".to_string(),
-        ..ClientInfo::default()
-    }
+    let mut client = ClientInfo::new(
+        id.to_string(),
+        "127.0.0.1:50000".parse().unwrap(),
+        Protocol::V5,
+        "tcp",
+    );
+    client.username = Some(ByteString::from_static("user"));
+    client
 }
 
-fn message(topic: &str, payload: &[u8]) -> Message {
-    Message {
-        topic: topic.to_string(),
-        payload: payload.to_vec(),
-        qos: 1,
-        ..Message::default()
+fn message(topic: &str, payload: &[u8]) -> Publish {
+    Publish {
+        dup: false,
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        topic: ByteString::from(topic),
+        packet_id: 1,
+        payload: Bytes::copy_from_slice(payload),
+        properties: Default::default(),
     }
 }
 
@@ -159,10 +165,10 @@ async fn stamp_example_stamps_and_rewrites() {
         panic!("stamp replaces")
     };
     assert_eq!(out.topic, "v2/a");
-    assert_eq!(out.payload, b"p");
+    assert_eq!(out.payload, &b"p"[..]);
     assert_eq!(
-        out.user_properties,
-        vec![("wasmq-plugin".to_string(), "stamp".to_string())]
+        out.properties.user_properties,
+        vec![(ByteString::from("wasmq-plugin"), ByteString::from("stamp"))]
     );
 }
 
@@ -171,13 +177,9 @@ async fn a_batch_transform_answers_one_narrow_edit_per_message_in_one_call() {
     let script = load(artifacts::BATCH_SCRIPT, PluginConfig::new("script"));
     let set = PluginSet::new(vec![script.clone()]);
     let topics = ["keep/a", "t/b", "drop/c", "move/d", "replace/e"];
-    let edits = set
-        .transform_batch(
-            &PreparedClient::from(&client("c")),
-            topics.iter().map(|t| message(t, b"p")).collect(),
-        )
-        .await;
-    let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+    let messages: Vec<Publish> = topics.iter().map(|t| message(t, b"p")).collect();
+    let edits = set.transform_batch(&client("c"), &messages).await;
+    let pair = |k: &str, v: &str| (ByteString::from(k), ByteString::from(v));
     assert_eq!(
         edits,
         vec![
@@ -188,10 +190,10 @@ async fn a_batch_transform_answers_one_narrow_edit_per_message_in_one_call() {
             },
             Edit::Drop("script: scripted drop".to_string()),
             Edit::Change {
-                topic: Some("moved/d".to_string()),
+                topic: Some(ByteString::from("moved/d")),
                 add_user_properties: Vec::new(),
             },
-            Edit::Replace(message("replace/e", b"replaced")),
+            Edit::Replace(Box::new(message("replace/e", b"replaced"))),
         ]
     );
     assert_eq!(script.stats().calls, 1, "one call for the batch");
@@ -205,8 +207,8 @@ async fn a_batch_transform_answers_one_narrow_edit_per_message_in_one_call() {
     ]);
     let edits = set
         .transform_batch(
-            &PreparedClient::from(&client("c")),
-            vec![message("keep/a", b"p"), message("drop/b", b"p")],
+            &client("c"),
+            &[message("keep/a", b"p"), message("drop/b", b"p")],
         )
         .await;
     assert!(
@@ -292,11 +294,12 @@ async fn transforms_chain_each_seeing_the_previous_output_and_drop_stops() {
     let Transformed::Replace(out) = set.transform(&c, &message("t", b"x")).await else {
         panic!("replaced")
     };
-    assert_eq!(out.payload, b"x12");
+    assert_eq!(out.payload, &b"x12"[..]);
     let props: Vec<(&str, &str)> = out
+        .properties
         .user_properties
         .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .map(|(k, v)| (&**k, &**v))
         .collect();
     assert_eq!(
         props,
@@ -519,7 +522,8 @@ async fn failing_transform_keeps_the_message_or_drops_it_if_configured() {
         panic!("replaced")
     };
     assert_eq!(
-        out.payload, b"x!",
+        out.payload,
+        &b"x!"[..],
         "the faulting plugin is skipped, the message kept"
     );
     assert_eq!(chain.stats().transform_faults, 1);
@@ -838,18 +842,18 @@ async fn the_auth_hook_is_found_and_asked_by_method() {
 
     let set = PluginSet::new(vec![stamp, old, scram]);
     assert!(set.hooks().auth);
-    let c = wasmq_plugin_host::PreparedClient::from(client("c"));
+    let c = client("c");
     assert!(set.auth_start(&c, "SCRAM-SHA-1", None).await.is_none());
     match set
         .auth_start(&c, "SCRAM-SHA-256", Some(b"n,,n=alice,r=abc"))
         .await
     {
-        Some(("scram", wasmq_plugin_host::AuthStep::Failure(_))) => {}
+        Some(("scram", PluginAuthStep::Failure(_))) => {}
         other => panic!("expected scram's failure, got {other:?}"),
     }
     // A step of an exchange whose plugin is not in the set fails.
     assert!(matches!(
         set.auth_step("gone", &c, "SCRAM-SHA-256", None, b"").await,
-        wasmq_plugin_host::AuthStep::Failure(_)
+        PluginAuthStep::Failure(_)
     ));
 }

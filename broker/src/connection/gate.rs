@@ -404,7 +404,7 @@ fn routed(publish: Publish, result: Transformed) -> Option<Publish> {
     match result {
         Transformed::Keep => Some(publish),
         Transformed::Replace(replacement) => Some(*replacement),
-        Transformed::Drop => None,
+        Transformed::Drop(_) => None,
     }
 }
 

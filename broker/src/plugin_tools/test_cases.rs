@@ -15,15 +15,19 @@
 //!   expected (`expect`, with `superuser`, `reason` or `expect_message`).
 
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use bytes::Bytes;
+use bytestring::ByteString;
 use serde::Deserialize;
 use toml::Spanned;
+use wasmq_codec::{Protocol, Publish, QoS};
 use wasmq_plugin_host::{
     Action, AuthOutcome, CertificateIdentity, ClientInfo, Database, DatabaseConfig, Decision,
-    HostConfig, ListenerKind, Message, Plugin, PluginHost, Transformed,
+    HostConfig, ListenerKind, Plugin, PluginHost, Transformed,
 };
 
 use crate::plugins::plugin_toml::PluginToml;
@@ -79,15 +83,6 @@ enum ExpectName {
     Keep,
     Drop,
     Replace,
-}
-
-#[derive(Clone, Copy, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum KindName {
-    Tcp,
-    Tls,
-    Ws,
-    Wss,
 }
 
 #[derive(Deserialize)]
@@ -169,10 +164,10 @@ struct MessageToml {
 struct ClientToml {
     client_id: String,
     username: Option<String>,
-    peer_addr: String,
+    peer_addr: SocketAddr,
     protocol_version: u8,
     listener: String,
-    listener_kind: KindName,
+    listener_kind: ListenerKind,
     certificate: Option<CertificateToml>,
     user_properties: Vec<(String, String)>,
 }
@@ -182,10 +177,10 @@ impl Default for ClientToml {
         ClientToml {
             client_id: "test-client".into(),
             username: None,
-            peer_addr: "127.0.0.1:50000".into(),
+            peer_addr: SocketAddr::from(([127, 0, 0, 1], 50000)),
             protocol_version: 5,
             listener: "tcp".into(),
-            listener_kind: KindName::Tcp,
+            listener_kind: ListenerKind::Tcp,
             certificate: None,
             user_properties: Vec::new(),
         }
@@ -248,8 +243,8 @@ pub enum Call {
     },
     /// `transform`.
     Transform {
-        /// The message published.
-        message: Message,
+        /// The message published (boxed: a `Publish` is large beside the other calls).
+        message: Box<Publish>,
     },
 }
 
@@ -280,8 +275,8 @@ pub enum Expect {
     Keep,
     /// The transform drops it (optionally with this reason).
     Drop(Option<String>),
-    /// The transform replaces it with this message.
-    Replace(Message),
+    /// The transform replaces it with this message (boxed, as [`Call::Transform`]'s).
+    Replace(Box<Publish>),
 }
 
 /// 1-based line of byte `offset` in `text`.
@@ -318,11 +313,10 @@ impl Cases {
     }
 }
 
-fn check_qos(qos: Option<u8>, field: &str) -> anyhow::Result<u8> {
+fn check_qos(qos: Option<u8>, field: &str) -> anyhow::Result<QoS> {
     match qos {
-        None => Ok(0),
-        Some(q @ 0..=2) => Ok(q),
-        Some(q) => bail!("`{field}` is {q}: a QoS is 0, 1 or 2"),
+        None => Ok(QoS::AtMostOnce),
+        Some(q) => QoS::from_u8(q).with_context(|| format!("`{field}` is {q}: a QoS is 0, 1 or 2")),
     }
 }
 
@@ -356,7 +350,7 @@ fn check_case(mut case: CaseToml, name: String, line: usize) -> anyhow::Result<C
     let not_for = |field: &str, for_: &str| -> anyhow::Error {
         anyhow::anyhow!("`{field}` is for {for_} cases, and this is an {hook_name} case")
     };
-    let client = client_info(case.client);
+    let client = client_info(case.client)?;
     if !matches!(hook, HookName::Authn) {
         if case.password.is_some() {
             return Err(not_for("password", "authn"));
@@ -421,7 +415,7 @@ fn check_case(mut case: CaseToml, name: String, line: usize) -> anyhow::Result<C
                 Call::Authz {
                     action,
                     topic,
-                    qos: check_qos(case.qos, "qos")?,
+                    qos: check_qos(case.qos, "qos")? as u8,
                     retain: case.retain.unwrap_or(false),
                 },
                 Expect::Decision {
@@ -441,12 +435,8 @@ fn check_case(mut case: CaseToml, name: String, line: usize) -> anyhow::Result<C
             let topic = case
                 .topic
                 .context("`topic` is missing: the message's topic name")?;
-            let mut message = Message {
-                topic,
-                qos: check_qos(case.qos, "qos")?,
-                retain: case.retain.unwrap_or(false),
-                ..Message::default()
-            };
+            let mut message = message(topic, check_qos(case.qos, "qos")?);
+            message.retain = case.retain.unwrap_or(false);
             apply_extra(&mut message, extra);
             if case.expect_message.is_some() && !matches!(case.expect, ExpectName::Replace) {
                 bail!("`expect_message` goes with expect = \"replace\"");
@@ -461,7 +451,7 @@ fn check_case(mut case: CaseToml, name: String, line: usize) -> anyhow::Result<C
                     let mut expected = message.clone();
                     if let Some(out) = case.expect_message {
                         if let Some(topic) = out.topic {
-                            expected.topic = topic;
+                            expected.topic = topic.into();
                         }
                         if out.qos.is_some() {
                             expected.qos = check_qos(out.qos, "expect_message.qos")?;
@@ -482,10 +472,15 @@ fn check_case(mut case: CaseToml, name: String, line: usize) -> anyhow::Result<C
                             },
                         );
                     }
-                    Expect::Replace(expected)
+                    Expect::Replace(Box::new(expected))
                 }
             };
-            (Call::Transform { message }, expect)
+            (
+                Call::Transform {
+                    message: Box::new(message),
+                },
+                expect,
+            )
         }
     };
     Ok(Case {
@@ -497,51 +492,74 @@ fn check_case(mut case: CaseToml, name: String, line: usize) -> anyhow::Result<C
     })
 }
 
-fn apply_extra(message: &mut Message, extra: MessageExtraToml) {
-    if let Some(payload) = extra.payload {
-        message.payload = payload.into_bytes();
-    }
-    if let Some(properties) = extra.user_properties {
-        message.user_properties = properties;
-    }
-    if let Some(content_type) = extra.content_type {
-        message.content_type = Some(content_type);
-    }
-    if let Some(utf8) = extra.payload_is_utf8 {
-        message.payload_is_utf8 = utf8;
-    }
-    if let Some(topic) = extra.response_topic {
-        message.response_topic = Some(topic);
-    }
-    if let Some(data) = extra.correlation_data {
-        message.correlation_data = Some(data.into_bytes());
-    }
-    if let Some(expiry) = extra.message_expiry_interval {
-        message.message_expiry_interval = Some(expiry);
+/// A PUBLISH on `topic` with nothing else set, as a client would send it (a packet id
+/// for QoS 1 and 2; the plugin does not see it).
+fn message(topic: String, qos: QoS) -> Publish {
+    Publish {
+        dup: false,
+        qos,
+        retain: false,
+        topic: topic.into(),
+        packet_id: u16::from(qos != QoS::AtMostOnce),
+        payload: Bytes::new(),
+        properties: Default::default(),
     }
 }
 
-fn client_info(client: ClientToml) -> ClientInfo {
-    ClientInfo {
-        client_id: client.client_id,
-        username: client.username,
-        peer_addr: client.peer_addr,
-        protocol_version: client.protocol_version,
-        listener: client.listener,
-        listener_kind: match client.listener_kind {
-            KindName::Tcp => ListenerKind::Tcp,
-            KindName::Tls => ListenerKind::Tls,
-            KindName::Ws => ListenerKind::Ws,
-            KindName::Wss => ListenerKind::Wss,
-        },
-        certificate: client.certificate.map(|c| CertificateIdentity {
+fn apply_extra(message: &mut Publish, extra: MessageExtraToml) {
+    let p = &mut message.properties;
+    if let Some(payload) = extra.payload {
+        message.payload = Bytes::from(payload);
+    }
+    if let Some(properties) = extra.user_properties {
+        p.user_properties = properties
+            .into_iter()
+            .map(|(k, v)| (ByteString::from(k), ByteString::from(v)))
+            .collect();
+    }
+    if let Some(content_type) = extra.content_type {
+        p.content_type = Some(content_type.into());
+    }
+    if let Some(utf8) = extra.payload_is_utf8 {
+        p.payload_format_indicator = utf8.then_some(1);
+    }
+    if let Some(topic) = extra.response_topic {
+        p.response_topic = Some(topic.into());
+    }
+    if let Some(data) = extra.correlation_data {
+        p.correlation_data = Some(Bytes::from(data));
+    }
+    if let Some(expiry) = extra.message_expiry_interval {
+        p.message_expiry_interval = Some(expiry);
+    }
+}
+
+fn client_info(client: ClientToml) -> anyhow::Result<ClientInfo> {
+    let protocol = match client.protocol_version {
+        4 => Protocol::V311,
+        5 => Protocol::V5,
+        v => bail!("`client.protocol_version` is {v}: 4 (MQTT 3.1.1) or 5"),
+    };
+    // A listener's name lives as long as the broker (`&'static str`); this tool runs
+    // the cases once and exits, so the few names of a cases file are leaked.
+    let listener: &'static str = Box::leak(client.listener.into_boxed_str());
+    let mut info = ClientInfo::new(client.client_id, client.peer_addr, protocol, listener);
+    info.username = client.username.map(ByteString::from);
+    info.listener_kind = client.listener_kind;
+    info.certificate = client.certificate.map(|c| {
+        Box::new(CertificateIdentity {
             common_name: c.common_name,
             dns_names: c.dns_names,
             emails: c.emails,
             uris: c.uris,
-        }),
-        user_properties: client.user_properties,
-    }
+        })
+    });
+    info.connect_user_properties = client
+        .user_properties
+        .into_iter()
+        .map(|(k, v)| (ByteString::from(k), ByteString::from(v)))
+        .collect();
+    Ok(info)
 }
 
 /// How a run ended.
@@ -829,29 +847,34 @@ fn bytes(b: &[u8]) -> String {
     }
 }
 
-/// The fields of a message, one per line, as the diff names them.
-fn fields(m: &Message) -> Vec<(&'static str, String)> {
+/// The fields of a message a plugin sees, one per line, as the diff names them (the
+/// cases file's names).
+fn fields(m: &Publish) -> Vec<(&'static str, String)> {
+    let p = &m.properties;
     vec![
         ("topic", format!("{:?}", m.topic)),
         ("payload", bytes(&m.payload)),
-        ("qos", m.qos.to_string()),
+        ("qos", (m.qos as u8).to_string()),
         ("retain", m.retain.to_string()),
-        ("user_properties", format!("{:?}", m.user_properties)),
-        ("content_type", format!("{:?}", m.content_type)),
-        ("payload_is_utf8", m.payload_is_utf8.to_string()),
-        ("response_topic", format!("{:?}", m.response_topic)),
+        ("user_properties", format!("{:?}", p.user_properties)),
+        ("content_type", format!("{:?}", p.content_type)),
+        (
+            "payload_is_utf8",
+            (p.payload_format_indicator == Some(1)).to_string(),
+        ),
+        ("response_topic", format!("{:?}", p.response_topic)),
         (
             "correlation_data",
-            m.correlation_data.as_deref().map_or("None".into(), bytes),
+            p.correlation_data.as_deref().map_or("None".into(), bytes),
         ),
         (
             "message_expiry_interval",
-            format!("{:?}", m.message_expiry_interval),
+            format!("{:?}", p.message_expiry_interval),
         ),
     ]
 }
 
-fn describe(m: &Message) -> String {
+fn describe(m: &Publish) -> String {
     fields(m)
         .into_iter()
         .map(|(name, value)| format!("  {name}: {value}"))
@@ -860,7 +883,7 @@ fn describe(m: &Message) -> String {
 }
 
 /// The fields that differ: `- expected` and `+ got` under each field's name.
-fn message_diff(expected: &Message, got: &Message) -> String {
+fn message_diff(expected: &Publish, got: &Publish) -> String {
     fields(expected)
         .into_iter()
         .zip(fields(got))
@@ -923,9 +946,12 @@ mod tests {
             panic!("{:?}", cases.cases[0].expect)
         };
         assert_eq!(out.topic, "v2/a");
-        assert_eq!(out.payload, b"x");
-        assert_eq!(out.qos, 2);
-        assert_eq!(out.user_properties, [("k".to_string(), "v".to_string())]);
+        assert_eq!(out.payload, &b"x"[..]);
+        assert_eq!(out.qos, QoS::ExactlyOnce);
+        assert_eq!(
+            out.properties.user_properties,
+            [(ByteString::from("k"), ByteString::from("v"))]
+        );
     }
 
     #[test]
@@ -963,18 +989,15 @@ mod tests {
 
     #[test]
     fn diffs_name_the_fields_that_differ() {
-        let expected = Message {
-            topic: "v2/a".into(),
-            user_properties: vec![("via".into(), "p".into())],
-            ..Message::default()
-        };
-        let got = Message {
+        let mut expected = message("v2/a".into(), QoS::AtMostOnce);
+        expected.properties.user_properties = vec![("via".into(), "p".into())];
+        let got = Publish {
             topic: "legacy/a".into(),
             ..expected.clone()
         };
         let diff = transform_diff(
-            &Expect::Replace(expected.clone()),
-            &Transformed::Replace(got),
+            &Expect::Replace(Box::new(expected.clone())),
+            &Transformed::Replace(Box::new(got)),
         )
         .unwrap();
         assert_eq!(
@@ -983,8 +1006,8 @@ mod tests {
         );
         assert_eq!(
             transform_diff(
-                &Expect::Replace(expected.clone()),
-                &Transformed::Replace(expected.clone())
+                &Expect::Replace(Box::new(expected.clone())),
+                &Transformed::Replace(Box::new(expected.clone()))
             ),
             None
         );

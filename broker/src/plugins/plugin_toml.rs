@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use wasmq_plugin_host::{HookSet, Limits, OnTransformFault, PluginConfig, Retry, SqlGrant};
+use wasmq_plugin_host::{HookSet, OnTransformFault, PluginConfig, ResourceLimits, Retry, SqlGrant};
 
 /// The file's contents; every key optional, unknown keys refused.
 #[derive(Debug, Default, Deserialize)]
@@ -128,7 +128,7 @@ impl PluginToml {
     /// The host's configuration of plugin `name`.
     pub fn into_config(self, name: &str) -> PluginConfig {
         let mut config = PluginConfig::new(name);
-        let defaults = Limits::default();
+        let defaults = ResourceLimits::default();
         config.priority = self.priority;
         config.transform_per_topic = self.transform_per_topic;
         if let Some(hooks) = self.hooks {
@@ -156,7 +156,7 @@ impl PluginToml {
             backoff_max_ms: self.retry.backoff_max_ms.unwrap_or(retry.backoff_max_ms),
             reset_after_ms: self.retry.reset_after_ms.unwrap_or(retry.reset_after_ms),
         };
-        config.limits = Limits {
+        config.limits = ResourceLimits {
             call_timeout_ms: self
                 .limits
                 .call_timeout_ms
@@ -252,7 +252,7 @@ mod tests {
         assert_eq!(config.limits.memory_bytes_max, 1 << 20);
         assert_eq!(
             config.limits.warm_instances_max,
-            Limits::default().warm_instances_max
+            ResourceLimits::default().warm_instances_max
         );
         assert_eq!(config.grant_sql, SqlGrant::ReadWrite);
         assert_eq!(

@@ -1,5 +1,6 @@
-//! The broker's [`Hooks`] on top of the plugin chain: converts the broker's types to the
-//! host's, and applies the broker's own settings when every plugin ignores a question
+//! The broker's [`Hooks`] on top of the plugin chain: the chain takes the seam's types
+//! as they are (`wasmq-policy`: the plugin host converts them once, at the WIT edge);
+//! this adds the broker's own settings when every plugin ignores a question
 //! (`allow_anonymous` for CONNECT, `acl_nomatch` for PUBLISH/SUBSCRIBE).
 //!
 //! An authorization question is asked of the chain once at a time ([`InFlight`]): the
@@ -18,11 +19,9 @@ use super::LiveChain;
 use super::in_flight::InFlight;
 use crate::config::{AclNomatch, AllowAnonymous, PluginsConfig};
 use crate::hooks::{
-    Action, AuthDecision, AuthExchange, AuthStep, Authorization, BoxFuture, CacheLifetime,
-    CertificateIdentity, ClientInfo, Hooks, PluginStatus, PolicyGeneration, TransformEdit,
-    Transformed,
+    Action, AuthDecision, AuthExchange, AuthStep, Authorization, BoxFuture, ClientInfo, Decision,
+    Edit, Hooks, PluginStatus, PolicyGeneration, Transformed,
 };
-use crate::listener::ListenerKind;
 
 /// Policy from the plugin folder's current chain.
 pub struct PluginPolicy {
@@ -84,22 +83,18 @@ impl PluginPolicy {
         qos: QoS,
         retain: bool,
     ) -> Authorization {
-        let action = match action {
-            Action::Publish => host::Action::Publish,
-            Action::Subscribe => host::Action::Subscribe,
-        };
         // A query that failed while this decision was made (this one's, or, more
         // rarely, another connection's at the same moment) makes it blind: the
         // plugin failed closed. Not cached, so the next request asks again.
         let failures_before = self.database_failures();
         let outcome = set
-            .authorize_outcome(prepared(client), action, topic, qos as u8, retain)
+            .authorize_outcome(client, action, topic, qos as u8, retain)
             .await;
         let blind = outcome.faulted || self.database_failures() != failures_before;
         let allowed = match outcome.decision {
-            host::Decision::Allow => true,
-            host::Decision::Deny => false,
-            host::Decision::Ignore => {
+            Decision::Allow => true,
+            Decision::Deny => false,
+            Decision::Ignore => {
                 let allowed = self.acl_nomatch == AclNomatch::Allow;
                 if !allowed {
                     // The plugins' own debug lines say why none decided.
@@ -115,119 +110,9 @@ impl PluginPolicy {
         Authorization {
             allowed,
             cacheable: !blind,
-            cache: cache_lifetime(outcome.cache),
+            cache: outcome.cache,
         }
     }
-}
-
-/// The client as the plugins see it, converted on the connection's first hook call.
-fn prepared(client: &ClientInfo) -> &host::PreparedClient {
-    client
-        .prepared
-        .get_or_init(|| host::PreparedClient::from(client_info(client)))
-}
-
-/// How long the chain said its answer may be kept, in the broker's type.
-fn cache_lifetime(cache: host::CacheLifetime) -> CacheLifetime {
-    CacheLifetime {
-        max_secs: cache.max_secs,
-        operator_ttl: cache.operator_ttl,
-    }
-}
-
-fn certificate(id: &CertificateIdentity) -> host::CertificateIdentity {
-    host::CertificateIdentity {
-        common_name: id.common_name.clone(),
-        dns_names: id.dns_names.clone(),
-        emails: id.emails.clone(),
-        uris: id.uris.clone(),
-    }
-}
-
-fn client_info(client: &ClientInfo) -> host::ClientInfo {
-    host::ClientInfo {
-        client_id: client.client_id.to_string(),
-        username: client.username.as_ref().map(|u| u.to_string()),
-        peer_addr: client.peer_addr.to_string(),
-        protocol_version: match client.protocol {
-            Protocol::V311 => 4,
-            Protocol::V5 => 5,
-        },
-        listener: client.listener.to_string(),
-        listener_kind: match client.listener_kind {
-            ListenerKind::Tcp => host::ListenerKind::Tcp,
-            ListenerKind::Tls => host::ListenerKind::Tls,
-            ListenerKind::Ws => host::ListenerKind::Ws,
-            ListenerKind::Wss => host::ListenerKind::Wss,
-        },
-        certificate: client.certificate.as_deref().map(certificate),
-        user_properties: client
-            .connect_user_properties
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    }
-}
-
-fn message(publish: &Publish) -> host::Message {
-    let p = &publish.properties;
-    host::Message {
-        topic: publish.topic.to_string(),
-        payload: publish.payload.to_vec(),
-        qos: publish.qos as u8,
-        retain: publish.retain,
-        user_properties: p
-            .user_properties
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        content_type: p.content_type.as_ref().map(|c| c.to_string()),
-        payload_is_utf8: p.payload_format_indicator == Some(1),
-        response_topic: p.response_topic.as_ref().map(|t| t.to_string()),
-        correlation_data: p.correlation_data.as_ref().map(|c| c.to_vec()),
-        message_expiry_interval: p.message_expiry_interval,
-    }
-}
-
-/// A batch transform's `change` in the broker's types.
-fn transform_edit(change: &host::Edit) -> TransformEdit {
-    let host::Edit::Change {
-        topic,
-        add_user_properties,
-    } = change
-    else {
-        return TransformEdit::Keep;
-    };
-    TransformEdit::Change {
-        topic: topic.as_deref().map(ByteString::from),
-        append: add_user_properties
-            .iter()
-            .map(|(k, v)| (ByteString::from(k.as_str()), ByteString::from(v.as_str())))
-            .collect(),
-    }
-}
-
-/// The publish a transform produced, keeping what a plugin cannot see (packet id, DUP).
-fn publish_from(original: &Publish, m: host::Message) -> Publish {
-    let mut publish = original.clone();
-    publish.topic = ByteString::from(m.topic);
-    publish.payload = Bytes::from(m.payload);
-    publish.qos = QoS::from_u8(m.qos)
-        .unwrap_or(original.qos)
-        .min(original.qos);
-    publish.retain = m.retain;
-    let p = &mut publish.properties;
-    p.user_properties = m
-        .user_properties
-        .into_iter()
-        .map(|(k, v)| (ByteString::from(k), ByteString::from(v)))
-        .collect();
-    p.content_type = m.content_type.map(ByteString::from);
-    p.payload_format_indicator = m.payload_is_utf8.then_some(1);
-    p.response_topic = m.response_topic.map(ByteString::from);
-    p.correlation_data = m.correlation_data.map(Bytes::from);
-    p.message_expiry_interval = m.message_expiry_interval;
-    publish
 }
 
 impl Hooks for PluginPolicy {
@@ -240,13 +125,13 @@ impl Hooks for PluginPolicy {
             let outcome = self
                 .chain
                 .chain
-                .authenticate_prepared(prepared(client), password.map(|p| &p[..]))
+                .authenticate(client, password.map(|p| &p[..]))
                 .await;
             match outcome.decision {
-                host::Decision::Allow => AuthDecision::Allow {
+                Decision::Allow => AuthDecision::Allow {
                     superuser: outcome.superuser,
                 },
-                host::Decision::Deny => {
+                Decision::Deny => {
                     debug!(
                         reason = outcome.reason.as_deref().unwrap_or(""),
                         "authentication denied"
@@ -258,10 +143,10 @@ impl Hooks for PluginPolicy {
                     };
                     AuthDecision::Deny(code)
                 }
-                host::Decision::Ignore if self.allow_anonymous.admits(client.peer_addr.ip()) => {
+                Decision::Ignore if self.allow_anonymous.admits(client.peer_addr.ip()) => {
                     AuthDecision::Allow { superuser: false }
                 }
-                host::Decision::Ignore => AuthDecision::Deny(ReasonCode::NOT_AUTHORIZED),
+                Decision::Ignore => AuthDecision::Deny(ReasonCode::NOT_AUTHORIZED),
             }
         })
     }
@@ -331,37 +216,33 @@ impl Hooks for PluginPolicy {
             let set = self.chain.chain.current();
             let data = data.map(|d| &d[..]);
             let (plugin, step) = match &exchange {
-                None => match set.auth_start(prepared(client), method, data).await {
+                None => match set.auth_start(client, method, data).await {
                     Some((plugin, step)) => (plugin.to_string(), step),
                     None => return AuthStep::Refuse(ReasonCode::BAD_AUTHENTICATION_METHOD),
                 },
                 Some(exchange) => (
                     exchange.plugin.clone(),
-                    set.auth_step(
-                        &exchange.plugin,
-                        prepared(client),
-                        method,
-                        data,
-                        &exchange.state,
-                    )
-                    .await,
+                    set.auth_step(&exchange.plugin, client, method, data, &exchange.state)
+                        .await,
                 ),
             };
             match step {
-                host::AuthStep::Continue { data, state } => AuthStep::Continue {
+                host::PluginAuthStep::Continue { data, state } => AuthStep::Continue {
                     data: Bytes::from(data),
                     exchange: AuthExchange { plugin, state },
                 },
-                host::AuthStep::Success { data, superuser } => AuthStep::Success {
+                host::PluginAuthStep::Success { data, superuser } => AuthStep::Success {
                     data: data.map(Bytes::from),
                     superuser,
                 },
-                host::AuthStep::Failure(reason) => {
+                host::PluginAuthStep::Failure(reason) => {
                     debug!(plugin, method, reason, "enhanced authentication refused");
                     AuthStep::Refuse(ReasonCode::NOT_AUTHORIZED)
                 }
                 // `auth_start` moves past plugins that ignore, `auth_step` makes it a failure.
-                host::AuthStep::Ignore => AuthStep::Refuse(ReasonCode::BAD_AUTHENTICATION_METHOD),
+                host::PluginAuthStep::Ignore => {
+                    AuthStep::Refuse(ReasonCode::BAD_AUTHENTICATION_METHOD)
+                }
             }
         })
     }
@@ -382,23 +263,23 @@ impl Hooks for PluginPolicy {
             // As in `ask_chain`: a query that failed meanwhile makes the answer blind.
             let failures_before = self.database_failures();
             let outcome = set
-                .authorize_delivery(prepared(client), topic, qos as u8, retain)
+                .authorize_delivery(client, topic, qos as u8, retain)
                 .await;
             let blind = outcome.faulted || self.database_failures() != failures_before;
             let allowed = match outcome.decision {
-                host::Decision::Deny => {
+                Decision::Deny => {
                     debug!(topic, "delivery denied");
                     false
                 }
                 // No plugin decided: the subscription's own grant stands (this is a
                 // re-check of read access, not a new request: `acl_nomatch` is not
                 // asked).
-                host::Decision::Allow | host::Decision::Ignore => true,
+                Decision::Allow | Decision::Ignore => true,
             };
             Authorization {
                 allowed,
                 cacheable: !blind,
-                cache: cache_lifetime(outcome.cache),
+                cache: outcome.cache,
             }
         })
     }
@@ -431,21 +312,11 @@ impl Hooks for PluginPolicy {
         publish: &'a Publish,
     ) -> BoxFuture<'a, Transformed> {
         Box::pin(async move {
-            match self
-                .chain
-                .chain
-                .transform_prepared(prepared(client), message(publish))
-                .await
-            {
-                host::Transformed::Keep => Transformed::Keep,
-                host::Transformed::Replace(m) => {
-                    Transformed::Replace(Box::new(publish_from(publish, m)))
-                }
-                host::Transformed::Drop(why) => {
-                    debug!(why, topic = %publish.topic, "message dropped by a transform");
-                    Transformed::Drop
-                }
+            let result = self.chain.chain.transform(client, publish).await;
+            if let Transformed::Drop(why) = &result {
+                debug!(why, topic = %publish.topic, "message dropped by a transform");
             }
+            result
         })
     }
 
@@ -463,41 +334,16 @@ impl Hooks for PluginPolicy {
         messages: &'a [Publish],
     ) -> BoxFuture<'a, Vec<Transformed>> {
         Box::pin(async move {
-            let edits = self
-                .chain
-                .chain
-                .transform_batch(prepared(client), messages.iter().map(message).collect())
-                .await;
-            // A transform that adds the same properties to every message (a stamp) gives
-            // the same `change` each time: converted once, then shared (reference counts).
-            let mut last: Option<(host::Edit, Arc<TransformEdit>)> = None;
+            let edits = self.chain.chain.transform_batch(client, messages).await;
             messages
                 .iter()
                 .zip(edits)
-                .map(|(publish, edit)| match edit {
-                    // Nothing was copied back, and nothing is made.
-                    host::Edit::Keep => Transformed::Keep,
-                    host::Edit::Drop(why) => {
+                .map(|(publish, edit)| {
+                    if let Edit::Drop(why) = &edit {
                         debug!(why, topic = %publish.topic, "message dropped by a transform");
-                        Transformed::Drop
                     }
-                    change @ host::Edit::Change { .. } => {
-                        let converted = match &last {
-                            Some((previous, converted)) if *previous == change => converted.clone(),
-                            _ => {
-                                let converted = Arc::new(transform_edit(&change));
-                                last = Some((change, converted.clone()));
-                                converted
-                            }
-                        };
-                        match converted.apply(publish.clone()) {
-                            Some(changed) => Transformed::Replace(Box::new(changed)),
-                            None => Transformed::Drop,
-                        }
-                    }
-                    host::Edit::Replace(m) => {
-                        Transformed::Replace(Box::new(publish_from(publish, m)))
-                    }
+                    // A keep or a drop makes nothing; a change is done to a copy.
+                    edit.applied_to(publish)
                 })
                 .collect()
         })

@@ -487,7 +487,7 @@ async fn an_instance_start_has_a_time_limit_of_its_own() {
     assert_eq!(language.name, "python");
     let load = |start_timeout_ms, call_timeout_ms| {
         let config = PluginConfig {
-            limits: Limits {
+            limits: ResourceLimits {
                 start_timeout_ms,
                 call_timeout_ms,
                 ..language.limits()

@@ -473,7 +473,12 @@ fn step_diff(expect: &StepExpect, got: &Got) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{ClientData, StepExpect, StepToml, check, from_hex};
+    use wasmq_plugin_host::AuthStep as PluginStep;
+
+    use super::{
+        ClientData, Got, StepExpect, StepToml, as_the_broker_takes, check, from_hex, step_diff,
+    };
+    use crate::config::Limits;
 
     fn steps(text: &str) -> anyhow::Result<(String, Vec<ClientData>, Vec<StepExpect>)> {
         #[derive(serde::Deserialize)]
@@ -578,5 +583,109 @@ mod tests {
         assert!(data.contains("`expect_data` goes with"), "{data}");
         let unknown = error("method = \"m\"\nsteps = [{ expect = \"continue\", dta = \"x\" }]");
         assert!(unknown.contains("unknown field `dta`"), "{unknown}");
+    }
+
+    fn challenge(data: &[u8], state: &[u8]) -> PluginStep {
+        PluginStep::Continue {
+            data: data.to_vec(),
+            state: state.to_vec(),
+        }
+    }
+
+    /// The broker's rules, not the plugin's answer alone: what the client would get.
+    #[test]
+    fn answers_go_through_the_brokers_limits() {
+        let limits = Limits::default();
+        let refused = |got: Got| match got {
+            Got::Failure {
+                reason,
+                by_broker: true,
+            } => reason,
+            other => panic!("not refused by the broker: {}", other.describe()),
+        };
+        let ok = as_the_broker_takes(challenge(b"n", b"s"), 1, "p", &limits);
+        assert!(
+            matches!(&ok, Got::Continue { data, exchange } if &data[..] == b"n" && exchange.state == b"s")
+        );
+        let big = vec![0; limits.auth_data_max_bytes + 1];
+        let over = refused(as_the_broker_takes(challenge(b"n", &big), 1, "p", &limits));
+        assert!(over.contains("over 4096 bytes"), "{over}");
+        let rounds = refused(as_the_broker_takes(
+            challenge(b"n", b"s"),
+            limits.auth_rounds_max + 1,
+            "p",
+            &limits,
+        ));
+        assert!(rounds.contains("more than 8 rounds"), "{rounds}");
+        assert!(matches!(
+            as_the_broker_takes(PluginStep::Ignore, 1, "p", &limits),
+            Got::Ignore { methods: None }
+        ));
+        let late = refused(as_the_broker_takes(PluginStep::Ignore, 2, "p", &limits));
+        assert_eq!(late, "ignored a step of its own exchange");
+    }
+
+    #[test]
+    fn diffs_name_the_answer_or_the_fields_that_differ() {
+        let success = Got::Success {
+            data: None,
+            superuser: false,
+        };
+        assert_eq!(
+            step_diff(
+                &StepExpect::Success {
+                    data: Some(b"v=1".to_vec()),
+                    superuser: Some(true)
+                },
+                &success
+            )
+            .unwrap(),
+            "success, but\n  data\n    - expected \"v=1\"\n    + got      no data\n  \
+             superuser\n    - expected true\n    + got      false"
+        );
+        assert_eq!(
+            step_diff(
+                &StepExpect::Success {
+                    data: None,
+                    superuser: Some(false)
+                },
+                &success
+            ),
+            None
+        );
+        let refused = Got::Failure {
+            reason: "wrong secret".into(),
+            by_broker: false,
+        };
+        assert_eq!(
+            step_diff(
+                &StepExpect::Success {
+                    data: None,
+                    superuser: None
+                },
+                &refused
+            )
+            .unwrap(),
+            "expected: success\ngot:      failure (\"wrong secret\")"
+        );
+        assert_eq!(
+            step_diff(
+                &StepExpect::Failure {
+                    reason: Some("no user".into())
+                },
+                &refused
+            )
+            .unwrap(),
+            "failure, but\n  reason\n    - expected \"no user\"\n    + got      \"wrong secret\""
+        );
+        let unlisted = Got::Ignore {
+            methods: Some(vec!["m".into()]),
+        };
+        assert!(
+            step_diff(&StepExpect::Continue { data: None }, &unlisted)
+                .unwrap()
+                .ends_with("got:      ignore: `methods` lists [\"m\"] (the broker answers CONNACK 0x8C Bad authentication method)")
+        );
+        assert_eq!(step_diff(&StepExpect::Ignore, &unlisted), None);
     }
 }

@@ -986,6 +986,60 @@ mod tests {
     }
 
     #[test]
+    fn an_auth_case_is_an_exchange_and_nothing_else() {
+        let cases = Cases::parse(
+            r#"
+            [[case]]
+            client = { client_id = "c", username = "alice" }
+            method = "demo-challenge"
+            steps = [{ expect = "continue" }, { data = "{challenge}:s", expect = "success" }]
+            [[case]]
+            hook = "auth"
+            method = "m"
+            steps = [{ expect = "ignore" }]
+            "#,
+        )
+        .unwrap();
+        let hooks: Vec<_> = cases.cases.iter().map(|c| c.call.hook()).collect();
+        assert_eq!(hooks, ["auth", "auth"]);
+        let Call::Auth { method, data } = &cases.cases[0].call else {
+            panic!("{:?}", cases.cases[0].call)
+        };
+        assert_eq!(method, "demo-challenge");
+        assert_eq!(data.len(), 2);
+        let Expect::Exchange(expects) = &cases.cases[0].expect else {
+            panic!("{:?}", cases.cases[0].expect)
+        };
+        assert_eq!(expects.len(), 2);
+
+        let stray = error(
+            "[[case]]\nmethod = \"m\"\nsteps = [{ expect = \"ignore\" }]\nexpect = \"allow\"\n",
+        );
+        assert!(
+            stray.contains("line 1") && stray.contains("`expect` is not for auth cases"),
+            "{stray}"
+        );
+        let password = error(
+            "[[case]]\nmethod = \"m\"\npassword = \"p\"\nsteps = [{ expect = \"ignore\" }]\n",
+        );
+        assert!(
+            password.contains("`password` is not for auth cases"),
+            "{password}"
+        );
+        let step = error(
+            "[[case]]\nmethod = \"m\"\nsteps = [{ expect = \"continue\" }, { expect = \"ignore\" }]\n",
+        );
+        assert!(step.contains("step 2: only the first step"), "{step}");
+        let elsewhere = error("[[case]]\nhook = \"authz\"\nmethod = \"m\"\nexpect = \"allow\"\n");
+        assert!(
+            elsewhere.contains("`method` is for auth cases"),
+            "{elsewhere}"
+        );
+        let no_expect = error("[[case]]\naction = \"publish\"\ntopic = \"a\"\n");
+        assert!(no_expect.contains("`expect` is missing"), "{no_expect}");
+    }
+
+    #[test]
     fn expect_message_overrides_the_input() {
         let cases = Cases::parse(
             r#"

@@ -136,6 +136,17 @@ fn source(lang: Lang, hook: Hook) -> &'static str {
     }
 }
 
+/// What the README says of the hook's template, before "What is here" (only the
+/// auth template has something to say: its method, and where a hash comes from).
+fn about(lang: Lang, hook: Hook) -> &'static str {
+    match (lang, hook) {
+        (Lang::Rust, Hook::Auth) => template!("rust/readme-auth.md"),
+        (Lang::Python, Hook::Auth) => template!("python/readme-auth.md"),
+        (Lang::Js, Hook::Auth) => template!("js/readme-auth.md"),
+        (_, Hook::Authn | Hook::Authz | Hook::Transform) => "",
+    }
+}
+
 fn cases(hook: Hook) -> &'static str {
     match hook {
         Hook::Authn => template!("cases/authn.toml"),
@@ -244,7 +255,8 @@ pub fn render(name: &str, hook: Hook, lang: Lang) -> anyhow::Result<Vec<File>> {
         ),
     };
     let fill = |text: &str, limits: &str| {
-        text.replace("{{name}}", name)
+        text.replace("{{about}}", about(lang, hook))
+            .replace("{{name}}", name)
             .replace("{{crate}}", &crate_name)
             .replace("{{hook}}", hook.name())
             .replace("{{imports}}", &imports)

@@ -10,8 +10,10 @@ remember nothing between calls), so an answer to another exchange's challenge
 is refused. Other methods are left to the next plugin.
 
 The secret is sent as it is, as a CONNECT password would be (use TLS): a real
-method answers a keyed hash of the nonce instead (HMAC, SCRAM; `hashlib` and
-`hmac` work here). The template uses no hash because it is the same in Rust and
+method answers a keyed hash of the nonce instead (HMAC, SCRAM). `hashlib` and
+`hmac` work here when imported at the top of this module, with `warnings`, which
+`hmac` imports late (componentize-py keeps only what is imported when it
+builds). The template uses no hash because it is the same in Rust and
 JavaScript, and JavaScript's runtime offers none that a hook, which answers at
 once, can wait for.
 """

@@ -125,7 +125,7 @@ fn one_of(
 /// Pairs of hex digits (either case; spaces between bytes are allowed).
 fn from_hex(text: &str) -> Option<Vec<u8>> {
     let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return None;
     }
     digits
@@ -491,7 +491,7 @@ mod tests {
     }
 
     fn error(text: &str) -> String {
-        format!("{:#}", steps(text).err().expect("a bad case"))
+        format!("{:#}", steps(text).expect_err("a bad case"))
     }
 
     #[test]

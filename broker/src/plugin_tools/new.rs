@@ -395,6 +395,35 @@ mod tests {
         assert!(world.text.contains("export wasmq:plugin/authz@0.2.0;"));
     }
 
+    /// The auth template's README says what its method is, and why it has no hash; the
+    /// Rust one depends on getrandom for its nonce. The other hooks' have neither.
+    #[test]
+    fn the_auth_readme_explains_its_method_in_every_language() {
+        let file = |files: &[File], path: &str| {
+            files
+                .iter()
+                .find(|f| f.path == Path::new(path))
+                .unwrap()
+                .text
+                .clone()
+        };
+        for lang in Lang::ALL {
+            let files = render("p", Hook::Auth, lang).unwrap();
+            let readme = file(&files, "README.md");
+            assert!(
+                readme.contains("## The method\n\n`demo-challenge`"),
+                "{readme}"
+            );
+            assert!(readme.contains("It uses no hash"), "{readme}");
+            assert!(readme.contains("(`p.toml`, `[settings]`)"), "{readme}");
+            let other = render("p", Hook::Authn, lang).unwrap();
+            assert!(!file(&other, "README.md").contains("## The method"));
+        }
+        let cargo = |hook| file(&render("p", hook, Lang::Rust).unwrap(), "Cargo.toml");
+        assert!(cargo(Hook::Auth).contains("getrandom = \"0.3\""));
+        assert!(!cargo(Hook::Authz).contains("getrandom"));
+    }
+
     /// The JavaScript template pins the toolchain the examples are built with.
     #[test]
     fn the_js_template_pins_the_examples_toolchain() {

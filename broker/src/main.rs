@@ -132,8 +132,7 @@ enum PluginCommand {
         file: PathBuf,
     },
     /// Writes a new plugin project that builds at once, with a README saying how to
-    /// build, test and install it. (MQTT 5 enhanced authentication, `auth`, is not in
-    /// the contract yet.)
+    /// build, test and install it.
     New {
         /// The plugin's name: its file stem in the plugin folder (`readonly-acl`).
         name: String,
@@ -169,6 +168,8 @@ enum HookArg {
     Authn,
     Authz,
     Transform,
+    /// MQTT 5 enhanced authentication (AUTH packets).
+    Auth,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -302,6 +303,7 @@ fn plugin_command(command: &PluginCommand) -> anyhow::Result<ExitCode> {
                 HookArg::Authn => new::Hook::Authn,
                 HookArg::Authz => new::Hook::Authz,
                 HookArg::Transform => new::Hook::Transform,
+                HookArg::Auth => new::Hook::Auth,
             };
             let lang = match lang {
                 LangArg::Rust => new::Lang::Rust,

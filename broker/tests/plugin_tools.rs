@@ -2,7 +2,8 @@
 //! language a project is written, built and tested against its own cases plus one
 //! that is meant to fail (the exit code and the report are checked); every Rust
 //! template builds and passes its cases; a bad cases file is reported by line and
-//! field; the `sql` capability reaches the cases file's `[database]`.
+//! field; the `sql` capability reaches the cases file's `[database]`; the `auth`
+//! template is an exchange in each language, and its cases follow the broker's rules.
 //!
 //! Like the plugin host's language tests (`plugin-host/tests/languages.rs`), the Python
 //! and JavaScript ones run `scripts/build-plugins` first, which installs componentize-py
@@ -235,6 +236,119 @@ expect_message = { topic = "v2/a", user_properties = [["via", "js-stamp"]] }
             "replace, but the message differs:",
             "topic\n          - expected \"v2/a\"\n          + got      \"legacy/a\"",
         ],
+    );
+}
+
+/// The auth template's cases (`plugins/templates/cases/auth.toml`).
+const AUTH_CASES: usize = 6;
+
+/// A wrong answer and a wrong secret: the exchange fails at its second step, with the
+/// answer the plugin gave.
+const AUTH_FAILING: &str = r#"
+[[case]]
+name = "meant to fail"
+client = { client_id = "c1", username = "alice" }
+method = "demo-challenge"
+steps = [
+  { expect = "continue" },
+  { data = "{challenge}:guess", expect = "success" },
+]
+"#;
+
+const AUTH_WHY: &[&str] = &[
+    "step 2 of 2 (data \"",
+    ":guess\"):\n      expected: success\n      got:      failure (\"wrong secret for alice\")",
+];
+
+/// `--hook auth` in each language: a project that builds and passes its own exchange
+/// cases (the nonce carried in the state from `start` to `step`), and a wrong
+/// expectation is reported with the step and the answer the plugin gave.
+fn auth_project_is_written_built_and_tested(lang: &str) {
+    let parent = tempfile::tempdir().unwrap();
+    let name = format!("{lang}-challenge");
+    let dir = new_project(parent.path(), &name, "auth", lang);
+    let wasm = build(&dir);
+    let report = text(&plugin_test(&wasm, &dir.join("cases.toml")));
+    assert!(
+        report.contains("(hooks: auth; capabilities: config)"),
+        "{report}"
+    );
+    check_cases(&wasm, &dir, AUTH_CASES, AUTH_FAILING, AUTH_WHY);
+}
+
+#[test]
+fn rust_auth_project_is_written_built_and_tested() {
+    auth_project_is_written_built_and_tested("rust");
+}
+
+#[test]
+fn python_auth_project_is_written_built_and_tested() {
+    toolchains();
+    auth_project_is_written_built_and_tested("python");
+}
+
+#[test]
+fn js_auth_project_is_written_built_and_tested() {
+    toolchains();
+    auth_project_is_written_built_and_tested("js");
+}
+
+/// The broker's rules are the runner's: a method the plugin does not list is ignored
+/// without a call (CONNACK 0x8C); a challenge and a final answer that differ from what
+/// is expected name the field.
+#[test]
+fn auth_cases_follow_the_brokers_rules() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = new_project(parent.path(), "rules", "auth", "rust");
+    let wasm = build(&dir);
+    let cases = dir.join("cases.toml");
+    std::fs::write(
+        &cases,
+        r#"
+[plugin.settings]
+secret_alice = "wonderland"
+
+[[case]]
+name = "an unlisted method"
+client = { client_id = "c", username = "alice" }
+method = "KERBEROS"
+steps = [{ expect = "continue" }, { data = "ticket", expect = "success" }]
+
+[[case]]
+name = "a challenge expected that was not sent"
+client = { client_id = "c", username = "alice" }
+method = "demo-challenge"
+steps = [{ expect = "continue", expect_data = "a fixed nonce" }]
+
+[[case]]
+name = "alice is no superuser"
+client = { client_id = "c", username = "alice" }
+method = "demo-challenge"
+steps = [{ expect = "continue" }, { data = "{challenge}:wonderland", expect = "success", superuser = true }]
+"#,
+    )
+    .unwrap();
+    let output = plugin_test(&wasm, &cases);
+    let report = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{report}");
+    assert!(report.contains("3 cases: 0 passed, 3 failed"), "{report}");
+    assert!(
+        report.contains(
+            "step 1 of 2 (no data):\n      expected: continue\n      got:      ignore: \
+             `methods` lists [\"demo-challenge\"] (the broker answers CONNACK 0x8C Bad \
+             authentication method)"
+        ),
+        "{report}"
+    );
+    assert!(
+        report.contains("continue, but\n        data\n          - expected \"a fixed nonce\"\n          + got      \""),
+        "{report}"
+    );
+    assert!(
+        report.contains(
+            "success, but\n        superuser\n          - expected true\n          + got      false"
+        ),
+        "{report}"
     );
 }
 

@@ -12,8 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-/// The hooks a template exists for. (MQTT 5 enhanced authentication, `auth`, is not in
-/// the contract yet.)
+/// The hooks a template exists for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hook {
     /// `wasmq:plugin/authn`, once per CONNECT.
@@ -22,11 +21,14 @@ pub enum Hook {
     Authz,
     /// `wasmq:plugin/transform`, per PUBLISH.
     Transform,
+    /// `wasmq:plugin/auth`, MQTT 5 enhanced authentication: per step of the AUTH
+    /// exchange after a CONNECT that names the plugin's method.
+    Auth,
 }
 
 impl Hook {
     /// Every hook, in the order of the contract.
-    pub const ALL: [Hook; 3] = [Hook::Authn, Hook::Authz, Hook::Transform];
+    pub const ALL: [Hook; 4] = [Hook::Authn, Hook::Authz, Hook::Transform, Hook::Auth];
 
     /// The interface's name in the contract.
     pub fn name(self) -> &'static str {
@@ -34,6 +36,7 @@ impl Hook {
             Hook::Authn => "authn",
             Hook::Authz => "authz",
             Hook::Transform => "transform",
+            Hook::Auth => "auth",
         }
     }
 
@@ -44,6 +47,7 @@ impl Hook {
             Hook::Authn => &["config"],
             Hook::Authz => &["log"],
             Hook::Transform => &["config"],
+            Hook::Auth => &["config"],
         }
     }
 
@@ -53,6 +57,18 @@ impl Hook {
             Hook::Authn => "# superuser = \"root\"\n# superuser_password = \"change me\"\n",
             Hook::Authz => "",
             Hook::Transform => "drop_prefix = \"private/\"\n",
+            Hook::Auth => "# secret_alice = \"change me\"   # one secret_USER per user\n",
+        }
+    }
+
+    /// What its Rust template needs besides the SDK, as `Cargo.toml` lines.
+    fn rust_dependencies(self) -> &'static str {
+        match self {
+            Hook::Auth => {
+                "# The nonce: getrandom reads wasi:random, which the broker's sandbox provides.\n\
+                 getrandom = \"0.3\"\n"
+            }
+            Hook::Authn | Hook::Authz | Hook::Transform => "",
         }
     }
 }
@@ -108,12 +124,26 @@ fn source(lang: Lang, hook: Hook) -> &'static str {
         (Lang::Rust, Hook::Authn) => template!("rust/authn.rs"),
         (Lang::Rust, Hook::Authz) => template!("rust/authz.rs"),
         (Lang::Rust, Hook::Transform) => template!("rust/transform.rs"),
+        (Lang::Rust, Hook::Auth) => template!("rust/auth.rs"),
         (Lang::Python, Hook::Authn) => template!("python/authn.py"),
         (Lang::Python, Hook::Authz) => template!("python/authz.py"),
         (Lang::Python, Hook::Transform) => template!("python/transform.py"),
+        (Lang::Python, Hook::Auth) => template!("python/auth.py"),
         (Lang::Js, Hook::Authn) => template!("js/authn.js"),
         (Lang::Js, Hook::Authz) => template!("js/authz.js"),
         (Lang::Js, Hook::Transform) => template!("js/transform.js"),
+        (Lang::Js, Hook::Auth) => template!("js/auth.js"),
+    }
+}
+
+/// What the README says of the hook's template, before "What is here" (only the
+/// auth template has something to say: its method, and where a hash comes from).
+fn about(lang: Lang, hook: Hook) -> &'static str {
+    match (lang, hook) {
+        (Lang::Rust, Hook::Auth) => template!("rust/readme-auth.md"),
+        (Lang::Python, Hook::Auth) => template!("python/readme-auth.md"),
+        (Lang::Js, Hook::Auth) => template!("js/readme-auth.md"),
+        (_, Hook::Authn | Hook::Authz | Hook::Transform) => "",
     }
 }
 
@@ -122,6 +152,7 @@ fn cases(hook: Hook) -> &'static str {
         Hook::Authn => template!("cases/authn.toml"),
         Hook::Authz => template!("cases/authz.toml"),
         Hook::Transform => template!("cases/transform.toml"),
+        Hook::Auth => template!("cases/auth.toml"),
     }
 }
 
@@ -224,11 +255,13 @@ pub fn render(name: &str, hook: Hook, lang: Lang) -> anyhow::Result<Vec<File>> {
         ),
     };
     let fill = |text: &str, limits: &str| {
-        text.replace("{{name}}", name)
+        text.replace("{{about}}", about(lang, hook))
+            .replace("{{name}}", name)
             .replace("{{crate}}", &crate_name)
             .replace("{{hook}}", hook.name())
             .replace("{{imports}}", &imports)
             .replace("{{settings}}", hook.settings())
+            .replace("{{dependencies}}", hook.rust_dependencies())
             .replace("{{limits}}", limits)
     };
     let file = |path: &str, text: &str| File {
@@ -360,6 +393,35 @@ mod tests {
         assert!(!world.text.contains("import wasmq:plugin/config"));
         assert!(!world.text.contains("import wasmq:plugin/sql"));
         assert!(world.text.contains("export wasmq:plugin/authz@0.2.0;"));
+    }
+
+    /// The auth template's README says what its method is, and why it has no hash; the
+    /// Rust one depends on getrandom for its nonce. The other hooks' have neither.
+    #[test]
+    fn the_auth_readme_explains_its_method_in_every_language() {
+        let file = |files: &[File], path: &str| {
+            files
+                .iter()
+                .find(|f| f.path == Path::new(path))
+                .unwrap()
+                .text
+                .clone()
+        };
+        for lang in Lang::ALL {
+            let files = render("p", Hook::Auth, lang).unwrap();
+            let readme = file(&files, "README.md");
+            assert!(
+                readme.contains("## The method\n\n`demo-challenge`"),
+                "{readme}"
+            );
+            assert!(readme.contains("It uses no hash"), "{readme}");
+            assert!(readme.contains("(`p.toml`, `[settings]`)"), "{readme}");
+            let other = render("p", Hook::Authn, lang).unwrap();
+            assert!(!file(&other, "README.md").contains("## The method"));
+        }
+        let cargo = |hook| file(&render("p", hook, Lang::Rust).unwrap(), "Cargo.toml");
+        assert!(cargo(Hook::Auth).contains("getrandom = \"0.3\""));
+        assert!(!cargo(Hook::Authz).contains("getrandom"));
     }
 
     /// The JavaScript template pins the toolchain the examples are built with.

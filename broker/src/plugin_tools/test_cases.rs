@@ -12,7 +12,10 @@
 //!   `sql` capability then reaches it, with the grant of `[plugin.capabilities] sql`.
 //! - `[[case]]`: the call (`client`, then `password` for authn; `action`, `topic`,
 //!   `qos`, `retain` for authz; the message's fields for transform) and the answer
-//!   expected (`expect`, with `superuser`, `reason` or `expect_message`).
+//!   expected (`expect`, with `superuser`, `reason` or `expect_message`). An auth case
+//!   (MQTT 5 enhanced authentication) is an exchange instead: `method` and `steps`,
+//!   each step what the client sends and the answer expected ([`auth_cases`]), with
+//!   the state carried from step to step as the broker carries it.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -30,6 +33,7 @@ use wasmq_plugin_host::{
     HostConfig, ListenerKind, Plugin, PluginHost, Transformed,
 };
 
+use crate::plugin_tools::auth_cases::{self, ClientData, StepExpect, StepToml};
 use crate::plugins::plugin_toml::PluginToml;
 
 /// The file as written.
@@ -59,12 +63,13 @@ pub struct DatabaseToml {
     pub setup: Vec<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Copy, Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum HookName {
     Authn,
     Authz,
     Transform,
+    Auth,
 }
 
 #[derive(Deserialize)]
@@ -104,7 +109,9 @@ struct CaseToml {
     response_topic: Option<String>,
     correlation_data: Option<String>,
     message_expiry_interval: Option<u32>,
-    expect: ExpectName,
+    method: Option<String>,
+    steps: Option<Vec<StepToml>>,
+    expect: Option<ExpectName>,
     superuser: Option<bool>,
     reason: Option<String>,
     expect_message: Option<MessageToml>,
@@ -246,6 +253,14 @@ pub enum Call {
         /// The message published (boxed: a `Publish` is large beside the other calls).
         message: Box<Publish>,
     },
+    /// `auth`: an exchange, `start` then `step` for each packet after the first.
+    Auth {
+        /// The Authentication Method the client names.
+        method: String,
+        /// What the client sends at each step: the CONNECT's Authentication Data, then
+        /// each AUTH's.
+        data: Vec<ClientData>,
+    },
 }
 
 impl Call {
@@ -254,6 +269,7 @@ impl Call {
             Call::Authn { .. } => "authn",
             Call::Authz { .. } => "authz",
             Call::Transform { .. } => "transform",
+            Call::Auth { .. } => "auth",
         }
     }
 }
@@ -277,6 +293,8 @@ pub enum Expect {
     Drop(Option<String>),
     /// The transform replaces it with this message (boxed, as [`Call::Transform`]'s).
     Replace(Box<Publish>),
+    /// The auth hook's answer to each step of the exchange, in order.
+    Exchange(Vec<StepExpect>),
 }
 
 /// 1-based line of byte `offset` in `text`.
@@ -332,12 +350,13 @@ fn check_case(mut case: CaseToml, name: String, line: usize) -> anyhow::Result<C
     };
     let transform_answer = matches!(
         case.expect,
-        ExpectName::Keep | ExpectName::Drop | ExpectName::Replace
+        Some(ExpectName::Keep | ExpectName::Drop | ExpectName::Replace)
     );
-    // The hook: as named, else what the case asks: a transform's answer, an action
-    // (authz), or neither (authn, which needs only the client).
+    // The hook: as named, else what the case asks: an exchange (auth), a transform's
+    // answer, an action (authz), or neither (authn, which needs only the client).
     let hook = match case.hook {
         Some(hook) => hook,
+        None if case.method.is_some() || case.steps.is_some() => HookName::Auth,
         None if transform_answer => HookName::Transform,
         None if case.action.is_some() => HookName::Authz,
         None => HookName::Authn,
@@ -346,11 +365,27 @@ fn check_case(mut case: CaseToml, name: String, line: usize) -> anyhow::Result<C
         HookName::Authn => "authn",
         HookName::Authz => "authz",
         HookName::Transform => "transform",
+        HookName::Auth => "auth",
     };
     let not_for = |field: &str, for_: &str| -> anyhow::Error {
         anyhow::anyhow!("`{field}` is for {for_} cases, and this is an {hook_name} case")
     };
+    if matches!(hook, HookName::Auth) {
+        return check_auth_case(case, extra, name, line);
+    }
     let client = client_info(case.client)?;
+    if case.method.is_some() {
+        return Err(not_for("method", "auth"));
+    }
+    if case.steps.is_some() {
+        return Err(not_for("steps", "auth"));
+    }
+    let Some(expect) = case.expect else {
+        bail!(
+            "`expect` is missing: allow, deny or ignore (authn, authz), keep, drop or \
+             replace (transform)"
+        );
+    };
     if !matches!(hook, HookName::Authn) {
         if case.password.is_some() {
             return Err(not_for("password", "authn"));
@@ -382,7 +417,7 @@ fn check_case(mut case: CaseToml, name: String, line: usize) -> anyhow::Result<C
             "`topic`, `qos` and `retain` are for authz and transform cases, and this is an authn case"
         );
     }
-    let decision = match case.expect {
+    let decision = match expect {
         ExpectName::Allow => Some(Decision::Allow),
         ExpectName::Deny => Some(Decision::Deny),
         ExpectName::Ignore => Some(Decision::Ignore),
@@ -438,13 +473,13 @@ fn check_case(mut case: CaseToml, name: String, line: usize) -> anyhow::Result<C
             let mut message = message(topic, check_qos(case.qos, "qos")?);
             message.retain = case.retain.unwrap_or(false);
             apply_extra(&mut message, extra);
-            if case.expect_message.is_some() && !matches!(case.expect, ExpectName::Replace) {
+            if case.expect_message.is_some() && !matches!(expect, ExpectName::Replace) {
                 bail!("`expect_message` goes with expect = \"replace\"");
             }
-            if case.reason.is_some() && !matches!(case.expect, ExpectName::Drop) {
+            if case.reason.is_some() && !matches!(expect, ExpectName::Drop) {
                 bail!("`reason` goes with expect = \"drop\" (or an authn answer)");
             }
-            let expect = match case.expect {
+            let expect = match expect {
                 ExpectName::Keep => Expect::Keep,
                 ExpectName::Drop => Expect::Drop(case.reason),
                 _ => {
@@ -482,6 +517,7 @@ fn check_case(mut case: CaseToml, name: String, line: usize) -> anyhow::Result<C
                 expect,
             )
         }
+        HookName::Auth => unreachable!("auth cases are checked by check_auth_case"),
     };
     Ok(Case {
         name,
@@ -504,6 +540,44 @@ fn message(topic: String, qos: QoS) -> Publish {
         payload: Bytes::new(),
         properties: Default::default(),
     }
+}
+
+/// An auth case: `method` and `steps` ([`auth_cases::check`]), and none of the other
+/// hooks' fields.
+fn check_auth_case(
+    case: CaseToml,
+    extra: MessageExtraToml,
+    name: String,
+    line: usize,
+) -> anyhow::Result<Case> {
+    let stray = [
+        (case.password.is_some(), "password"),
+        (case.action.is_some(), "action"),
+        (case.topic.is_some(), "topic"),
+        (case.qos.is_some(), "qos"),
+        (case.retain.is_some(), "retain"),
+        (extra.given().is_some(), extra.given().unwrap_or_default()),
+        (case.expect_message.is_some(), "expect_message"),
+        (case.expect.is_some(), "expect"),
+        (case.superuser.is_some(), "superuser"),
+        (case.reason.is_some(), "reason"),
+    ]
+    .into_iter()
+    .find_map(|(given, field)| given.then_some(field));
+    if let Some(field) = stray {
+        bail!(
+            "`{field}` is not for auth cases: an auth case is `method` and `steps`, and \
+             each step has its own `expect` (with `superuser`, `reason`, `expect_data`)"
+        );
+    }
+    let (method, data, expects) = auth_cases::check(case.method, case.steps)?;
+    Ok(Case {
+        name,
+        line,
+        client: client_info(case.client)?,
+        call: Call::Auth { method, data },
+        expect: Expect::Exchange(expects),
+    })
 }
 
 fn apply_extra(message: &mut Publish, extra: MessageExtraToml) {
@@ -685,6 +759,7 @@ async fn run_case(plugin: &Plugin, case: &Case) -> Option<String> {
         Call::Authn { .. } => exported.authn,
         Call::Authz { .. } => exported.authz,
         Call::Transform { .. } => exported.transform,
+        Call::Auth { .. } => exported.auth,
     };
     if !has {
         return Some(format!(
@@ -730,6 +805,9 @@ async fn run_case(plugin: &Plugin, case: &Case) -> Option<String> {
                 Err(fault) => Some(fault_line(decision_name(*decision), &fault)),
             }
         }
+        (Call::Auth { method, data }, Expect::Exchange(expects)) => {
+            auth_cases::run(plugin, &case.client, method, data, expects).await
+        }
         (Call::Transform { message }, expect) => {
             match plugin.on_publish(&case.client, message).await {
                 Ok(got) => transform_diff(expect, &got),
@@ -759,6 +837,7 @@ fn expect_name(expect: &Expect) -> String {
         Expect::Drop(None) => "drop".into(),
         Expect::Drop(Some(reason)) => format!("drop ({reason:?})"),
         Expect::Replace(_) => "replace".into(),
+        Expect::Exchange(_) => "an exchange".into(),
     }
 }
 
@@ -840,7 +919,7 @@ fn transform_diff(expect: &Expect, got: &Transformed) -> Option<String> {
 }
 
 /// A payload as text when it is UTF-8, else as bytes.
-fn bytes(b: &[u8]) -> String {
+pub(crate) fn bytes(b: &[u8]) -> String {
     match std::str::from_utf8(b) {
         Ok(text) => format!("{text:?}"),
         Err(_) => format!("{b:?}"),
@@ -927,6 +1006,60 @@ mod tests {
         assert_eq!(cases.cases[0].name, "case 1");
         assert_eq!(cases.cases[0].line, 2);
         assert_eq!(cases.cases[2].client.username.as_deref(), Some("u"));
+    }
+
+    #[test]
+    fn an_auth_case_is_an_exchange_and_nothing_else() {
+        let cases = Cases::parse(
+            r#"
+            [[case]]
+            client = { client_id = "c", username = "alice" }
+            method = "demo-challenge"
+            steps = [{ expect = "continue" }, { data = "{challenge}:s", expect = "success" }]
+            [[case]]
+            hook = "auth"
+            method = "m"
+            steps = [{ expect = "ignore" }]
+            "#,
+        )
+        .unwrap();
+        let hooks: Vec<_> = cases.cases.iter().map(|c| c.call.hook()).collect();
+        assert_eq!(hooks, ["auth", "auth"]);
+        let Call::Auth { method, data } = &cases.cases[0].call else {
+            panic!("{:?}", cases.cases[0].call)
+        };
+        assert_eq!(method, "demo-challenge");
+        assert_eq!(data.len(), 2);
+        let Expect::Exchange(expects) = &cases.cases[0].expect else {
+            panic!("{:?}", cases.cases[0].expect)
+        };
+        assert_eq!(expects.len(), 2);
+
+        let stray = error(
+            "[[case]]\nmethod = \"m\"\nsteps = [{ expect = \"ignore\" }]\nexpect = \"allow\"\n",
+        );
+        assert!(
+            stray.contains("line 1") && stray.contains("`expect` is not for auth cases"),
+            "{stray}"
+        );
+        let password = error(
+            "[[case]]\nmethod = \"m\"\npassword = \"p\"\nsteps = [{ expect = \"ignore\" }]\n",
+        );
+        assert!(
+            password.contains("`password` is not for auth cases"),
+            "{password}"
+        );
+        let step = error(
+            "[[case]]\nmethod = \"m\"\nsteps = [{ expect = \"continue\" }, { expect = \"ignore\" }]\n",
+        );
+        assert!(step.contains("step 2: only the first step"), "{step}");
+        let elsewhere = error("[[case]]\nhook = \"authz\"\nmethod = \"m\"\nexpect = \"allow\"\n");
+        assert!(
+            elsewhere.contains("`method` is for auth cases"),
+            "{elsewhere}"
+        );
+        let no_expect = error("[[case]]\naction = \"publish\"\ntopic = \"a\"\n");
+        assert!(no_expect.contains("`expect` is missing"), "{no_expect}");
     }
 
     #[test]

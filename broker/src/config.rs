@@ -81,6 +81,7 @@ pub struct Limits {
     pub connect_timeout_ms: u64,
     pub auth_rounds_max: u32,
     pub auth_data_max_bytes: usize,
+    pub reauth_timeout_ms: u64,
     pub max_packet_size: u32,
     pub receive_maximum: u16,
     pub max_inflight: u16,
@@ -104,6 +105,7 @@ impl Default for Limits {
             connect_timeout_ms: 10_000,
             auth_rounds_max: 8,
             auth_data_max_bytes: 4096,
+            reauth_timeout_ms: 10_000,
             max_packet_size: 1024 * 1024,
             receive_maximum: 128,
             max_inflight: 128,
@@ -126,6 +128,11 @@ impl Limits {
     /// `connect_timeout_ms` as a duration.
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    /// `reauth_timeout_ms` as a duration.
+    pub fn reauth_timeout(&self) -> Duration {
+        Duration::from_millis(self.reauth_timeout_ms)
     }
 
     /// `backpressure_max_ms` as a duration.
@@ -442,6 +449,10 @@ impl Config {
         anyhow::ensure!(
             (1..=MAX_TOPIC_LEVELS).contains(&l.max_topic_levels),
             "limits.max_topic_levels must be between 1 and {MAX_TOPIC_LEVELS}"
+        );
+        anyhow::ensure!(
+            l.reauth_timeout_ms > 0,
+            "limits.reauth_timeout_ms must be at least 1"
         );
         anyhow::ensure!(
             l.keep_alive_max_secs > 0,

@@ -6,7 +6,18 @@
 //! state it keeps between two steps travels in the [`AuthExchange`] the connection holds,
 //! and nothing is kept once the exchange ends. Every exchange is bounded: rounds
 //! (`auth_rounds_max`), Authentication Data and plugin state (`auth_data_max_bytes`), and
-//! at CONNECT the time to CONNACK (`connect_timeout_ms`).
+//! time: at CONNECT the whole exchange must end by the connection's CONNACK deadline
+//! (`connect_timeout_ms`, counted from the connection's arrival), and a re-authentication
+//! within `reauth_timeout_ms` of its AUTH 0x19 (the serve loop's timer, `connection`).
+//! A plugin call is bounded by the plugin's own time limit, not by these: it is not cut
+//! short mid-call.
+//!
+//! A client that stops answering a challenge at CONNECT gets CONNACK 0x87 at the
+//! deadline, then the connection is closed: the server "can reject the authentication at
+//! any point", with a CONNACK of 0x80 or above [MQTT-4.12.0-4], and 0x87 tells the client
+//! it was not authenticated (0x88 Server unavailable would invite it to retry as if the
+//! broker were at fault). One that stops during a re-authentication gets DISCONNECT 0x87,
+//! as a refused one does [MQTT-4.12.1-2].
 
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
@@ -29,6 +40,9 @@ pub(crate) enum Ended {
     },
     /// CONNACK with this reason code.
     Refused(Refusal),
+    /// The deadline passed before the client answered (or read) a challenge: CONNACK
+    /// 0x87 [MQTT-4.12.0-4], counted apart from refusals.
+    TimedOut(String),
 }
 
 /// What a step's answer means for the exchange, after the limits are checked.
@@ -138,8 +152,8 @@ pub(crate) struct Handshake<'a> {
 
 /// Runs the exchange of a CONNECT with Authentication Method `method` and data `data`,
 /// reading the client's AUTH packets until the handshake's deadline. `Err` when the
-/// connection is to be closed without CONNACK (the deadline passed, the socket failed
-/// or the client sent something undecodable).
+/// connection is to be closed without CONNACK (the socket failed or the client sent
+/// something undecodable).
 pub(crate) async fn at_connect(
     hooks: &dyn Hooks,
     limits: &Limits,
@@ -174,9 +188,15 @@ pub(crate) async fn at_connect(
         let mut out = BytesMut::new();
         auth_packet(ReasonCode::CONTINUE_AUTHENTICATION, method, Some(challenge))
             .encode(Protocol::V5, &mut out);
-        tokio::time::timeout_at(deadline, hs.writer.write_all(&out))
-            .await
-            .map_err(|_| anyhow::anyhow!("AUTH not written within connect_timeout_ms"))??;
+        match tokio::time::timeout_at(deadline, hs.writer.write_all(&out)).await {
+            Ok(written) => written?,
+            Err(_) => {
+                return Ok(Ended::TimedOut(format!(
+                    "the client did not read its challenge within connect_timeout_ms ({} ms)",
+                    limits.connect_timeout_ms
+                )));
+            }
+        }
         let auth = loop {
             match Packet::decode(hs.rbuf, Protocol::V5, limits.max_packet_size) {
                 Ok(Some(Packet::Auth(auth))) => break auth,
@@ -193,10 +213,12 @@ pub(crate) async fn at_connect(
                 Err(error) => anyhow::bail!(error),
             }
             match tokio::time::timeout_at(deadline, hs.reader.read_buf(hs.rbuf)).await {
-                Err(_) => anyhow::bail!(
-                    "enhanced authentication not finished within {} ms",
-                    limits.connect_timeout_ms
-                ),
+                Err(_) => {
+                    return Ok(Ended::TimedOut(format!(
+                        "enhanced authentication not finished within connect_timeout_ms ({} ms)",
+                        limits.connect_timeout_ms
+                    )));
+                }
                 Ok(Ok(0)) => anyhow::bail!("closed during enhanced authentication"),
                 Ok(Ok(_)) => {}
                 Ok(Err(error)) => return Err(error.into()),

@@ -40,6 +40,29 @@ pub struct Metrics {
     pub subscribers_slow: AtomicU64,
     /// Connections closed for a protocol violation or malformed packet.
     pub protocol_errors: AtomicU64,
+    /// MQTT 5 enhanced authentication exchanges at CONNECT (AUTH before CONNACK).
+    pub enhanced_auth_connect: EnhancedAuthCounters,
+    /// Re-authentications (AUTH 0x19 after CONNACK).
+    pub enhanced_auth_reauth: EnhancedAuthCounters,
+}
+
+/// How the enhanced authentication exchanges of one phase went (`enhanced_auth.rs`).
+///
+/// `started` minus the three ends is the exchanges under way, and those the client
+/// abandoned by closing its connection: an operator sees clients that stall (timed out)
+/// apart from clients the plugin refused.
+#[derive(Debug, Default)]
+pub struct EnhancedAuthCounters {
+    /// Exchanges begun: a CONNECT that names an Authentication Method, or an AUTH 0x19.
+    pub started: AtomicU64,
+    /// Exchanges that authenticated the client (CONNACK 0x00, or AUTH 0x00).
+    pub succeeded: AtomicU64,
+    /// Exchanges refused: by the plugin, a limit, or a broken step (CONNACK or
+    /// DISCONNECT with a reason code of 0x80 or above).
+    pub refused: AtomicU64,
+    /// Exchanges the client did not finish in time (`connect_timeout_ms` at CONNECT,
+    /// `reauth_timeout_ms` for a re-authentication).
+    pub timed_out: AtomicU64,
 }
 
 impl Metrics {

@@ -1,5 +1,6 @@
 //! `$SYS/broker/...`: the broker's own counters, published as retained messages at a
-//! configurable interval (the topics Mosquitto uses, so existing dashboards work), and
+//! configurable interval (the topics Mosquitto uses, so existing dashboards work), the
+//! enhanced authentication counters (`$SYS/broker/auth/enhanced/<phase>/<result>`), and
 //! each policy plugin's state (`$SYS/broker/plugins/<name>/state`, `faults`, `disables`).
 
 use std::sync::Arc;
@@ -106,6 +107,25 @@ pub fn publish_once(broker: &Broker) {
     ];
     for (topic, value) in topics {
         publish(broker, ByteString::from_static(topic), value);
+    }
+    // Not Mosquitto's: MQTT 5 enhanced authentication, per phase (at CONNECT, and
+    // re-authentication), how many exchanges began and how they ended.
+    for (phase, c) in [
+        ("connect", &m.enhanced_auth_connect),
+        ("reauth", &m.enhanced_auth_reauth),
+    ] {
+        for (what, counter) in [
+            ("started", &c.started),
+            ("succeeded", &c.succeeded),
+            ("refused", &c.refused),
+            ("timed_out", &c.timed_out),
+        ] {
+            publish(
+                broker,
+                format!("$SYS/broker/auth/enhanced/{phase}/{what}").into(),
+                Metrics::get(counter).to_string(),
+            );
+        }
     }
     // Not Mosquitto's: each policy plugin's state (active, disabled until T, retrying)
     // and fault counts. A plugin whose name is not a valid topic level is left out.

@@ -3,7 +3,8 @@
 //! `mqtt_scram_user` of a SQLite database the broker opened (and made the table in),
 //! and the tests' byte-exact client doing the client side of SCRAM-SHA-256 (RFC 5802)
 //! itself: the whole exchange on CONNECT, re-authentication, an unknown method, the
-//! limits (rounds, time), and a v3.1.1 client next to it all.
+//! limits (rounds, time: `connect_timeout_ms`, `reauth_timeout_ms`), the counters an
+//! operator reads in `$SYS/broker/auth/enhanced/...`, and a v3.1.1 client next to it all.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,11 +17,11 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use wasmq::config::{DatabaseConfig, PluginsConfig};
 use wasmq::plugins::{Plugins, open_database};
-use wasmq_codec::{Auth, AuthProperties, ConnAck, Connect, Packet, Protocol, ReasonCode};
+use wasmq_codec::{Auth, AuthProperties, ConnAck, Connect, Packet, Protocol, QoS, ReasonCode};
 use wasmq_plugin_artifacts as artifacts;
 use wasmq_plugin_host::Database;
 use wasmq_plugin_host::database::Value;
-use wasmq_tests::{RawClient, TestBroker, connect_packet};
+use wasmq_tests::{RawClient, TestBroker, connect_packet, publish_packet};
 
 const METHOD: &str = "SCRAM-SHA-256";
 const TOML: &str = include_str!("../../plugins/examples/rust/scram-sha256/scram-sha256.toml");
@@ -348,9 +349,45 @@ async fn more_rounds_than_allowed_are_not_authorized() {
     .await;
 }
 
+/// A `$SYS/broker/auth/enhanced/#` subscriber on `running`'s broker (which must publish
+/// `$SYS` every second: `sys.interval_secs = 1`).
+async fn sys_subscriber(running: &Running) -> RawClient {
+    let mut sys = RawClient::connected(running.broker.addr, Protocol::V5, "sys").await;
+    sys.subscribe_qos("$SYS/broker/auth/enhanced/#", QoS::AtMostOnce)
+        .await;
+    sys
+}
+
+/// Reads `$SYS` publications until each `(phase/result, value)` of `wanted` is the latest
+/// value of `$SYS/broker/auth/enhanced/<phase>/<result>` (at most 20 s).
+async fn sys_expect(sys: &mut RawClient, wanted: &[(&str, u64)]) {
+    let mut values = std::collections::HashMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let done = wanted.iter().all(|(counter, value)| {
+            values.get(&format!("$SYS/broker/auth/enhanced/{counter}")) == Some(&value.to_string())
+        });
+        if done {
+            return;
+        }
+        let publish = tokio::time::timeout_at(deadline, sys.recv_publish())
+            .await
+            .unwrap_or_else(|_| panic!("wanted {wanted:?} within 20 s, last seen {values:?}"));
+        values.insert(
+            publish.topic.to_string(),
+            String::from_utf8(publish.payload.to_vec()).unwrap(),
+        );
+    }
+}
+
 #[tokio::test]
-async fn a_client_that_does_not_answer_the_challenge_is_closed_at_the_connect_timeout() {
-    let running = start(|config| config.limits.connect_timeout_ms = 300).await;
+async fn a_client_that_does_not_answer_the_challenge_is_refused_at_the_connect_timeout() {
+    let running = start(|config| {
+        config.limits.connect_timeout_ms = 300;
+        config.sys.interval_secs = 1;
+    })
+    .await;
+    let mut sys = sys_subscriber(&running).await;
     let scram = ScramClient::new("alice", "secret");
     let mut client = RawClient::open(running.broker.addr, Protocol::V5)
         .await
@@ -361,13 +398,164 @@ async fn a_client_that_does_not_answer_the_challenge_is_closed_at_the_connect_ti
         .unwrap();
     challenge(&mut client).await;
     let started = std::time::Instant::now();
-    // No CONNACK: the connection just ends, well before the test's own wait.
-    assert!(client.until_closed().await.is_empty());
+    // CONNACK 0x87 [MQTT-4.12.0-4], then the close, well before the test's own wait.
+    match client.until_closed().await.as_slice() {
+        [Packet::ConnAck(connack)] => {
+            assert_eq!(
+                connack.reason_code,
+                ReasonCode::NOT_AUTHORIZED,
+                "{connack:?}"
+            );
+            let why = connack.properties.reason_string.as_deref().unwrap_or("");
+            assert!(why.contains("connect_timeout_ms"), "{why:?}");
+        }
+        other => panic!("expected one CONNACK 0x87, got {other:?}"),
+    }
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < Duration::from_secs(3),
         "{:?}",
         started.elapsed()
     );
+    sys_expect(
+        &mut sys,
+        &[
+            ("connect/started", 1),
+            ("connect/timed_out", 1),
+            ("connect/refused", 0),
+            ("connect/succeeded", 0),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_re_authentication_the_client_does_not_finish_disconnects_at_its_timeout() {
+    let running = start(|config| {
+        config.limits.reauth_timeout_ms = 500;
+        config.sys.interval_secs = 1;
+    })
+    .await;
+    let mut sys = sys_subscriber(&running).await;
+    let (mut client, connack, _) = exchange(&running, "alice", "secret").await;
+    assert_eq!(connack.reason_code, ReasonCode::SUCCESS);
+    let scram = ScramClient::new("alice", "secret");
+    client
+        .send(auth(ReasonCode::REAUTHENTICATE, METHOD, scram.first()))
+        .await
+        .unwrap();
+    challenge(&mut client).await;
+    let started = std::time::Instant::now();
+    // The client goes on publishing during the re-authentication (§4.12.1).
+    client
+        .send(Packet::Publish(publish_packet(
+            "during/reauth",
+            b"x",
+            QoS::AtLeastOnce,
+            false,
+            1,
+        )))
+        .await
+        .unwrap();
+    match client.recv().await.unwrap() {
+        Packet::PubAck(ack) => {
+            assert_eq!(ack.packet_id, 1);
+            assert!(!ack.reason_code.is_error(), "{ack:?}");
+        }
+        other => panic!("expected PUBACK, got {other:?}"),
+    }
+    ping(&mut client).await;
+    // It never answers the challenge: DISCONNECT 0x87 at reauth_timeout_ms.
+    client.expect_closed(ReasonCode::NOT_AUTHORIZED).await;
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(4), "{elapsed:?}");
+    sys_expect(
+        &mut sys,
+        &[
+            ("connect/started", 1),
+            ("connect/succeeded", 1),
+            ("reauth/started", 1),
+            ("reauth/timed_out", 1),
+            ("reauth/succeeded", 0),
+            ("reauth/refused", 0),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_finished_re_authentication_is_not_cut_short_by_the_timeout() {
+    // The timer belongs to one exchange: a success clears it, and the connection outlives it.
+    let running = start(|config| config.limits.reauth_timeout_ms = 300).await;
+    let (mut client, _, _) = exchange(&running, "alice", "secret").await;
+    let scram = ScramClient::new("alice", "secret");
+    client
+        .send(auth(ReasonCode::REAUTHENTICATE, METHOD, scram.first()))
+        .await
+        .unwrap();
+    let (last, _) = scram.last(&challenge(&mut client).await);
+    client
+        .send(auth(ReasonCode::CONTINUE_AUTHENTICATION, METHOD, last))
+        .await
+        .unwrap();
+    match client.recv().await.unwrap() {
+        Packet::Auth(a) => assert_eq!(a.reason_code, ReasonCode::SUCCESS, "{a:?}"),
+        other => panic!("expected AUTH 0x00, got {other:?}"),
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    ping(&mut client).await;
+}
+
+#[tokio::test]
+async fn the_counters_tell_successes_from_refusals_per_phase() {
+    let running = start(|config| config.sys.interval_secs = 1).await;
+    let mut sys = sys_subscriber(&running).await;
+    // At CONNECT: one success, two refusals (a wrong password, a method no plugin knows).
+    let (mut client, connack, _) = exchange(&running, "alice", "secret").await;
+    assert_eq!(connack.reason_code, ReasonCode::SUCCESS);
+    let (_refused, connack, _) = exchange(&running, "alice", "wrong").await;
+    assert_eq!(connack.reason_code, ReasonCode::NOT_AUTHORIZED);
+    let mut unknown = scram_connect("u", Bytes::from_static(b"x"));
+    unknown.properties.authentication_method = Some(ByteString::from("SCRAM-SHA-1"));
+    RawClient::expect_refused(
+        running.broker.addr,
+        unknown,
+        ReasonCode::BAD_AUTHENTICATION_METHOD,
+    )
+    .await;
+    // A plain CONNECT is no enhanced authentication: not counted.
+    let _plain = RawClient::connected(running.broker.addr, Protocol::V5, "plain").await;
+    // Re-authentication: one success, then one refusal (which disconnects).
+    for (password, ok) in [("secret", true), ("wrong", false)] {
+        let scram = ScramClient::new("alice", password);
+        client
+            .send(auth(ReasonCode::REAUTHENTICATE, METHOD, scram.first()))
+            .await
+            .unwrap();
+        let (last, _) = scram.last(&challenge(&mut client).await);
+        client
+            .send(auth(ReasonCode::CONTINUE_AUTHENTICATION, METHOD, last))
+            .await
+            .unwrap();
+        if ok {
+            assert!(matches!(client.recv().await.unwrap(), Packet::Auth(_)));
+        } else {
+            client.expect_closed(ReasonCode::NOT_AUTHORIZED).await;
+        }
+    }
+    sys_expect(
+        &mut sys,
+        &[
+            ("connect/started", 3),
+            ("connect/succeeded", 1),
+            ("connect/refused", 2),
+            ("connect/timed_out", 0),
+            ("reauth/started", 2),
+            ("reauth/succeeded", 1),
+            ("reauth/refused", 1),
+            ("reauth/timed_out", 0),
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -158,8 +158,13 @@ impl Connection {
             prepared: Default::default(),
         };
         let mut auth_data_out = None;
+        let counted = &broker.metrics.enhanced_auth_connect;
+        if auth_method.is_some() {
+            Metrics::add(&counted.started, 1);
+        }
         let superuser = match (&broker.hooks, &auth_method) {
             (None, Some(_)) => {
+                Metrics::add(&counted.refused, 1);
                 refuse!(
                     ReasonCode::BAD_AUTHENTICATION_METHOD,
                     "no plugin does enhanced authentication",
@@ -175,10 +180,18 @@ impl Connection {
                 match enhanced_auth::at_connect(&**hooks, limits, &client, method, data, hs).await?
                 {
                     enhanced_auth::Ended::Success { data, superuser } => {
+                        Metrics::add(&counted.succeeded, 1);
                         auth_data_out = data;
                         superuser
                     }
-                    enhanced_auth::Ended::Refused((code, why)) => refuse!(code, &why),
+                    enhanced_auth::Ended::Refused((code, why)) => {
+                        Metrics::add(&counted.refused, 1);
+                        refuse!(code, &why)
+                    }
+                    enhanced_auth::Ended::TimedOut(why) => {
+                        Metrics::add(&counted.timed_out, 1);
+                        refuse!(ReasonCode::NOT_AUTHORIZED, &why)
+                    }
                 }
             }
             (None, None) => false,

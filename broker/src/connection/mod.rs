@@ -54,7 +54,7 @@ use wasmq_codec::{
 use crate::backpressure::Hold;
 use crate::broker::Broker;
 use crate::enhanced_auth;
-use crate::hooks::{AuthExchange, ClientInfo};
+use crate::hooks::ClientInfo;
 use crate::listener::Endpoint;
 use crate::message::Delivery;
 use crate::metrics::Metrics;
@@ -62,6 +62,7 @@ use crate::outbox::Outbox;
 use crate::session::{Kick, PendingWill, Session, Stage};
 use crate::transport::{self, READ_CHUNK, Reader, Writer};
 
+use auth::Reauth;
 use gate::PolicyGate;
 use negotiated::Negotiated;
 use publish::ack;
@@ -304,8 +305,8 @@ struct Connection {
     /// The Authentication Method of CONNECT (MQTT 5 enhanced authentication): a
     /// re-authentication must use the same [MQTT-4.12.1-1]. None without one.
     auth_method: Option<ByteString>,
-    /// A re-authentication under way: where its exchange stands and its rounds so far.
-    reauth: Option<(AuthExchange, u32)>,
+    /// A re-authentication under way, waiting for the client's answer.
+    reauth: Option<Box<Reauth>>,
 }
 
 impl Connection {
@@ -357,6 +358,18 @@ impl Connection {
                 .keep_alive_timeout
                 .filter(|_| self.hold.is_none())
                 .map(|t| last_packet + t);
+            // One timer for both: a second one would be part of every idle connection's
+            // task. Whichever is due first is the one that fired. Held back, the client's
+            // answer may be unread: its re-authentication waits, like its keep-alive.
+            let reauth_deadline = self
+                .reauth
+                .as_ref()
+                .filter(|_| self.hold.is_none())
+                .map(|r| r.deadline);
+            let deadline = match (keep_alive_deadline, reauth_deadline) {
+                (Some(k), Some(r)) => Some(k.min(r)),
+                (k, r) => k.or(r),
+            };
             tokio::select! {
                 _ = shutdown.changed() => return Close::Shutdown,
                 kick = &mut self.kick => {
@@ -405,7 +418,10 @@ impl Connection {
                 }
                 _ = self.session.wake.notified() => self.pending = true,
                 () = std::future::ready(()), if read_decided => {}
-                _ = sleep_until(keep_alive_deadline) => {
+                _ = sleep_until(deadline) => {
+                    if reauth_deadline.is_some_and(|r| Some(r) == deadline) {
+                        return self.reauth_timed_out();
+                    }
                     return Close::protocol(ReasonCode::KEEP_ALIVE_TIMEOUT, "keep alive timeout");
                 }
             }

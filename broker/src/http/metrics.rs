@@ -224,6 +224,35 @@ impl Collector for BrokerCollector {
             "Connections closed for a protocol violation or a malformed packet.",
             get(&m.protocol_errors),
         )?;
+        let (c, r) = (&m.enhanced_auth_connect, &m.enhanced_auth_reauth);
+        counters(
+            &mut e,
+            "wasmq_enhanced_auth_started",
+            "MQTT 5 enhanced authentication exchanges begun, by phase: at CONNECT (a \
+             CONNECT with an Authentication Method) or a re-authentication (AUTH 0x19).",
+            ["phase"],
+            &[
+                (["connect"], get(&c.started)),
+                (["reauth"], get(&r.started)),
+            ],
+        )?;
+        counters(
+            &mut e,
+            "wasmq_enhanced_auth_ended",
+            "MQTT 5 enhanced authentication exchanges ended, by phase and result: \
+             succeeded, refused (by the plugin, a limit or a broken step), timed out (the \
+             client did not finish within connect_timeout_ms or reauth_timeout_ms). Those \
+             started and not ended are under way or were abandoned by the client.",
+            ["phase", "result"],
+            &[
+                (["connect", "succeeded"], get(&c.succeeded)),
+                (["connect", "refused"], get(&c.refused)),
+                (["connect", "timed_out"], get(&c.timed_out)),
+                (["reauth", "succeeded"], get(&r.succeeded)),
+                (["reauth", "refused"], get(&r.refused)),
+                (["reauth", "timed_out"], get(&r.timed_out)),
+            ],
+        )?;
         counter(
             &mut e,
             "wasmq_publishers_held",
@@ -386,6 +415,7 @@ mod tests {
         let broker = Broker::new(Config::default(), None);
         Metrics::add(&broker.metrics.messages_received, 3);
         Metrics::add(&broker.metrics.messages_dropped_too_large, 2);
+        Metrics::add(&broker.metrics.enhanced_auth_reauth.timed_out, 4);
         let database = wasmq_plugin_host::Database::open(&wasmq_plugin_host::DatabaseConfig {
             url: "sqlite::memory:".into(),
             ..Default::default()
@@ -414,6 +444,13 @@ mod tests {
                 r#"wasmq_messages_dropped_total{reason="too_large"} "#
             ),
             "2"
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"wasmq_enhanced_auth_ended_total{phase="reauth",result="timed_out"} "#
+            ),
+            "4"
         );
         assert_eq!(sample(&text, "wasmq_clients_connected "), "0");
         assert!(text.contains("# TYPE wasmq_clients_connected gauge\n"));

@@ -346,10 +346,21 @@ struct TransformCase {
 }
 
 impl TransformCase {
-    /// What the transform makes of the input.
-    fn expected(&self) -> Transformed {
+    /// Why the plugin drops a message, as the chain reports it: after `by`, the
+    /// plugin's name (the plugin's own answer when empty).
+    fn drop_reason(&self, by: &str) -> String {
+        let reason = format!("under {}", setting(self.settings, "drop_prefix"));
+        if by.is_empty() {
+            reason
+        } else {
+            format!("{by}: {reason}")
+        }
+    }
+
+    /// What the transform makes of the input (a drop as `drop_reason(by)`).
+    fn expected(&self, by: &str) -> Transformed {
         let Some(topic) = self.topic else {
-            return Transformed::Drop(format!("under {}", setting(self.settings, "drop_prefix")));
+            return Transformed::Drop(self.drop_reason(by));
         };
         let mut out = self.input.clone();
         out.topic = ByteString::from(topic);
@@ -362,12 +373,12 @@ impl TransformCase {
 
     /// The narrow edit a batch call answers: a change (a topic only when it is a
     /// new one, the stamp), or a drop; never the whole message back.
-    fn expected_edit(&self) -> Edit {
+    fn expected_edit(&self, by: &str) -> Edit {
         let Some(topic) = self.topic else {
-            return Edit::Drop(format!("under {}", setting(self.settings, "drop_prefix")));
+            return Edit::Drop(self.drop_reason(by));
         };
         Edit::Change {
-            topic: (topic != self.input.topic).then(|| ByteString::from(topic)),
+            topic: (self.input.topic != topic).then(|| ByteString::from(topic)),
             add_user_properties: vec![(
                 ByteString::from_static("wasmq-plugin"),
                 ByteString::from_static("stamp"),
@@ -467,7 +478,7 @@ async fn transform_examples_transform_alike_in_every_language() {
                     plugin
                 }
             };
-            let expected = case.expected();
+            let expected = case.expected("");
             let got = stamp
                 .on_publish(&client("c"), &case.input)
                 .await
@@ -535,13 +546,13 @@ async fn transform_examples_edit_batches_alike_in_every_language() {
                 language.name
             );
             for (case, got) in cases.iter().zip(edits) {
-                let expected = case.expected_edit();
+                let expected = case.expected_edit(stamp.name());
                 if got != expected {
                     wrong.push(format!(
                         "settings {settings:?}, {:?}:\n  got      {got:?}\n  expected {expected:?}",
                         case.input
                     ));
-                } else if got.applied_to(&case.input) != case.expected() {
+                } else if got.applied_to(&case.input) != case.expected(stamp.name()) {
                     wrong.push(format!(
                         "settings {settings:?}, {:?}: applied wrong",
                         case.input

@@ -541,7 +541,7 @@ expect = "deny"
     let report = text(&output);
     assert_eq!(output.status.code(), Some(1), "{report}");
     assert!(
-        report.contains("the plugin does not export authn (it exports: authz)"),
+        report.contains("the plugin does not export authn (it exports: authz, deliver)"),
         "{report}"
     );
     assert!(report.contains("PASS  exported"), "{report}");

@@ -1,7 +1,9 @@
 //! The example plugins in every language, held to one set of expectations:
-//! the authz example (`readonly/#` is for `admin-` clients only) and the
-//! transform example (stamp a user property, rewrite a topic prefix), written
-//! in Rust (`plugins/examples/rust`, built by `wasmq-plugin-artifacts`), in
+//! the authz example (`readonly/#` is for `admin-` clients only, and `secret/#`
+//! neither subscribed to nor delivered through a wildcard to anyone else: its
+//! `authz` and `deliver` hooks) and the transform example (stamp a user
+//! property, rewrite a topic prefix, drop under a prefix: its `transform-batch`
+//! hook, called with batches and with one message), written in Rust (`plugins/examples/rust`, built by `wasmq-plugin-artifacts`), in
 //! Python (componentize-py) and in JavaScript (componentize-js), built by
 //! `scripts/build-plugins` into `target/plugins/{python,js}/`.
 //!
@@ -26,7 +28,7 @@ use common::host;
 use wasmq_codec::{Protocol, Publish, PublishProperties, QoS};
 use wasmq_plugin_artifacts as artifacts;
 use wasmq_plugin_host::{
-    Action, Chain, ClientInfo, Decision, Plugin, PluginConfig, PluginSet, ResourceLimits,
+    Action, Chain, ClientInfo, Decision, Edit, Plugin, PluginConfig, PluginSet, ResourceLimits,
     Transformed,
 };
 
@@ -187,6 +189,34 @@ const AUTHZ_CASES: &[(&str, Action, &str, Decision)] = &[
     ("bob", Action::Subscribe, "readonly/#", Decision::Ignore),
     ("bob", Action::Subscribe, "readonly", Decision::Ignore),
     ("admin-1", Action::Subscribe, "readonly/x", Decision::Ignore),
+    // `secret/#`: subscribing to it is for admins; `#` is left to `acl_nomatch` (the
+    // `deliver` hook keeps `secret/...` from it).
+    ("bob", Action::Subscribe, "secret/#", Decision::Deny),
+    ("bob", Action::Subscribe, "secret", Decision::Deny),
+    ("bob", Action::Subscribe, "secret/+/x", Decision::Deny),
+    ("admin-1", Action::Subscribe, "secret/#", Decision::Ignore),
+    ("bob", Action::Subscribe, "#", Decision::Ignore),
+    ("bob", Action::Subscribe, "+/x", Decision::Ignore),
+    ("bob", Action::Subscribe, "secretive/#", Decision::Ignore),
+    ("bob", Action::Publish, "secret/x", Decision::Ignore),
+];
+
+/// The deliver example's expectations (the authz example's `deliver` hook, asked
+/// for each topic a wildcard subscription reaches): (client id, topic) -> decision.
+const DELIVER_CASES: &[(&str, &str, Decision)] = &[
+    ("bob", "secret/a", Decision::Deny),
+    ("bob", "secret", Decision::Deny),
+    ("bob", "secret/", Decision::Deny),
+    ("bob", "secret/ü/✓", Decision::Deny),
+    ("", "secret/a", Decision::Deny),
+    ("admin", "secret/a", Decision::Deny),
+    ("admin-1", "secret/a", Decision::Ignore),
+    ("admin-1", "secret", Decision::Ignore),
+    ("bob", "secretive", Decision::Ignore),
+    ("bob", "Secret/a", Decision::Ignore),
+    ("bob", "a/secret/b", Decision::Ignore),
+    ("bob", "readonly/x", Decision::Ignore),
+    ("bob", "sensors/1", Decision::Ignore),
 ];
 
 #[tokio::test]
@@ -217,7 +247,7 @@ async fn authz_examples_decide_alike_in_every_language() {
         // Its other hooks are not exported: the host answers for them.
         let hooks = acl.exported_hooks();
         assert!(
-            hooks.authz && !hooks.authn && !hooks.transform,
+            hooks.authz && hooks.deliver && !hooks.authn && !hooks.transform && !hooks.auth,
             "{}: exports {hooks}",
             language.name
         );
@@ -235,6 +265,36 @@ async fn authz_examples_decide_alike_in_every_language() {
             "{}: every call on one warm instance",
             language.name
         );
+    }
+}
+
+#[tokio::test]
+async fn deliver_examples_decide_alike_in_every_language() {
+    for language in languages() {
+        let acl = language.authz();
+        let mut wrong = Vec::new();
+        for &(id, topic, expected) in DELIVER_CASES {
+            for (qos, retain) in [(0, false), (1, true), (2, false)] {
+                let got = acl
+                    .authorize_delivery(&client(id), topic, qos, retain)
+                    .await
+                    .unwrap_or_else(|e| panic!("{}: fault on {id} {topic}: {e}", language.name));
+                if got != expected {
+                    wrong.push(format!(
+                        "{id:?} receives {topic:?} qos {qos} retain {retain}: \
+                         {got:?}, expected {expected:?}"
+                    ));
+                }
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "{}: deliver example decides differently:\n{}",
+            language.name,
+            wrong.join("\n")
+        );
+        let stats = acl.stats();
+        assert_eq!(stats.faults, 0, "{}: {stats:?}", language.name);
     }
 }
 
@@ -274,21 +334,84 @@ fn minimal_message(topic: &str) -> Publish {
     }
 }
 
+/// A transform example's settings (its `[settings]` table).
+type Settings = &'static [(&'static str, &'static str)];
+
 struct TransformCase {
-    settings: &'static [(&'static str, &'static str)],
+    settings: Settings,
     input: Publish,
     /// The topic out; the output is the input with this topic and the stamp
-    /// appended to its user properties.
-    topic: &'static str,
+    /// appended to its user properties. `None`: dropped.
+    topic: Option<&'static str>,
+}
+
+impl TransformCase {
+    /// Why the plugin drops a message, as the chain reports it: after `by`, the
+    /// plugin's name (the plugin's own answer when empty).
+    fn drop_reason(&self, by: &str) -> String {
+        let reason = format!("under {}", setting(self.settings, "drop_prefix"));
+        if by.is_empty() {
+            reason
+        } else {
+            format!("{by}: {reason}")
+        }
+    }
+
+    /// What the transform makes of the input (a drop as `drop_reason(by)`).
+    fn expected(&self, by: &str) -> Transformed {
+        let Some(topic) = self.topic else {
+            return Transformed::Drop(self.drop_reason(by));
+        };
+        let mut out = self.input.clone();
+        out.topic = ByteString::from(topic);
+        out.properties.user_properties.push((
+            ByteString::from_static("wasmq-plugin"),
+            ByteString::from_static("stamp"),
+        ));
+        Transformed::Replace(Box::new(out))
+    }
+
+    /// The narrow edit a batch call answers: a change (a topic only when it is a
+    /// new one, the stamp), or a drop; never the whole message back.
+    fn expected_edit(&self, by: &str) -> Edit {
+        let Some(topic) = self.topic else {
+            return Edit::Drop(self.drop_reason(by));
+        };
+        Edit::Change {
+            topic: (self.input.topic != topic).then(|| ByteString::from(topic)),
+            add_user_properties: vec![(
+                ByteString::from_static("wasmq-plugin"),
+                ByteString::from_static("stamp"),
+            )],
+        }
+    }
+}
+
+fn setting(settings: &[(&str, &'static str)], key: &str) -> &'static str {
+    settings
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| *v)
+        .unwrap_or_else(|| panic!("no {key} setting in {settings:?}"))
 }
 
 const REWRITE: &[(&str, &str)] = &[("rewrite_from", "legacy/"), ("rewrite_to", "v2/")];
+const REWRITE_AND_DROP: &[(&str, &str)] = &[
+    ("rewrite_from", "legacy/"),
+    ("rewrite_to", "v2/"),
+    ("drop_prefix", "debug/"),
+];
 
 fn transform_cases() -> Vec<TransformCase> {
     let case = |settings, input, topic| TransformCase {
         settings,
         input,
-        topic,
+        topic: Some(topic),
+    };
+    let dropped = |settings, input| TransformCase {
+        settings,
+        input,
+        topic: None,
     };
     vec![
         case(REWRITE, minimal_message("legacy/a"), "v2/a"),
@@ -319,7 +442,25 @@ fn transform_cases() -> Vec<TransformCase> {
             minimal_message("a"),
             "pre/a",
         ),
+        dropped(REWRITE_AND_DROP, minimal_message("debug/a")),
+        dropped(REWRITE_AND_DROP, full_message("debug/", &[("k", "v")])),
+        case(REWRITE_AND_DROP, minimal_message("legacy/a"), "v2/a"),
+        case(REWRITE_AND_DROP, full_message("debug", &[]), "debug"),
+        case(REWRITE_AND_DROP, minimal_message("x/debug/a"), "x/debug/a"),
+        dropped(&[("drop_prefix", "")], minimal_message("anything")),
     ]
+}
+
+/// The cases grouped by their settings, in order: one plugin and one batch each.
+fn transform_cases_by_settings() -> Vec<(Settings, Vec<TransformCase>)> {
+    let mut groups: Vec<(Settings, Vec<TransformCase>)> = Vec::new();
+    for case in transform_cases() {
+        match groups.iter_mut().find(|(s, _)| *s == case.settings) {
+            Some((_, cases)) => cases.push(case),
+            None => groups.push((case.settings, vec![case])),
+        }
+    }
+    groups
 }
 
 #[tokio::test]
@@ -337,22 +478,16 @@ async fn transform_examples_transform_alike_in_every_language() {
                     plugin
                 }
             };
-            let mut expected = case.input.clone();
-            expected.topic = ByteString::from(case.topic);
-            expected.properties.user_properties.push((
-                ByteString::from_static("wasmq-plugin"),
-                ByteString::from_static("stamp"),
-            ));
+            let expected = case.expected("");
             let got = stamp
                 .on_publish(&client("c"), &case.input)
                 .await
                 .unwrap_or_else(|e| panic!("{}: fault on {:?}: {e}", language.name, case.input));
-            match got {
-                Transformed::Replace(out) if *out == expected => {}
-                other => wrong.push(format!(
-                    "settings {:?}, {:?}:\n  got      {other:?}\n  expected Replace({expected:?})",
+            if got != expected {
+                wrong.push(format!(
+                    "settings {:?}, {:?}:\n  got      {got:?}\n  expected {expected:?}",
                     case.settings, case.input
-                )),
+                ));
             }
         }
         assert!(
@@ -376,6 +511,62 @@ async fn transform_examples_transform_alike_in_every_language() {
             );
             assert_eq!(plugin.stats().faults, 0, "{}", language.name);
         }
+    }
+}
+
+/// The batch call: each settings' cases in one `on-publish-batch`, answered with
+/// one narrow edit per message, in order.
+#[tokio::test]
+async fn transform_examples_edit_batches_alike_in_every_language() {
+    let groups = transform_cases_by_settings();
+    for language in languages() {
+        let mut wrong = Vec::new();
+        for (settings, cases) in &groups {
+            let stamp = language.transform(settings);
+            assert!(
+                stamp.transforms_in_batches(),
+                "{}: the stamp example exports transform-batch",
+                language.name
+            );
+            let set = PluginSet::new(vec![stamp.clone()]);
+            let inputs: Vec<Publish> = cases.iter().map(|c| c.input.clone()).collect();
+            let calls = stamp.stats().calls;
+            let edits = set.transform_batch(&client("c"), &inputs).await;
+            assert_eq!(
+                stamp.stats().calls - calls,
+                1,
+                "{}: {} messages in one call",
+                language.name,
+                inputs.len()
+            );
+            assert_eq!(
+                edits.len(),
+                cases.len(),
+                "{}: one edit per message",
+                language.name
+            );
+            for (case, got) in cases.iter().zip(edits) {
+                let expected = case.expected_edit(stamp.name());
+                if got != expected {
+                    wrong.push(format!(
+                        "settings {settings:?}, {:?}:\n  got      {got:?}\n  expected {expected:?}",
+                        case.input
+                    ));
+                } else if got.applied_to(&case.input) != case.expected(stamp.name()) {
+                    wrong.push(format!(
+                        "settings {settings:?}, {:?}: applied wrong",
+                        case.input
+                    ));
+                }
+            }
+            assert_eq!(stamp.stats().faults, 0, "{}", language.name);
+        }
+        assert!(
+            wrong.is_empty(),
+            "{}: transform example edits batches differently:\n{}",
+            language.name,
+            wrong.join("\n")
+        );
     }
 }
 
@@ -411,6 +602,31 @@ async fn chains_of_the_examples_agree_across_languages() {
             panic!("{}: the chain's transform replaces", language.name)
         };
         assert_eq!(out.topic, "v2/t", "{}", language.name);
+        // The issue's case: `#` may be subscribed to (nobody decides: `acl_nomatch`),
+        // and `secret/...` is kept from it on delivery.
+        assert_eq!(
+            chain
+                .authorize(&client("bob"), Action::Subscribe, "#", 1, false)
+                .await,
+            Decision::Ignore,
+            "{}",
+            language.name
+        );
+        let set = PluginSet::new(vec![language.authz(), language.transform(REWRITE)]);
+        for (topic, expected) in [
+            ("secret/plans", Decision::Deny),
+            ("news/1", Decision::Ignore),
+        ] {
+            let outcome = set
+                .authorize_delivery(&client("bob"), topic, 1, false)
+                .await;
+            assert_eq!(
+                (outcome.decision, outcome.faulted),
+                (expected, false),
+                "{}: delivering {topic} to a `#` subscriber",
+                language.name
+            );
+        }
     }
 }
 

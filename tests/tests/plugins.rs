@@ -671,6 +671,10 @@ async fn every_language_behaves_alike_in_a_running_broker() {
         subscriber
             .subscribe_qos("readonly/#", QoS::AtLeastOnce)
             .await;
+        // A `#` subscriber: let subscribe (nobody decides; `acl_nomatch` allows), kept
+        // from `secret/...` on delivery by the example's `deliver` hook.
+        let mut watcher = RawClient::connected(addr, Protocol::V5, "watcher").await;
+        watcher.subscribe_qos("#", QoS::AtMostOnce).await;
         let mut user = RawClient::connected(addr, Protocol::V5, "user-1").await;
         let mut admin = RawClient::connected(addr, Protocol::V5, "admin-1").await;
         assert_eq!(
@@ -702,5 +706,24 @@ async fn every_language_behaves_alike_in_a_running_broker() {
             .await
             .unwrap();
         subscriber.expect_nothing().await;
+
+        assert_eq!(
+            watcher.recv_publish().await.topic,
+            "readonly/a",
+            "{language}"
+        );
+        for (packet_id, topic) in [(2, "secret/plans"), (3, "news/1")] {
+            assert_eq!(
+                publish_qos1(&mut admin, topic, packet_id).await,
+                ReasonCode::SUCCESS,
+                "{language}: {topic}"
+            );
+        }
+        assert_eq!(
+            watcher.recv_publish().await.topic,
+            "news/1",
+            "{language}: secret/plans is not delivered through `#`"
+        );
+        watcher.expect_nothing().await;
     }
 }

@@ -1,6 +1,8 @@
 """Authorization example: nobody publishes under `readonly/#` except clients
-whose id starts with `admin-`. Every other question is left to the next
-plugin (`IGNORE`).
+whose id starts with `admin-`, and nobody else reads `secret/#`: a subscription
+to `secret/...` is denied, and so is each delivery of a `secret/...` message
+through a wildcard (a `#` subscriber may subscribe, but does not get them).
+Every other question is left to the next plugin (`IGNORE`).
 
 The same behaviour as plugins/examples/rust/readonly-acl.
 """
@@ -21,18 +23,35 @@ def answer(decision: Decision) -> AuthzResult:
     return AuthzResult(decision=decision, cache=CacheLifetime_OperatorTtl())
 
 
-def is_readonly(topic: str) -> bool:
-    """`readonly/#` matches `readonly` itself and everything below it."""
-    return topic == "readonly" or topic.startswith("readonly/")
+def is_under(root: str, topic: str) -> bool:
+    """`root/#` matches `root` itself and everything below it."""
+    return topic == root or topic.startswith(root + "/")
+
+
+def is_admin(c: Client) -> bool:
+    return c.client_id.startswith("admin-")
 
 
 class Authz(exports.Authz):
     def authorize(
         self, c: Client, a: Action, topic: str, qos: int, retain: bool
     ) -> AuthzResult:
-        if a == Action.PUBLISH and is_readonly(topic):
-            if c.client_id.startswith("admin-"):
+        if a == Action.PUBLISH and is_under("readonly", topic):
+            if is_admin(c):
                 return answer(Decision.ALLOW)
             log.log(log.Level.INFO, f"{c.client_id} may not publish to {topic}")
+            return answer(Decision.DENY)
+        if a == Action.SUBSCRIBE and is_under("secret", topic) and not is_admin(c):
+            return answer(Decision.DENY)
+        return answer(Decision.IGNORE)
+
+
+class Deliver(exports.Deliver):
+    """Asked for each topic a subscriber gets through a filter with `+` or `#`."""
+
+    def authorize_delivery(
+        self, c: Client, topic: str, qos: int, retain: bool
+    ) -> AuthzResult:
+        if is_under("secret", topic) and not is_admin(c):
             return answer(Decision.DENY)
         return answer(Decision.IGNORE)

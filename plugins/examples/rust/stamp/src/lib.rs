@@ -1,7 +1,8 @@
 //! Transform example: stamps every message with the user property
 //! `wasmq-plugin=stamp`, and, when the settings `rewrite_from` and
 //! `rewrite_to` are set, rewrites that topic prefix
-//! (`rewrite_from = "legacy/"`, `rewrite_to = "v2/"` turns `legacy/a` into `v2/a`).
+//! (`rewrite_from = "legacy/"`, `rewrite_to = "v2/"` turns `legacy/a` into `v2/a`);
+//! when `drop_prefix` is set, drops the messages whose topic starts with it.
 //!
 //! It exports `transform-batch`: the broker hands it the PUBLISHes of one read
 //! in one call, and it answers each with a narrow edit (a property appended, a
@@ -21,10 +22,23 @@ fn rewrite() -> Option<&'static (String, String)> {
         .as_ref()
 }
 
+/// The `drop_prefix` setting, read once per instance like the rewrite.
+fn drop_prefix() -> Option<&'static str> {
+    static DROP_PREFIX: OnceLock<Option<String>> = OnceLock::new();
+    DROP_PREFIX
+        .get_or_init(|| config::get("drop_prefix"))
+        .as_deref()
+}
+
 struct Stamp;
 
 impl Plugin for Stamp {
     fn on_publish_edit(_client: &Client, message: &Message) -> Edit {
+        if let Some(prefix) = drop_prefix()
+            && message.topic.starts_with(prefix)
+        {
+            return Edit::Drop(format!("under {prefix}"));
+        }
         let topic = rewrite().and_then(|(from, to)| {
             let rest = message.topic.strip_prefix(from.as_str())?;
             Some(format!("{to}{rest}"))

@@ -20,6 +20,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use serde::Deserialize;
+use wasmq_codec::ReasonCode;
 use wasmq_plugin_host::{ClientInfo, Plugin, PluginAuthStep as PluginStep};
 
 use crate::config::Limits;
@@ -228,41 +229,29 @@ fn check_step(
 
 /// What came of a step, once the broker had put the plugin's answer through its limits.
 enum Got {
-    Continue {
-        data: Bytes,
-        exchange: AuthExchange,
-    },
-    Success {
-        data: Option<Bytes>,
-        superuser: bool,
-    },
-    /// Refused: by the plugin, or (`by_broker`) by the broker's rules and limits.
-    Failure {
-        reason: String,
-        by_broker: bool,
-    },
+    /// The broker's own answer, as `enhanced_auth::next` gives it: a challenge, a
+    /// success, or a refusal by the broker's rules and limits.
+    Answered(Next),
+    /// Refused by the plugin, for this reason (the broker logs it and answers 0x87).
+    Failure { reason: String },
     /// Not the plugin's: `start` said so, or `methods` does not list the method.
-    Ignore {
-        methods: Option<Vec<String>>,
-    },
+    Ignore { methods: Option<Vec<String>> },
 }
 
 impl Got {
     fn describe(&self) -> String {
         match self {
-            Got::Continue { data, .. } => format!("continue, with {}", bytes(data)),
-            Got::Success { data, superuser } => {
+            Got::Answered(Next::Challenge { data, .. }) => {
+                format!("continue, with {}", bytes(data))
+            }
+            Got::Answered(Next::Success { data, superuser }) => {
                 let data = data.as_deref().map_or("no data".into(), bytes);
                 format!("success, with {data} (superuser {superuser})")
             }
-            Got::Failure {
-                reason,
-                by_broker: false,
-            } => format!("failure ({reason:?})"),
-            Got::Failure {
-                reason,
-                by_broker: true,
-            } => format!("failure, by the broker ({reason:?})"),
+            Got::Answered(Next::Refused((_, reason))) => {
+                format!("failure, by the broker ({reason:?})")
+            }
+            Got::Failure { reason } => format!("failure ({reason:?})"),
             Got::Ignore { methods: None } => "ignore".into(),
             Got::Ignore {
                 methods: Some(methods),
@@ -327,13 +316,15 @@ pub(crate) async fn run(
             .as_ref()
             .is_some_and(|d| d.len() > limits.auth_data_max_bytes)
         {
-            Got::Failure {
-                reason: format!(
+            // As the broker refuses it: the CONNECT's data in `enhanced_auth`, an AUTH's
+            // in `client_answer`.
+            Got::Answered(Next::Refused((
+                ReasonCode::NOT_AUTHORIZED,
+                format!(
                     "authentication data over {} bytes",
                     limits.auth_data_max_bytes
                 ),
-                by_broker: true,
-            }
+            )))
         } else {
             let state = exchange.as_ref().map(|e| e.state.as_slice());
             match plugin
@@ -353,10 +344,10 @@ pub(crate) async fn run(
             return Some(format!("{header}\n{why}"));
         }
         match got {
-            Got::Continue {
+            Got::Answered(Next::Challenge {
                 data,
                 exchange: next,
-            } => {
+            }) => {
                 challenge = Some(data);
                 exchange = Some(next);
             }
@@ -374,18 +365,14 @@ pub(crate) async fn run(
 fn as_the_broker_takes(answer: PluginStep, round: u32, plugin: &str, limits: &Limits) -> Got {
     let step = match answer {
         PluginStep::Ignore if round == 1 => return Got::Ignore { methods: None },
+        // The broker's `Hooks::enhanced_auth` refuses it as 0x8C.
         PluginStep::Ignore => {
-            return Got::Failure {
-                reason: "ignored a step of its own exchange".into(),
-                by_broker: true,
-            };
+            return Got::Answered(Next::Refused((
+                ReasonCode::BAD_AUTHENTICATION_METHOD,
+                "ignored a step of its own exchange".into(),
+            )));
         }
-        PluginStep::Failure(reason) => {
-            return Got::Failure {
-                reason,
-                by_broker: false,
-            };
-        }
+        PluginStep::Failure(reason) => return Got::Failure { reason },
         PluginStep::Continue { data, state } => AuthStep::Continue {
             data: Bytes::from(data),
             exchange: AuthExchange {
@@ -398,14 +385,7 @@ fn as_the_broker_takes(answer: PluginStep, round: u32, plugin: &str, limits: &Li
             superuser,
         },
     };
-    match enhanced_auth::next(step, round, limits) {
-        Next::Challenge { data, exchange } => Got::Continue { data, exchange },
-        Next::Success { data, superuser } => Got::Success { data, superuser },
-        Next::Refused((_, reason)) => Got::Failure {
-            reason,
-            by_broker: true,
-        },
-    }
+    Got::Answered(enhanced_auth::next(step, round, limits))
 }
 
 /// `None` when `got` is what `expect` says, else the diff: the answer, or the fields
@@ -418,7 +398,7 @@ fn step_diff(expect: &StepExpect, got: &Got) -> Option<String> {
         ));
     };
     match (expect, got) {
-        (StepExpect::Continue { data: expected }, Got::Continue { data, .. }) => {
+        (StepExpect::Continue { data: expected }, Got::Answered(Next::Challenge { data, .. })) => {
             if let Some(expected) = expected
                 && expected[..] != data[..]
             {
@@ -430,7 +410,7 @@ fn step_diff(expect: &StepExpect, got: &Got) -> Option<String> {
                 data: expected_data,
                 superuser: expected_superuser,
             },
-            Got::Success { data, superuser },
+            Got::Answered(Next::Success { data, superuser }),
         ) => {
             if let Some(expected) = expected_data
                 && data.as_deref() != Some(&expected[..])
@@ -444,7 +424,10 @@ fn step_diff(expect: &StepExpect, got: &Got) -> Option<String> {
                 field("superuser", expected.to_string(), superuser.to_string());
             }
         }
-        (StepExpect::Failure { reason: expected }, Got::Failure { reason, .. }) => {
+        (
+            StepExpect::Failure { reason: expected },
+            Got::Failure { reason } | Got::Answered(Next::Refused((_, reason))),
+        ) => {
             if let Some(expected) = expected
                 && expected != reason
             {
@@ -478,6 +461,7 @@ mod tests {
         ClientData, Got, StepExpect, StepToml, as_the_broker_takes, check, from_hex, step_diff,
     };
     use crate::config::Limits;
+    use crate::enhanced_auth::Next;
 
     fn steps(text: &str) -> anyhow::Result<(String, Vec<ClientData>, Vec<StepExpect>)> {
         #[derive(serde::Deserialize)]
@@ -596,15 +580,12 @@ mod tests {
     fn answers_go_through_the_brokers_limits() {
         let limits = Limits::default();
         let refused = |got: Got| match got {
-            Got::Failure {
-                reason,
-                by_broker: true,
-            } => reason,
+            Got::Answered(Next::Refused((_, reason))) => reason,
             other => panic!("not refused by the broker: {}", other.describe()),
         };
         let ok = as_the_broker_takes(challenge(b"n", b"s"), 1, "p", &limits);
         assert!(
-            matches!(&ok, Got::Continue { data, exchange } if &data[..] == b"n" && exchange.state == b"s")
+            matches!(&ok, Got::Answered(Next::Challenge { data, exchange }) if &data[..] == b"n" && exchange.state == b"s")
         );
         let big = vec![0; limits.auth_data_max_bytes + 1];
         let over = refused(as_the_broker_takes(challenge(b"n", &big), 1, "p", &limits));
@@ -626,10 +607,10 @@ mod tests {
 
     #[test]
     fn diffs_name_the_answer_or_the_fields_that_differ() {
-        let success = Got::Success {
+        let success = Got::Answered(Next::Success {
             data: None,
             superuser: false,
-        };
+        });
         assert_eq!(
             step_diff(
                 &StepExpect::Success {
@@ -654,7 +635,6 @@ mod tests {
         );
         let refused = Got::Failure {
             reason: "wrong secret".into(),
-            by_broker: false,
         };
         assert_eq!(
             step_diff(

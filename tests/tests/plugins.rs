@@ -7,13 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use bytestring::ByteString;
 use wasmq::config::{AclNomatch, Config, DenyAction, PluginsConfig};
 use wasmq::plugins::Plugins;
-use wasmq_codec::{Auth, AuthProperties, ConnAck, Packet, Protocol, QoS, ReasonCode};
+use wasmq_codec::{Packet, Protocol, QoS, ReasonCode};
 use wasmq_plugin_artifacts as artifacts;
-use wasmq_tests::{RawClient, TestBroker, connect_packet, publish_packet};
+use wasmq_tests::{RawClient, TestBroker, publish_packet};
 
 struct Setup {
     broker: TestBroker,
@@ -594,9 +592,11 @@ async fn hot_reload_under_load_loses_nothing() {
     assert_eq!(setup.failures(), 0);
 }
 
-/// Runs `scripts/build-plugins` (it skips what is up to date) and returns the folder of
-/// the Python and JavaScript examples it builds, `target/plugins/{python,js}/`.
-fn built_examples() -> PathBuf {
+/// The same examples in every language, checked through a running broker's plugin
+/// folder with real clients: the Rust ones from `wasmq-plugin-artifacts`, the Python and
+/// JavaScript ones built by `scripts/build-plugins`.
+#[tokio::test]
+async fn every_language_behaves_alike_in_a_running_broker() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let output = std::process::Command::new(root.join("scripts/build-plugins"))
         .current_dir(&root)
@@ -609,55 +609,7 @@ fn built_examples() -> PathBuf {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    root.join("target/plugins")
-}
-
-/// Interpreter-based components need more memory than the 16 MiB default.
-const LANGUAGE_LIMITS: &str = "[limits]\nmemory_bytes_max = 134217728\ncall_timeout_ms = 2000\n";
-
-/// A broker whose plugin folder (nothing in it yet) shares plugin-host's tests' cache
-/// of compiled components, so each is compiled once.
-async fn start_for_languages() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let config = PluginsConfig {
-        dir: dir.path().join("plugins"),
-        cache_dir: std::env::temp_dir().join("wasmq-plugin-host-tests-cache"),
-        debounce_ms: 20,
-        acl_nomatch: AclNomatch::Allow,
-        builtin: Vec::new(),
-        ..PluginsConfig::default()
-    };
-    let plugins = Plugins::start(&config).await.unwrap();
-    let broker = TestBroker::start_with_hooks(|_| {}, Some(plugins.hooks())).await;
-    Setup {
-        broker,
-        plugins,
-        dir,
-    }
-}
-
-/// Waits for `count` plugins to be loaded (or to fail), printing how long it took: a
-/// Python or JavaScript component holds an interpreter (12-18 MB), and compiling it in a
-/// debug build on a busy 2-core machine takes tens of seconds the first time (then the
-/// shared cache serves it).
-async fn loaded(setup: &Setup, language: &str, count: u64) {
-    let loading = Instant::now();
-    wait_for_up_to(
-        Duration::from_secs(300),
-        &format!("{language}: {count} plugins to load"),
-        || setup.loads() + setup.failures() >= count,
-    )
-    .await;
-    println!("{language}: loaded in {:?}", loading.elapsed());
-    assert_eq!(setup.failures(), 0, "{language}");
-}
-
-/// The same examples in every language, checked through a running broker's plugin
-/// folder with real clients: the Rust ones from `wasmq-plugin-artifacts`, the Python and
-/// JavaScript ones built by `scripts/build-plugins`.
-#[tokio::test]
-async fn every_language_behaves_alike_in_a_running_broker() {
-    let built = built_examples();
+    let built = root.join("target/plugins");
     let languages = [
         (
             "rust",
@@ -675,15 +627,44 @@ async fn every_language_behaves_alike_in_a_running_broker() {
             built.join("js/transform-stamp.wasm"),
         ),
     ];
+    // Interpreter-based components need more memory than the 16 MiB default.
+    let settings = "[limits]\nmemory_bytes_max = 134217728\ncall_timeout_ms = 2000\n";
     for (language, authz, transform) in languages {
-        let setup = start_for_languages().await;
+        let dir = tempfile::tempdir().unwrap();
+        let config = PluginsConfig {
+            dir: dir.path().join("plugins"),
+            // Shared with plugin-host's tests: each component is compiled once.
+            cache_dir: std::env::temp_dir().join("wasmq-plugin-host-tests-cache"),
+            debounce_ms: 20,
+            acl_nomatch: AclNomatch::Allow,
+            builtin: Vec::new(),
+            ..PluginsConfig::default()
+        };
+        let plugins = Plugins::start(&config).await.unwrap();
+        let broker = TestBroker::start_with_hooks(|_| {}, Some(plugins.hooks())).await;
+        let setup = Setup {
+            broker,
+            plugins,
+            dir,
+        };
         setup
-            .deploy("acl", authz.to_str().unwrap(), Some(LANGUAGE_LIMITS))
+            .deploy("acl", authz.to_str().unwrap(), Some(settings))
             .await;
         setup
-            .deploy("stamp", transform.to_str().unwrap(), Some(LANGUAGE_LIMITS))
+            .deploy("stamp", transform.to_str().unwrap(), Some(settings))
             .await;
-        loaded(&setup, language, 2).await;
+        // A Python or JavaScript component holds an interpreter (12-18 MB): compiling
+        // it in a debug build on a busy 2-core machine takes tens of seconds the first
+        // time (then the shared cache serves it).
+        let loading = Instant::now();
+        wait_for_up_to(
+            Duration::from_secs(300),
+            &format!("{language}: both plugins to load"),
+            || setup.loads() + setup.failures() >= 2,
+        )
+        .await;
+        println!("{language}: loaded in {:?}", loading.elapsed());
+        assert_eq!(setup.failures(), 0, "{language}");
 
         let addr = setup.broker.addr;
         let mut subscriber = RawClient::connected(addr, Protocol::V5, "sub").await;
@@ -744,147 +725,5 @@ async fn every_language_behaves_alike_in_a_running_broker() {
             "{language}: secret/plans is not delivered through `#`"
         );
         watcher.expect_nothing().await;
-    }
-}
-
-/// The auth example's one method.
-const CHALLENGE_METHOD: &str = "demo-challenge";
-
-fn challenge_auth(reason_code: ReasonCode, data: Option<Vec<u8>>) -> Packet {
-    Packet::Auth(Auth {
-        reason_code,
-        properties: AuthProperties {
-            authentication_method: Some(ByteString::from_static(CHALLENGE_METHOD)),
-            authentication_data: data.map(Bytes::from),
-            ..AuthProperties::default()
-        },
-    })
-}
-
-/// The broker's AUTH 0x18 of the `demo-challenge` method: the nonce in it.
-async fn nonce(client: &mut RawClient, language: &str) -> Vec<u8> {
-    match client.recv().await.expect("AUTH from the broker") {
-        Packet::Auth(a) => {
-            assert_eq!(
-                a.reason_code,
-                ReasonCode::CONTINUE_AUTHENTICATION,
-                "{language}: {a:?}"
-            );
-            assert_eq!(
-                a.properties.authentication_method.as_deref(),
-                Some(CHALLENGE_METHOD),
-                "{language}"
-            );
-            let nonce = a
-                .properties
-                .authentication_data
-                .expect("a challenge")
-                .to_vec();
-            assert!(
-                nonce.len() == 32 && nonce.iter().all(u8::is_ascii_hexdigit),
-                "{language}: a nonce of 32 hex digits, got {:?}",
-                String::from_utf8_lossy(&nonce)
-            );
-            nonce
-        }
-        other => panic!("{language}: expected AUTH 0x18, got {other:?}"),
-    }
-}
-
-/// A CONNECT naming `demo-challenge` as `user`, the challenge answered with `secret`:
-/// the client and its CONNACK.
-async fn challenge_connect(
-    addr: std::net::SocketAddr,
-    language: &str,
-    user: &str,
-    secret: &str,
-) -> (RawClient, ConnAck) {
-    let mut connect = connect_packet(Protocol::V5, user, true);
-    connect.username = Some(ByteString::from(user));
-    connect.properties.authentication_method = Some(ByteString::from_static(CHALLENGE_METHOD));
-    let mut client = RawClient::open(addr, Protocol::V5).await.unwrap();
-    client
-        .send(Packet::Connect(Box::new(connect)))
-        .await
-        .unwrap();
-    let nonce = nonce(&mut client, language).await;
-    let answer = [&nonce[..], b":", secret.as_bytes()].concat();
-    client
-        .send(challenge_auth(
-            ReasonCode::CONTINUE_AUTHENTICATION,
-            Some(answer),
-        ))
-        .await
-        .unwrap();
-    match client.recv().await.expect("CONNACK") {
-        Packet::ConnAck(connack) => (client, connack),
-        other => panic!("{language}: expected CONNACK, got {other:?}"),
-    }
-}
-
-/// The auth example (`demo-challenge`) in every language, in a running broker's plugin
-/// folder, with the tests' byte-exact client doing the client's side of the exchange:
-/// the right secret connects (CONNACK 0x00) and re-authenticates (AUTH 0x00), a wrong
-/// one is refused (CONNACK 0x87).
-#[tokio::test]
-async fn every_language_runs_the_auth_example_in_a_running_broker() {
-    let built = built_examples();
-    let languages = [
-        ("rust", PathBuf::from(artifacts::AUTH_CHALLENGE)),
-        ("python", built.join("python/auth-challenge.wasm")),
-        ("js", built.join("js/auth-challenge.wasm")),
-    ];
-    let settings = format!("{LANGUAGE_LIMITS}[settings]\nsecret_alice = \"open sesame\"\n");
-    for (language, auth) in languages {
-        let setup = start_for_languages().await;
-        setup
-            .deploy("challenge", auth.to_str().unwrap(), Some(&settings))
-            .await;
-        loaded(&setup, language, 1).await;
-        let addr = setup.broker.addr;
-
-        let (mut alice, connack) = challenge_connect(addr, language, "alice", "open sesame").await;
-        assert_eq!(
-            connack.reason_code,
-            ReasonCode::SUCCESS,
-            "{language}: {connack:?}"
-        );
-        assert_eq!(
-            connack.properties.authentication_method.as_deref(),
-            Some(CHALLENGE_METHOD),
-            "{language}"
-        );
-        // Re-authentication: a fresh nonce, answered the same way.
-        alice
-            .send(challenge_auth(ReasonCode::REAUTHENTICATE, None))
-            .await
-            .unwrap();
-        let nonce = nonce(&mut alice, language).await;
-        alice
-            .send(challenge_auth(
-                ReasonCode::CONTINUE_AUTHENTICATION,
-                Some([&nonce[..], b":open sesame"].concat()),
-            ))
-            .await
-            .unwrap();
-        match alice.recv().await.unwrap() {
-            Packet::Auth(a) => assert_eq!(a.reason_code, ReasonCode::SUCCESS, "{language}: {a:?}"),
-            other => panic!("{language}: expected AUTH 0x00, got {other:?}"),
-        }
-        alice.send(Packet::PingReq).await.unwrap();
-        assert!(
-            matches!(alice.recv().await.unwrap(), Packet::PingResp),
-            "{language}: still connected"
-        );
-
-        for (user, secret) in [("alice", "open sesame!"), ("mallory", "open sesame")] {
-            let (mut refused, connack) = challenge_connect(addr, language, user, secret).await;
-            assert_eq!(
-                connack.reason_code,
-                ReasonCode::NOT_AUTHORIZED,
-                "{language}: {user} with {secret:?}: {connack:?}"
-            );
-            assert!(refused.until_closed().await.is_empty(), "{language}");
-        }
     }
 }

@@ -16,6 +16,7 @@ const EMBEDDED: &[(&str, &str)] = &[("ACL_SQL", "wasmq-acl-sql")];
 /// (constant name, cargo package name) of each plugin only the tests use: built with the
 /// `test-plugins` feature.
 const TEST_PLUGINS: &[(&str, &str)] = &[
+    ("AUTH_CHALLENGE", "wasmq-example-auth-challenge"),
     ("READONLY_ACL", "wasmq-example-readonly-acl"),
     ("STAMP", "wasmq-example-stamp"),
     ("SCRAM_SHA256", "wasmq-example-scram-sha256"),

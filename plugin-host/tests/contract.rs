@@ -20,14 +20,11 @@ fn load(path: &str, config: PluginConfig) -> Plugin {
     host().load(config, &std::fs::read(path).unwrap()).unwrap()
 }
 
+/// The common client on a TLS listener named `devices`, with everything 0.2.0 added to
+/// the client record: a certificate and CONNECT user properties.
 fn client(id: &str) -> ClientInfo {
-    let mut client = ClientInfo::new(
-        id.to_string(),
-        "127.0.0.1:50000".parse().unwrap(),
-        Protocol::V5,
-        "devices",
-    );
-    client.username = Some(ByteString::from_static("user"));
+    let mut client = common::client(id);
+    client.listener = "devices";
     client.listener_kind = ListenerKind::Tls;
     client.certificate = Some(Box::new(CertificateIdentity {
         common_name: Some("sensor-1".into()),

@@ -3,7 +3,9 @@
 //! neither subscribed to nor delivered through a wildcard to anyone else: its
 //! `authz` and `deliver` hooks) and the transform example (stamp a user
 //! property, rewrite a topic prefix, drop under a prefix: its `transform-batch`
-//! hook, called with batches and with one message), written in Rust (`plugins/examples/rust`, built by `wasmq-plugin-artifacts`), in
+//! hook, called with batches and with one message) and the auth example (the
+//! `demo-challenge` enhanced authentication method: a random nonce, answered
+//! `NONCE:SECRET`: its `auth` hook), written in Rust (`plugins/examples/rust`, built by `wasmq-plugin-artifacts`), in
 //! Python (componentize-py) and in JavaScript (componentize-js), built by
 //! `scripts/build-plugins` into `target/plugins/{python,js}/`.
 //!
@@ -24,19 +26,20 @@ mod common;
 
 use bytes::Bytes;
 use bytestring::ByteString;
-use common::host;
+use common::{client, host};
 use wasmq_codec::{Protocol, Publish, PublishProperties, QoS};
 use wasmq_plugin_artifacts as artifacts;
 use wasmq_plugin_host::{
-    Action, Chain, ClientInfo, Decision, Edit, Plugin, PluginConfig, PluginSet, ResourceLimits,
+    Action, Chain, Decision, Edit, Plugin, PluginAuthStep, PluginConfig, PluginSet, ResourceLimits,
     Transformed,
 };
 
-/// One language's build of the two examples.
+/// One language's build of the three examples.
 struct Language {
     name: &'static str,
     authz: PathBuf,
     transform: PathBuf,
+    auth: PathBuf,
 }
 
 impl Language {
@@ -77,6 +80,15 @@ impl Language {
             config = config.setting(*key, *value);
         }
         self.load(&self.transform, config)
+    }
+
+    /// The auth example, with the users of [`AUTH_SECRETS`].
+    fn auth(&self) -> Plugin {
+        let mut config = PluginConfig::new(format!("{}-auth-challenge", self.name));
+        for (user, secret) in AUTH_SECRETS {
+            config = config.setting(format!("secret_{user}"), *secret);
+        }
+        self.load(&self.auth, config)
     }
 }
 
@@ -120,20 +132,23 @@ fn languages() -> &'static [Language] {
                 name: "rust",
                 authz: artifacts::READONLY_ACL.into(),
                 transform: artifacts::STAMP.into(),
+                auth: artifacts::AUTH_CHALLENGE.into(),
             },
             Language {
                 name: "python",
                 authz: built.join("python/authz-readonly.wasm"),
                 transform: built.join("python/transform-stamp.wasm"),
+                auth: built.join("python/auth-challenge.wasm"),
             },
             Language {
                 name: "js",
                 authz: built.join("js/authz-readonly.wasm"),
                 transform: built.join("js/transform-stamp.wasm"),
+                auth: built.join("js/auth-challenge.wasm"),
             },
         ];
         for language in &languages {
-            for path in [&language.authz, &language.transform] {
+            for path in [&language.authz, &language.transform, &language.auth] {
                 let started = Instant::now();
                 let size = std::fs::metadata(path)
                     .unwrap_or_else(|e| panic!("{}: {}: {e}", language.name, path.display()))
@@ -150,17 +165,6 @@ fn languages() -> &'static [Language] {
         }
         languages
     })
-}
-
-fn client(id: &str) -> ClientInfo {
-    let mut client = ClientInfo::new(
-        id.to_string(),
-        "127.0.0.1:50000".parse().unwrap(),
-        Protocol::V5,
-        "tcp",
-    );
-    client.username = Some(ByteString::from_static("user"));
-    client
 }
 
 /// The authz example's expectations: (client id, action, topic) -> decision.
@@ -627,6 +631,282 @@ async fn chains_of_the_examples_agree_across_languages() {
                 language.name
             );
         }
+    }
+}
+
+/// The auth example's users: `secret_USER` settings. Bob's secret has a colon (the
+/// answer is split at the first one: the nonce has none) and a character beyond ASCII.
+const AUTH_SECRETS: &[(&str, &str)] = &[("alice", "open sesame"), ("bob", "b:ü")];
+
+/// The auth example's one method.
+const METHOD: &str = "demo-challenge";
+
+/// What a client answers the challenge with.
+#[derive(Clone, Copy, Debug)]
+enum Answer {
+    /// `NONCE:SECRET` with this exchange's nonce.
+    Secret(&'static str),
+    /// `NONCE:SECRET` with the nonce of another exchange (started on the same client).
+    OtherNonce(&'static str),
+    /// This exchange's nonce, then these bytes (not UTF-8, say).
+    NonceThen(&'static [u8]),
+    /// These bytes as they are.
+    Raw(&'static [u8]),
+    /// No Authentication Data at all.
+    Nothing,
+}
+
+struct AuthCase {
+    what: &'static str,
+    username: Option<&'static str>,
+    method: &'static str,
+    /// The answer to the challenge; `None`: `start` answers at once, without one.
+    answer: Option<Answer>,
+    /// The last answer of the exchange; `Ignore` at `start` is the chain's `None` (no
+    /// plugin takes the method: the broker's CONNACK 0x8C).
+    expected: PluginAuthStep,
+}
+
+fn failure(reason: &str) -> PluginAuthStep {
+    PluginAuthStep::Failure(reason.into())
+}
+
+const SUCCESS: PluginAuthStep = PluginAuthStep::Success {
+    data: None,
+    superuser: false,
+};
+
+/// The auth example's expectations. The reasons are the same words in every
+/// language (they go to the broker's log, never to the client).
+fn auth_cases() -> Vec<AuthCase> {
+    let case = |what, username, answer, expected| AuthCase {
+        what,
+        username,
+        method: METHOD,
+        answer,
+        expected,
+    };
+    use Answer::*;
+    vec![
+        case(
+            "right secret",
+            Some("alice"),
+            Some(Secret("open sesame")),
+            SUCCESS,
+        ),
+        case(
+            "secret with a colon",
+            Some("bob"),
+            Some(Secret("b:ü")),
+            SUCCESS,
+        ),
+        case(
+            "wrong secret",
+            Some("alice"),
+            Some(Secret("open sesame!")),
+            failure("wrong secret for alice"),
+        ),
+        case(
+            "another user's secret",
+            Some("alice"),
+            Some(Secret("b:ü")),
+            failure("wrong secret for alice"),
+        ),
+        case(
+            "empty secret",
+            Some("alice"),
+            Some(Secret("")),
+            failure("wrong secret for alice"),
+        ),
+        case(
+            "secret not UTF-8 (replaced, so wrong)",
+            Some("alice"),
+            Some(NonceThen(b":open \xffsesame")),
+            failure("wrong secret for alice"),
+        ),
+        case(
+            "another exchange's nonce",
+            Some("alice"),
+            Some(OtherNonce("open sesame")),
+            failure("the answer is to another challenge"),
+        ),
+        case(
+            "no colon",
+            Some("alice"),
+            Some(Raw(b"open sesame")),
+            failure("the answer is not NONCE:SECRET"),
+        ),
+        case(
+            "no data",
+            Some("alice"),
+            Some(Nothing),
+            failure("the answer is not NONCE:SECRET"),
+        ),
+        case(
+            "unknown user",
+            Some("mallory"),
+            Some(Secret("open sesame")),
+            failure("no secret_mallory setting"),
+        ),
+        case(
+            "empty user name",
+            Some(""),
+            Some(Secret("open sesame")),
+            failure("no secret_ setting"),
+        ),
+        case("no user name", None, None, failure("no user name")),
+        AuthCase {
+            method: "SCRAM-SHA-256",
+            ..case(
+                "unknown method",
+                Some("alice"),
+                None,
+                PluginAuthStep::Ignore,
+            )
+        },
+        AuthCase {
+            method: "Demo-Challenge",
+            ..case(
+                "method in other case",
+                Some("alice"),
+                None,
+                PluginAuthStep::Ignore,
+            )
+        },
+    ]
+}
+
+/// A nonce as the example makes it: 16 random bytes in lowercase hex.
+fn assert_nonce(language: &str, what: &str, data: &[u8], state: &[u8]) {
+    assert!(
+        data.len() == 32 && data.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+        "{language}: {what}: the challenge is 32 hex digits, got {:?}",
+        String::from_utf8_lossy(data)
+    );
+    assert_eq!(data, state, "{language}: {what}: the state is the nonce");
+}
+
+/// Starts an exchange through the chain, as the broker does; a `continue` gives the
+/// nonce and the plugin's name to continue with.
+async fn auth_start(
+    set: &PluginSet,
+    client: &wasmq_plugin_host::ClientInfo,
+    method: &str,
+) -> Option<(String, PluginAuthStep)> {
+    set.auth_start(client, method, None)
+        .await
+        .map(|(plugin, step)| (plugin.to_string(), step))
+}
+
+/// The auth example in every language, driven through the chain as
+/// `broker/src/plugins/policy.rs` drives it (`PluginSet::auth_start`, then
+/// `PluginSet::auth_step` with the state of the last `continue`): every case ends in the
+/// same answer, with the same reason, in every language.
+#[tokio::test]
+async fn auth_examples_answer_alike_in_every_language() {
+    for language in languages() {
+        let plugin = language.auth();
+        let name = language.name;
+        assert_eq!(
+            plugin.auth_methods().await.unwrap(),
+            [METHOD.to_string()],
+            "{name}: its methods"
+        );
+        let hooks = plugin.exported_hooks();
+        assert!(
+            hooks.auth && !hooks.authn && !hooks.authz && !hooks.transform && !hooks.deliver,
+            "{name}: exports {hooks}"
+        );
+        let caps = plugin.capabilities();
+        assert!(
+            caps.config && !caps.sql && !caps.log,
+            "{name}: imports {caps}"
+        );
+        // A method it does not list is its own `ignore` too, not only the host's filter.
+        assert_eq!(
+            plugin
+                .auth_step(&client("c"), "SCRAM-SHA-256", None, None)
+                .await
+                .unwrap(),
+            PluginAuthStep::Ignore,
+            "{name}"
+        );
+
+        let set = PluginSet::new(vec![plugin.clone()]);
+        let mut wrong = Vec::new();
+        for case in auth_cases() {
+            let mut client = client("c");
+            client.username = case.username.map(ByteString::from_static);
+            let got = match auth_start(&set, &client, case.method).await {
+                None => PluginAuthStep::Ignore,
+                Some((by, PluginAuthStep::Continue { data, state })) => {
+                    assert_eq!(by, plugin.name(), "{name}");
+                    assert_nonce(name, case.what, &data, &state);
+                    let nonce = String::from_utf8(data).unwrap();
+                    let answer: Option<Vec<u8>> = match case.answer {
+                        Some(Answer::Secret(secret)) => Some(format!("{nonce}:{secret}").into()),
+                        Some(Answer::OtherNonce(secret)) => {
+                            // A second exchange of the same client: its nonce differs, and
+                            // answering it in the first exchange is refused.
+                            let Some((_, PluginAuthStep::Continue { data: other, .. })) =
+                                auth_start(&set, &client, case.method).await
+                            else {
+                                panic!("{name}: a second start continues")
+                            };
+                            assert_ne!(other, nonce.as_bytes(), "{name}: two starts, one nonce");
+                            let other = String::from_utf8(other).unwrap();
+                            Some(format!("{other}:{secret}").into())
+                        }
+                        Some(Answer::NonceThen(bytes)) => Some([nonce.as_bytes(), bytes].concat()),
+                        Some(Answer::Raw(bytes)) => Some(bytes.to_vec()),
+                        Some(Answer::Nothing) => None,
+                        None => panic!("{name}: {}: continued without an answer", case.what),
+                    };
+                    set.auth_step(&by, &client, case.method, answer.as_deref(), &state)
+                        .await
+                }
+                Some((_, step)) => step,
+            };
+            if got != case.expected {
+                wrong.push(format!(
+                    "{}: got {got:?}, expected {:?}",
+                    case.what, case.expected
+                ));
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "{name}: auth example answers differently:\n{}",
+            wrong.join("\n")
+        );
+
+        // Re-authentication: more exchanges on the same client, each its own nonce,
+        // each succeeding with its own.
+        let alice = {
+            let mut c = client("c");
+            c.username = Some(ByteString::from_static("alice"));
+            c
+        };
+        let mut nonces = Vec::new();
+        for round in 0..3 {
+            let Some((by, PluginAuthStep::Continue { data, state })) =
+                auth_start(&set, &alice, METHOD).await
+            else {
+                panic!("{name}: exchange {round} continues")
+            };
+            assert_nonce(name, "re-authentication", &data, &state);
+            let answer = [&data[..], b":open sesame"].concat();
+            assert_eq!(
+                set.auth_step(&by, &alice, METHOD, Some(&answer), &state)
+                    .await,
+                SUCCESS,
+                "{name}: exchange {round}"
+            );
+            assert!(!nonces.contains(&data), "{name}: a nonce repeated");
+            nonces.push(data);
+        }
+        let stats = plugin.stats();
+        assert_eq!(stats.faults, 0, "{name}: {stats:?}");
     }
 }
 

@@ -11,7 +11,7 @@ mod common;
 use bytes::Bytes;
 use bytestring::ByteString;
 use capture::Captured;
-use common::host;
+use common::{client, host};
 use wasmq_codec::{Protocol, Publish, QoS};
 use wasmq_plugin_artifacts as artifacts;
 use wasmq_plugin_host::{
@@ -31,17 +31,6 @@ fn scripted(name: &str, priority: i32, settings: &[(&str, &str)]) -> Plugin {
         config = config.setting(*k, *v);
     }
     load(artifacts::SCRIPTED, config)
-}
-
-fn client(id: &str) -> ClientInfo {
-    let mut client = ClientInfo::new(
-        id.to_string(),
-        "127.0.0.1:50000".parse().unwrap(),
-        Protocol::V5,
-        "tcp",
-    );
-    client.username = Some(ByteString::from_static("user"));
-    client
 }
 
 fn message(topic: &str, payload: &[u8]) -> Publish {

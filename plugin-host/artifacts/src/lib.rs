@@ -6,8 +6,8 @@
 //! with the `test-plugins` feature (the tests' dev-dependencies), so building the
 //! broker compiles no fixture.
 //!
-//! Examples: [`READONLY_ACL`], [`STAMP`]. Fixtures: [`SCRIPTED`] (answers
-//! from its settings, for chain tests) and the hostile ones:
+//! Examples: [`READONLY_ACL`], [`STAMP`], [`SCRAM_SHA256`], [`AUTH_CHALLENGE`].
+//! Fixtures: [`SCRIPTED`] (answers from its settings, for chain tests) and the hostile ones:
 //! [`LOOP_FOREVER`], [`ALLOC_UNBOUNDED`], [`PANIC`], [`SLOW`]; [`SQL_PROBE`] for the `sql` capability;
 //! [`DELIVER_DENY`] for the `deliver` hook. Contract versions:
 //! [`CONTRACT_V0_1`] (built against the frozen `wasmq:plugin@0.1.0`) and

@@ -4,7 +4,9 @@
 
 use std::sync::OnceLock;
 
-use wasmq_plugin_host::{HostConfig, PluginHost};
+use bytestring::ByteString;
+use wasmq_codec::Protocol;
+use wasmq_plugin_host::{ClientInfo, HostConfig, PluginHost};
 
 /// One host for the whole test binary.
 pub fn host() -> &'static PluginHost {
@@ -16,4 +18,18 @@ pub fn host() -> &'static PluginHost {
         })
         .expect("plugin host")
     })
+}
+
+/// The client the hooks are asked about: `id`, user name `user`, MQTT 5 from
+/// 127.0.0.1:50000 on the plain tcp listener. A test that needs more (a certificate, a
+/// listener name, no user name) changes the fields it is about.
+pub fn client(id: &str) -> ClientInfo {
+    let mut client = ClientInfo::new(
+        id.to_string(),
+        "127.0.0.1:50000".parse().unwrap(),
+        Protocol::V5,
+        "tcp",
+    );
+    client.username = Some(ByteString::from_static("user"));
+    client
 }

@@ -52,7 +52,8 @@ impl Plugin for Challenge {
         state: Vec<u8>,
     ) -> AuthStep {
         let username = client.username.unwrap_or_default();
-        let answer = String::from_utf8(data.unwrap_or_default()).unwrap_or_default();
+        // Bytes that are not UTF-8 are replaced, as Python's and JavaScript's decoders do.
+        let answer = String::from_utf8_lossy(data.as_deref().unwrap_or_default()).into_owned();
         let Some((nonce, secret)) = answer.split_once(':') else {
             return AuthStep::Failure("the answer is not NONCE:SECRET".into());
         };

@@ -9,7 +9,7 @@ mod common;
 use bytes::Bytes;
 use bytestring::ByteString;
 use common::host;
-use wasmq_codec::{Protocol, Publish, QoS};
+use wasmq_codec::{Publish, QoS};
 use wasmq_plugin_artifacts as artifacts;
 use wasmq_plugin_host::{
     Action, AuthOutcome, CertificateIdentity, Chain, ClientInfo, Contract, Decision, ListenerKind,

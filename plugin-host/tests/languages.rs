@@ -27,7 +27,7 @@ mod common;
 use bytes::Bytes;
 use bytestring::ByteString;
 use common::{client, host};
-use wasmq_codec::{Protocol, Publish, PublishProperties, QoS};
+use wasmq_codec::{Publish, PublishProperties, QoS};
 use wasmq_plugin_artifacts as artifacts;
 use wasmq_plugin_host::{
     Action, Chain, Decision, Edit, Plugin, PluginAuthStep, PluginConfig, PluginSet, ResourceLimits,

@@ -12,12 +12,12 @@ use bytes::Bytes;
 use bytestring::ByteString;
 use capture::Captured;
 use common::{client, host};
-use wasmq_codec::{Protocol, Publish, QoS};
+use wasmq_codec::{Publish, QoS};
 use wasmq_plugin_artifacts as artifacts;
 use wasmq_plugin_host::{
-    Action, AuthOutcome, Chain, ClientInfo, Decision, Edit, Fault, HostConfig, LoadError,
-    OnTransformFault, Plugin, PluginAuthStep, PluginConfig, PluginHost, PluginSet, PluginState,
-    Retry, Transformed, check,
+    Action, AuthOutcome, Chain, Decision, Edit, Fault, HostConfig, LoadError, OnTransformFault,
+    Plugin, PluginAuthStep, PluginConfig, PluginHost, PluginSet, PluginState, Retry, Transformed,
+    check,
 };
 
 fn load(path: &str, config: PluginConfig) -> Plugin {

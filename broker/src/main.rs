@@ -273,12 +273,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         };
         ready.set(true);
-        server
-            .run(async {
-                shutdown_signal().await;
-                ready.set(false);
-            })
-            .await;
+        // On a worker, not in `block_on`: the accept loop then runs on a runtime thread,
+        // and each connection's task starts in that worker's local queue instead of
+        // going through the injection queue with a cross-thread wakeup (issue 14: the
+        // connection storm row).
+        let accepting = tokio::spawn(server.run(async move {
+            shutdown_signal().await;
+            ready.set(false);
+        }));
+        accepting.await.context("the accept loop failed")?;
         if let Some(journal) = journal {
             // Written and synced before the process ends, whatever the fsync policy.
             tokio::task::spawn_blocking(move || journal.close()).await?;

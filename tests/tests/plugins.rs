@@ -7,11 +7,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use bytestring::ByteString;
 use wasmq::config::{AclNomatch, Config, DenyAction, PluginsConfig};
 use wasmq::plugins::Plugins;
-use wasmq_codec::{Packet, Protocol, QoS, ReasonCode};
+use wasmq_codec::{Auth, AuthProperties, Packet, Protocol, QoS, ReasonCode};
 use wasmq_plugin_artifacts as artifacts;
-use wasmq_tests::{RawClient, TestBroker, publish_packet};
+use wasmq_tests::{RawClient, TestBroker, connect_packet, publish_packet};
 
 struct Setup {
     broker: TestBroker,
@@ -592,6 +594,57 @@ async fn hot_reload_under_load_loses_nothing() {
     assert_eq!(setup.failures(), 0);
 }
 
+/// The `auth-challenge` example's method.
+const DEMO_METHOD: &str = "demo-challenge";
+
+/// One `demo-challenge` exchange (MQTT 5 enhanced authentication) on a new connection
+/// as `user`: CONNECT naming the method, the broker's AUTH 0x18 with the plugin's nonce,
+/// the answer `NONCE:SECRET` (or `answer` itself when given, for a nonce of another
+/// exchange) in AUTH 0x18. Returns the CONNACK's reason code and the nonce.
+async fn demo_challenge(
+    addr: std::net::SocketAddr,
+    user: &str,
+    secret: &str,
+    answer: Option<&str>,
+) -> (ReasonCode, String) {
+    let mut connect = connect_packet(Protocol::V5, user, true);
+    connect.username = Some(ByteString::from(user));
+    connect.properties.authentication_method = Some(ByteString::from(DEMO_METHOD));
+    let mut client = RawClient::open(addr, Protocol::V5).await.unwrap();
+    client
+        .send(Packet::Connect(Box::new(connect)))
+        .await
+        .unwrap();
+    let nonce = match client.recv().await.expect("AUTH from the broker") {
+        Packet::Auth(a) => {
+            assert_eq!(a.reason_code, ReasonCode::CONTINUE_AUTHENTICATION, "{a:?}");
+            assert_eq!(
+                a.properties.authentication_method.as_deref(),
+                Some(DEMO_METHOD)
+            );
+            let data = a.properties.authentication_data.expect("a nonce");
+            String::from_utf8(data.to_vec()).expect("a hex nonce")
+        }
+        other => panic!("expected AUTH 0x18, got {other:?}"),
+    };
+    let answer = answer.map_or_else(|| format!("{nonce}:{secret}"), str::to_string);
+    client
+        .send(Packet::Auth(Auth {
+            reason_code: ReasonCode::CONTINUE_AUTHENTICATION,
+            properties: AuthProperties {
+                authentication_method: Some(ByteString::from(DEMO_METHOD)),
+                authentication_data: Some(Bytes::from(answer)),
+                ..Default::default()
+            },
+        }))
+        .await
+        .unwrap();
+    match client.recv().await.expect("CONNACK") {
+        Packet::ConnAck(connack) => (connack.reason_code, nonce),
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+}
+
 /// The same examples in every language, checked through a running broker's plugin
 /// folder with real clients: the Rust ones from `wasmq-plugin-artifacts`, the Python and
 /// JavaScript ones built by `scripts/build-plugins`.
@@ -615,21 +668,24 @@ async fn every_language_behaves_alike_in_a_running_broker() {
             "rust",
             PathBuf::from(artifacts::READONLY_ACL),
             PathBuf::from(artifacts::STAMP),
+            PathBuf::from(artifacts::AUTH_CHALLENGE),
         ),
         (
             "python",
             built.join("python/authz-readonly.wasm"),
             built.join("python/transform-stamp.wasm"),
+            built.join("python/auth-challenge.wasm"),
         ),
         (
             "js",
             built.join("js/authz-readonly.wasm"),
             built.join("js/transform-stamp.wasm"),
+            built.join("js/auth-challenge.wasm"),
         ),
     ];
     // Interpreter-based components need more memory than the 16 MiB default.
     let settings = "[limits]\nmemory_bytes_max = 134217728\ncall_timeout_ms = 2000\n";
-    for (language, authz, transform) in languages {
+    for (language, authz, transform, auth) in languages {
         let dir = tempfile::tempdir().unwrap();
         let config = PluginsConfig {
             dir: dir.path().join("plugins"),
@@ -653,6 +709,10 @@ async fn every_language_behaves_alike_in_a_running_broker() {
         setup
             .deploy("stamp", transform.to_str().unwrap(), Some(settings))
             .await;
+        let auth_settings = format!("{settings}[settings]\nsecret_alice = \"open sesame\"\n");
+        setup
+            .deploy("challenge", auth.to_str().unwrap(), Some(&auth_settings))
+            .await;
         // A Python or JavaScript component holds an interpreter (12-18 MB): compiling
         // it in a debug build on a busy 2-core machine takes tens of seconds the first
         // time (then the shared cache serves it).
@@ -660,13 +720,37 @@ async fn every_language_behaves_alike_in_a_running_broker() {
         wait_for_up_to(
             Duration::from_secs(300),
             &format!("{language}: both plugins to load"),
-            || setup.loads() + setup.failures() >= 2,
+            || setup.loads() + setup.failures() >= 3,
         )
         .await;
         println!("{language}: loaded in {:?}", loading.elapsed());
         assert_eq!(setup.failures(), 0, "{language}");
 
         let addr = setup.broker.addr;
+        // Enhanced authentication through the broker: the right secret connects; a
+        // wrong one, a user with no secret and the nonce of another exchange do not.
+        let (code, first_nonce) = demo_challenge(addr, "alice", "open sesame", None).await;
+        assert_eq!(code, ReasonCode::SUCCESS, "{language}");
+        let (code, _) = demo_challenge(addr, "alice", "wrong", None).await;
+        assert_eq!(code, ReasonCode::NOT_AUTHORIZED, "{language}: wrong secret");
+        let (code, _) = demo_challenge(addr, "bob", "open sesame", None).await;
+        assert_eq!(
+            code,
+            ReasonCode::NOT_AUTHORIZED,
+            "{language}: no secret_bob"
+        );
+        let stale = format!("{first_nonce}:open sesame");
+        let (code, nonce) = demo_challenge(addr, "alice", "", Some(&stale)).await;
+        assert_ne!(
+            nonce, first_nonce,
+            "{language}: each exchange has its own nonce"
+        );
+        assert_eq!(
+            code,
+            ReasonCode::NOT_AUTHORIZED,
+            "{language}: another exchange's nonce"
+        );
+
         let mut subscriber = RawClient::connected(addr, Protocol::V5, "sub").await;
         subscriber
             .subscribe_qos("readonly/#", QoS::AtLeastOnce)

@@ -306,17 +306,18 @@ pub trait Hooks: Send + Sync {
     }
 
     /// Transforms PUBLISHes of one client, in the order it sent them, before they are
-    /// routed: one answer per message, in order. By default, [`Hooks::transform`] on
-    /// each in turn.
+    /// routed: one answer per message, in order, as narrow as the change (the broker
+    /// does a [`Edit::Change`] to the message it owns, without a copy). By default,
+    /// [`Hooks::transform`] on each in turn.
     fn transform_batch<'a>(
         &'a self,
         client: &'a ClientInfo,
         messages: &'a [Publish],
-    ) -> BoxFuture<'a, Vec<Transformed>> {
+    ) -> BoxFuture<'a, Vec<Edit>> {
         Box::pin(async move {
             let mut results = Vec::with_capacity(messages.len());
             for message in messages {
-                results.push(self.transform(client, message).await);
+                results.push(self.transform(client, message).await.into());
             }
             results
         })

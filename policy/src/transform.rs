@@ -38,6 +38,17 @@ pub enum Edit {
     Replace(Box<Publish>),
 }
 
+impl From<Transformed> for Edit {
+    /// A whole-message answer as an edit: a replacement stays one.
+    fn from(result: Transformed) -> Edit {
+        match result {
+            Transformed::Keep => Edit::Keep,
+            Transformed::Replace(replacement) => Edit::Replace(replacement),
+            Transformed::Drop(reason) => Edit::Drop(reason),
+        }
+    }
+}
+
 impl Edit {
     /// What the edit makes of `publish`, the message it was made for: a `Keep` or a
     /// `Drop` makes nothing, a `Change` is done to a copy of it (reference counts, and

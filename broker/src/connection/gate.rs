@@ -19,7 +19,7 @@ use wasmq_codec::{Publish, QoS, ReasonCode};
 
 use crate::authz_cache::{AuthzCache, TransformCache, count_deliveries};
 use crate::broker::Broker;
-use crate::hooks::{Action, ClientInfo, Hooks, PolicyGeneration, TransformEdit, Transformed};
+use crate::hooks::{Action, ClientInfo, Edit, Hooks, PolicyGeneration, TransformEdit, Transformed};
 use crate::message::Delivery;
 use crate::topic::TopicName;
 
@@ -264,22 +264,17 @@ impl PolicyGate {
         allowed: Vec<Publish>,
         names: Vec<TopicName>,
     ) -> Vec<Option<(Publish, TopicName)>> {
-        let results = match self.hooks.as_deref() {
+        let edits = match self.hooks.as_deref() {
             Some(hooks) if !allowed.is_empty() => hooks.transform_batch(client, &allowed).await,
             _ => Vec::new(),
         };
         // A chain that answered for fewer keeps the rest.
-        let results = results
-            .into_iter()
-            .chain(std::iter::repeat(Transformed::Keep));
+        let edits = edits.into_iter().chain(std::iter::repeat(Edit::Keep));
         allowed
             .into_iter()
             .zip(names)
-            .zip(results)
-            .map(|((publish, topic), result)| {
-                let (result, name) = checked(result, topic, self.max_topic_levels);
-                routed(publish, result).map(|publish| (publish, name))
-            })
+            .zip(edits)
+            .map(|((publish, topic), edit)| edited(publish, topic, edit, self.max_topic_levels))
             .collect()
     }
 
@@ -396,6 +391,50 @@ fn checked(
             }
         }
         result => (result, topic),
+    }
+}
+
+/// What to route once a batch transform answered `edit` for `publish`, named `topic`;
+/// `None`: dropped. A change is done to `publish` itself, which the connection owns: no
+/// copy, and the name is validated again only when the topic changed. A change to an
+/// invalid topic keeps the message as it was, as a replacement with one does.
+fn edited(
+    mut publish: Publish,
+    topic: TopicName,
+    edit: Edit,
+    max_topic_levels: usize,
+) -> Option<(Publish, TopicName)> {
+    match edit {
+        Edit::Keep => Some((publish, topic)),
+        Edit::Drop(_) => None,
+        Edit::Replace(replacement) => {
+            let (result, name) =
+                checked(Transformed::Replace(replacement), topic, max_topic_levels);
+            routed(publish, result).map(|publish| (publish, name))
+        }
+        Edit::Change {
+            topic: new_topic,
+            add_user_properties,
+        } => {
+            let name = match new_topic {
+                None => topic,
+                Some(new_topic) => match TopicName::new(new_topic.clone(), max_topic_levels) {
+                    Ok(name) => {
+                        publish.topic = new_topic;
+                        name
+                    }
+                    Err(_) => {
+                        warn!(topic = %new_topic, "transform produced an invalid topic; original kept");
+                        return Some((publish, topic));
+                    }
+                },
+            };
+            publish
+                .properties
+                .user_properties
+                .extend(add_user_properties);
+            Some((publish, name))
+        }
     }
 }
 

@@ -332,20 +332,16 @@ impl Hooks for PluginPolicy {
         &'a self,
         client: &'a ClientInfo,
         messages: &'a [Publish],
-    ) -> BoxFuture<'a, Vec<Transformed>> {
+    ) -> BoxFuture<'a, Vec<Edit>> {
         Box::pin(async move {
             let edits = self.chain.chain.transform_batch(client, messages).await;
-            messages
-                .iter()
-                .zip(edits)
-                .map(|(publish, edit)| {
-                    if let Edit::Drop(why) = &edit {
-                        debug!(why, topic = %publish.topic, "message dropped by a transform");
-                    }
-                    // A keep or a drop makes nothing; a change is done to a copy.
-                    edit.applied_to(publish)
-                })
-                .collect()
+            for (publish, edit) in messages.iter().zip(&edits) {
+                if let Edit::Drop(why) = edit {
+                    debug!(why, topic = %publish.topic, "message dropped by a transform");
+                }
+            }
+            // The broker does the changes to the messages it owns (`PolicyGate`).
+            edits
         })
     }
 

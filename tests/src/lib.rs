@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -17,8 +17,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use wasmq::{Broker, Config, Server};
 use wasmq_codec::{
-    ConnAck, Connect, ConnectProperties, Packet, Protocol, Publish, PublishProperties, QoS, SubAck,
-    Subscribe, SubscriptionOptions,
+    Auth, AuthProperties, ConnAck, Connect, ConnectProperties, Packet, Protocol, Publish,
+    PublishProperties, QoS, ReasonCode, SubAck, Subscribe, SubscriptionOptions,
 };
 
 pub use wasmq_codec as codec;
@@ -195,6 +195,18 @@ pub fn connect_packet(protocol: Protocol, client_id: &str, clean_start: bool) ->
         password: None,
         properties: ConnectProperties::default(),
     }
+}
+
+/// An AUTH packet (MQTT 5 enhanced authentication) with `method` and `data`.
+pub fn auth_packet(code: ReasonCode, method: &str, data: Bytes) -> Packet {
+    Packet::Auth(Auth {
+        reason_code: code,
+        properties: AuthProperties {
+            authentication_method: Some(ByteString::from(method)),
+            authentication_data: Some(data),
+            ..Default::default()
+        },
+    })
 }
 
 /// A PUBLISH with default properties.

@@ -17,11 +17,11 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use wasmq::config::{DatabaseConfig, PluginsConfig};
 use wasmq::plugins::{Plugins, open_database};
-use wasmq_codec::{Auth, AuthProperties, ConnAck, Connect, Packet, Protocol, QoS, ReasonCode};
+use wasmq_codec::{ConnAck, Connect, Packet, Protocol, QoS, ReasonCode};
 use wasmq_plugin_artifacts as artifacts;
 use wasmq_plugin_host::Database;
 use wasmq_plugin_host::database::Value;
-use wasmq_tests::{RawClient, TestBroker, connect_packet, publish_packet};
+use wasmq_tests::{RawClient, TestBroker, auth_packet, connect_packet, publish_packet};
 
 const METHOD: &str = "SCRAM-SHA-256";
 const TOML: &str = include_str!("../../plugins/examples/rust/scram-sha256/scram-sha256.toml");
@@ -164,17 +164,6 @@ fn scram_connect(client_id: &str, data: Bytes) -> Connect {
     connect
 }
 
-fn auth(code: ReasonCode, method: &str, data: Bytes) -> Packet {
-    Packet::Auth(Auth {
-        reason_code: code,
-        properties: AuthProperties {
-            authentication_method: Some(ByteString::from(method)),
-            authentication_data: Some(data),
-            ..Default::default()
-        },
-    })
-}
-
 /// The broker's AUTH 0x18 with the SCRAM method: its data.
 async fn challenge(client: &mut RawClient) -> Bytes {
     match client.recv().await.expect("AUTH from the broker") {
@@ -210,7 +199,11 @@ async fn answer_connect(
 ) -> (ConnAck, Vec<u8>) {
     let (last, signature) = scram.last(server_first);
     client
-        .send(auth(ReasonCode::CONTINUE_AUTHENTICATION, METHOD, last))
+        .send(auth_packet(
+            ReasonCode::CONTINUE_AUTHENTICATION,
+            METHOD,
+            last,
+        ))
         .await
         .unwrap();
     match client.recv().await.expect("CONNACK") {
@@ -232,7 +225,11 @@ async fn exchange(running: &Running, user: &str, password: &str) -> (RawClient, 
 /// client-first-message): the broker's challenge.
 async fn reauth_challenged(client: &mut RawClient, scram: &ScramClient) -> Bytes {
     client
-        .send(auth(ReasonCode::REAUTHENTICATE, METHOD, scram.first()))
+        .send(auth_packet(
+            ReasonCode::REAUTHENTICATE,
+            METHOD,
+            scram.first(),
+        ))
         .await
         .unwrap();
     challenge(client).await
@@ -245,7 +242,11 @@ async fn reauthenticate(client: &mut RawClient, scram: &ScramClient) -> Vec<u8> 
     let server_first = reauth_challenged(client, scram).await;
     let (last, signature) = scram.last(&server_first);
     client
-        .send(auth(ReasonCode::CONTINUE_AUTHENTICATION, METHOD, last))
+        .send(auth_packet(
+            ReasonCode::CONTINUE_AUTHENTICATION,
+            METHOD,
+            last,
+        ))
         .await
         .unwrap();
     signature
@@ -339,7 +340,7 @@ async fn re_authentication_with_another_method_is_a_protocol_error() {
     let (mut client, connack, _) = exchange(&running, "alice", "secret").await;
     assert_eq!(connack.reason_code, ReasonCode::SUCCESS);
     client
-        .send(auth(
+        .send(auth_packet(
             ReasonCode::REAUTHENTICATE,
             "SCRAM-SHA-1",
             Bytes::from_static(b"n,,n=alice,r=x"),
@@ -581,7 +582,7 @@ async fn auth_without_an_authentication_method_in_connect_is_a_protocol_error() 
     let running = start(|_| {}).await;
     let mut client = RawClient::connected(running.broker.addr, Protocol::V5, "plain").await;
     client
-        .send(auth(
+        .send(auth_packet(
             ReasonCode::REAUTHENTICATE,
             METHOD,
             Bytes::from_static(b"n,,n=alice,r=x"),

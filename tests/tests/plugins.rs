@@ -11,9 +11,9 @@ use bytes::Bytes;
 use bytestring::ByteString;
 use wasmq::config::{AclNomatch, Config, DenyAction, PluginsConfig};
 use wasmq::plugins::Plugins;
-use wasmq_codec::{Auth, AuthProperties, Packet, Protocol, QoS, ReasonCode};
+use wasmq_codec::{Packet, Protocol, QoS, ReasonCode};
 use wasmq_plugin_artifacts as artifacts;
-use wasmq_tests::{RawClient, TestBroker, connect_packet, publish_packet};
+use wasmq_tests::{RawClient, TestBroker, auth_packet, connect_packet, publish_packet};
 
 struct Setup {
     broker: TestBroker,
@@ -629,14 +629,11 @@ async fn demo_challenge(
     };
     let answer = answer.map_or_else(|| format!("{nonce}:{secret}"), str::to_string);
     client
-        .send(Packet::Auth(Auth {
-            reason_code: ReasonCode::CONTINUE_AUTHENTICATION,
-            properties: AuthProperties {
-                authentication_method: Some(ByteString::from(DEMO_METHOD)),
-                authentication_data: Some(Bytes::from(answer)),
-                ..Default::default()
-            },
-        }))
+        .send(auth_packet(
+            ReasonCode::CONTINUE_AUTHENTICATION,
+            DEMO_METHOD,
+            Bytes::from(answer),
+        ))
         .await
         .unwrap();
     match client.recv().await.expect("CONNACK") {

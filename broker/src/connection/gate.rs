@@ -382,16 +382,23 @@ fn checked(
 ) -> (Transformed, TopicName) {
     match result {
         Transformed::Replace(replacement) => {
-            match TopicName::new(replacement.topic.clone(), max_topic_levels) {
-                Ok(name) => (Transformed::Replace(replacement), name),
-                Err(_) => {
-                    warn!(topic = %replacement.topic, "transform produced an invalid topic; original kept");
-                    (Transformed::Keep, topic)
-                }
+            match transformed_topic(&replacement.topic, max_topic_levels) {
+                Some(name) => (Transformed::Replace(replacement), name),
+                None => (Transformed::Keep, topic),
             }
         }
         result => (result, topic),
     }
+}
+
+/// A topic a transform gave a message, validated; `None` (said in the log) when it is
+/// invalid, and the caller keeps the original message.
+fn transformed_topic(topic: &ByteString, max_topic_levels: usize) -> Option<TopicName> {
+    let name = TopicName::new(topic.clone(), max_topic_levels).ok();
+    if name.is_none() {
+        warn!(%topic, "transform produced an invalid topic; original kept");
+    }
+    name
 }
 
 /// What to route once a batch transform answered `edit` for `publish`, named `topic`;
@@ -407,26 +414,23 @@ fn edited(
     match edit {
         Edit::Keep => Some((publish, topic)),
         Edit::Drop(_) => None,
-        Edit::Replace(replacement) => {
-            let (result, name) =
-                checked(Transformed::Replace(replacement), topic, max_topic_levels);
-            routed(publish, result).map(|publish| (publish, name))
-        }
+        Edit::Replace(replacement) => match transformed_topic(&replacement.topic, max_topic_levels)
+        {
+            Some(name) => Some((*replacement, name)),
+            None => Some((publish, topic)),
+        },
         Edit::Change {
             topic: new_topic,
             add_user_properties,
         } => {
             let name = match new_topic {
                 None => topic,
-                Some(new_topic) => match TopicName::new(new_topic.clone(), max_topic_levels) {
-                    Ok(name) => {
+                Some(new_topic) => match transformed_topic(&new_topic, max_topic_levels) {
+                    Some(name) => {
                         publish.topic = new_topic;
                         name
                     }
-                    Err(_) => {
-                        warn!(topic = %new_topic, "transform produced an invalid topic; original kept");
-                        return Some((publish, topic));
-                    }
+                    None => return Some((publish, topic)),
                 },
             };
             publish

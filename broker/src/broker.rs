@@ -314,6 +314,18 @@ impl Broker {
         }
     }
 
+    /// Tells every connection that owns a session to close with `kick` (the server's
+    /// shutdown); the number told.
+    pub fn kick_all(&self, kick: Kick) -> usize {
+        let sessions: Vec<Arc<Session>> = self.sessions.lock().values().cloned().collect();
+        sessions
+            .iter()
+            .filter_map(|session| session.lock().owner.as_mut().and_then(|o| o.kick.take()))
+            .map(|sender| sender.send(kick).is_ok())
+            .filter(|&told| told)
+            .count()
+    }
+
     /// Attaches the connection `owner` describes to the session of `client_id`: resumes
     /// it (unless `clean_start`) or starts a new one. A connection already attached is
     /// told to go with 0x8E. Returns the session and Session Present.

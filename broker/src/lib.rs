@@ -13,7 +13,7 @@
 //!   connection's policy gate, which caches the answers), stored if retained
 //!   ([`storage`]), and routed: [`router`] matches the topic ([`topic`] holds the rules)
 //!   and each matching session receives a `message::Delivery` in its bounded queue.
-//! - The owning connection is woken, pulls deliveries within its inflight window, and
+//! - The owning connection is woken (`wake`), pulls deliveries within its inflight window, and
 //!   writes them. Offline persistent sessions keep QoS 1/2 deliveries until they return
 //!   or expire. A queue filling faster than it drains holds its publishers back
 //!   (`backpressure`).
@@ -50,6 +50,7 @@ pub mod store;
 pub mod sys;
 pub mod topic;
 mod transport;
+mod wake;
 
 pub use broker::Broker;
 pub use config::Config;

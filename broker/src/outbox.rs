@@ -70,18 +70,26 @@ impl Outbox {
 
     /// Waits until the socket takes data, then writes what is waiting in one vectored
     /// write: the bytes written, `None` when the readiness was spurious (or, on a TLS or
-    /// WebSocket stream, when it was a flush). Nothing is held across the wait (the
-    /// slices live on the stack of the write alone, not in every connection's task), and
-    /// it is cancel safe.
+    /// WebSocket stream, when it was a flush). Cancel safe.
     pub(crate) async fn write_to(&mut self, writer: &mut Writer) -> io::Result<Option<usize>> {
+        poll_fn(|cx| self.poll_write(cx, writer)).await
+    }
+
+    /// [`Outbox::write_to`] as a poll: the serve loop's write, which keeps nothing across
+    /// the wait. A TCP socket's readiness is waited for in its own waker slot
+    /// (`poll_write_ready`), not by a `writable()` future (168 bytes) in the task, and
+    /// the slices live on the stack of one poll.
+    pub(crate) fn poll_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        writer: &mut Writer,
+    ) -> Poll<io::Result<Option<usize>>> {
         match writer {
             Writer::Tcp(tcp) => {
-                tcp.writable().await?;
-                self.try_write(tcp)
+                ready!(tcp.as_ref().poll_write_ready(cx))?;
+                Poll::Ready(self.try_write(tcp))
             }
-            Writer::Stream { half, unflushed } => {
-                poll_fn(|cx| self.poll_write_stream(cx, half, unflushed)).await
-            }
+            Writer::Stream { half, unflushed } => self.poll_write_stream(cx, half, unflushed),
         }
     }
 

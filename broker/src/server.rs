@@ -18,6 +18,7 @@ use crate::broker::Broker;
 use crate::config::Config;
 use crate::hooks::Hooks;
 use crate::listener::{self, Endpoint};
+use crate::session::Kick;
 use crate::transport::tls::{TlsState, TlsWatch};
 use crate::{connection, sys};
 
@@ -196,7 +197,11 @@ impl Server {
         }
         drop(listeners);
         info!(connections = connections.len(), "shutting down");
+        // The handshakes under way watch `stop`; the connections past theirs are told
+        // through their sessions (no wait on `stop` in every idle connection's task).
+        // One that attaches after this finds `stop` set as its serve loop starts.
         let _ = stop_tx.send(true);
+        broker.kick_all(Kick::SHUTDOWN);
         let drained = tokio::time::timeout(limits.shutdown_timeout(), async {
             while connections.join_next().await.is_some() {}
         })

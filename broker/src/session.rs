@@ -23,6 +23,7 @@ use crate::message::Delivery;
 use crate::router::SubscriptionData;
 use crate::store::SessionKeeper;
 use crate::topic::TopicFilter;
+use crate::wake::Wake;
 
 /// Where an outgoing QoS 1/2 message stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +92,12 @@ impl Kick {
         reason: ReasonCode::SESSION_TAKEN_OVER,
         why: "session taken over",
     };
+    /// The server is shutting down: told to every connection at once (the v5 clients
+    /// get 0x8B), and no will is published.
+    pub const SHUTDOWN: Kick = Kick {
+        reason: ReasonCode::SERVER_SHUTTING_DOWN,
+        why: "server shutting down",
+    };
 }
 
 /// A Will Message waiting for its Will Delay Interval.
@@ -141,7 +148,7 @@ pub struct Session {
     pub client_id: ByteString,
     state: Mutex<SessionState>,
     /// Wakes the owning connection when deliveries were queued.
-    pub wake: Notify,
+    pub(crate) wake: Wake,
     /// Wakes the publishers held back by this session's queue (see `backpressure.rs`)
     /// when it has drained, or when they must stop waiting for it.
     pub(crate) room: Notify,
@@ -203,7 +210,7 @@ impl Session {
                 kept: false,
                 next_packet_id: 1,
             }),
-            wake: Notify::new(),
+            wake: Wake::default(),
             room: Notify::new(),
             online: AtomicBool::new(false),
             held: AtomicBool::new(false),
@@ -262,7 +269,7 @@ impl Session {
         }
         drop(state);
         if online && was_empty {
-            self.wake.notify_one();
+            self.wake.notify();
         }
         if congested {
             Enqueued::Congested

@@ -72,8 +72,9 @@ pub use v0_2::wit;
 /// A [`ClientInfo`] converted, once, into the record every hook call hands to
 /// a plugin. The broker asks about the same client on every PUBLISH of a
 /// connection; converting it per call cost four `String`s and a formatted
-/// address per message. Made on the first hook call about the client and kept
-/// in its [`ClientInfo::prepared`] slot ([`prepared`]).
+/// address per message. Made on the first hook call about the client after its
+/// authentication (which [`converted`] serves) and kept in its
+/// [`ClientInfo::prepared`] slot ([`prepared`]).
 #[derive(Clone, Debug)]
 pub(crate) struct PreparedClient {
     current: wit::Client,
@@ -99,6 +100,14 @@ impl PreparedClient {
 /// kept with it for the connection's life.
 pub(crate) fn prepared(client: &ClientInfo) -> &PreparedClient {
     client.prepared.get_or_init(|| PreparedClient::from(client))
+}
+
+/// `client` converted for one call and not kept: the authentication at CONNECT. Most
+/// connections of a large fleet are idle after it and never call a hook again; kept,
+/// the conversion (its strings, about 350 bytes) lived as long as each of them (issue
+/// 14: bytes per idle connection). The first call after it makes the kept one.
+pub(crate) fn converted(client: &ClientInfo) -> PreparedClient {
+    PreparedClient::from(client)
 }
 
 impl From<&ClientInfo> for PreparedClient {

@@ -21,7 +21,8 @@ use wasmq_codec::Publish;
 use wasmq_policy::{Action, CacheLifetime, ClientInfo, Decision, Edit, Transformed};
 
 use crate::bindings::{
-    Changes, PreparedClient, apply_change, placeholder_message, prepared, publish_from, wit,
+    Changes, PreparedClient, apply_change, converted, placeholder_message, prepared, publish_from,
+    wit,
 };
 use crate::plugin::{OnTransformFault, Plugin};
 use crate::types::{AuthOutcome, HookSet, PluginAuthStep};
@@ -111,7 +112,7 @@ impl PluginSet {
 
     /// Runs the authentication chain. `Ignore` when no plugin decided.
     pub async fn authenticate(&self, client: &ClientInfo, password: Option<&[u8]>) -> AuthOutcome {
-        self.authenticate_counted(prepared(client), password, None)
+        self.authenticate_counted(&converted(client), password, None)
             .await
     }
 
@@ -676,7 +677,7 @@ impl Chain {
     pub async fn authenticate(&self, client: &ClientInfo, password: Option<&[u8]>) -> AuthOutcome {
         self.counters.authn_calls.fetch_add(1, Ordering::Relaxed);
         let set = self.current.load_full();
-        set.authenticate_counted(prepared(client), password, Some(&self.counters))
+        set.authenticate_counted(&converted(client), password, Some(&self.counters))
             .await
     }
 

@@ -25,8 +25,9 @@
 //! - `bindings` (private): the generated bindings of each contract version
 //!   ([`Contract`]) and the one place types are converted to and from them
 //!   (0.1.0 in one place too: the client without what 0.2.0 added). A client
-//!   is converted once per connection, on the first call about it, and kept
-//!   in its [`ClientInfo::prepared`] slot.
+//!   is converted once per connection, on the first call about it after its
+//!   authentication, and kept in its [`ClientInfo::prepared`] slot (an idle
+//!   connection keeps none).
 //! - `state` (private): the per-instance `HostState`, the host side of the
 //!   capabilities, and plugin stdout/stderr into `tracing`.
 //! - [`histogram`]: [`LatencyHistogram`], lock-free call and query latencies,

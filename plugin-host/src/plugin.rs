@@ -26,7 +26,9 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmq_codec::Publish;
 use wasmq_policy::{Action, CacheLifetime, ClientInfo, Decision, Transformed};
 
-use crate::bindings::{self, PreparedClient, placeholder_message, prepared, v0_1, v0_2, wit};
+use crate::bindings::{
+    self, PreparedClient, converted, placeholder_message, prepared, v0_1, v0_2, wit,
+};
 use crate::check::{Contract, Inspection};
 use crate::error::{Fault, LoadError};
 use crate::histogram::{HistogramSnapshot, LatencyHistogram};
@@ -695,7 +697,7 @@ impl Plugin {
         client: &ClientInfo,
         password: Option<&[u8]>,
     ) -> Result<AuthOutcome, Fault> {
-        self.authenticate_wit(prepared(client), password).await
+        self.authenticate_wit(&converted(client), password).await
     }
 
     /// The contract version the plugin was built against.

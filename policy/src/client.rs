@@ -31,9 +31,10 @@ pub struct ClientInfo {
     /// 3.1.1). Bounded by the maximum packet size the CONNECT was read within.
     pub connect_user_properties: UserProperties,
     /// This client as the hooks' implementation converted it for its own use (the
-    /// plugin host: the WIT record plugins are handed), made on the first hook call and
-    /// kept for the connection's life: converting it on every PUBLISH (four strings, the
-    /// address formatted) was a measurable part of a transform's cost. So a client is
+    /// plugin host: the WIT record plugins are handed), made on the first hook call after
+    /// the authentication and kept for the connection's life: converting it on every
+    /// PUBLISH (four strings, the address formatted) was a measurable part of a
+    /// transform's cost; an idle connection never makes it. So a client is
     /// not changed once it was asked about: a clone shares the slot, and a changed copy
     /// needs `Prepared::default()` (what struct update from a fresh client gives).
     pub prepared: Prepared,

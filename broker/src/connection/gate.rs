@@ -19,6 +19,7 @@ use wasmq_codec::{Publish, QoS, ReasonCode};
 
 use crate::authz_cache::{AuthzCache, TransformCache, count_deliveries};
 use crate::broker::Broker;
+use crate::config::CacheConfig;
 use crate::hooks::{Action, ClientInfo, Edit, Hooks, PolicyGeneration, TransformEdit, Transformed};
 use crate::message::Delivery;
 use crate::topic::TopicName;
@@ -53,6 +54,17 @@ pub(super) struct PolicyGate {
     superuser: bool,
     /// A transform's replacement topic must be valid under the broker's limit.
     max_topic_levels: usize,
+    /// `[authz_cache]` and `[transform_cache]`, for when the caches are made.
+    settings: (CacheConfig, CacheConfig),
+    /// What the connection remembers of the policy's answers, made by the first check
+    /// that asks the hooks. Inline, the three caches and the read question
+    /// were 400 bytes of every connection, and most connections of a large fleet, idle,
+    /// never ask (issue 14: bytes per idle connection).
+    caches: Option<Box<Caches>>,
+}
+
+/// The caches of a [`PolicyGate`] and the read question a pull waits for.
+struct Caches {
     /// PUBLISH and SUBSCRIBE decisions (`[authz_cache]`).
     authz: AuthzCache,
     /// Read access on topics received through wildcard filters (the `deliver` hook),
@@ -76,6 +88,30 @@ pub(super) struct PolicyGate {
     read_misses: u64,
 }
 
+impl Caches {
+    fn new((authz, transform): &(CacheConfig, CacheConfig)) -> Caches {
+        Caches {
+            authz: AuthzCache::new(authz.ttl(), authz.max_entries),
+            reads: AuthzCache::new(authz.ttl(), authz.max_entries),
+            transforms: TransformCache::new(transform.ttl(), transform.max_entries),
+            read_question: None,
+            read_verdict: None,
+            read_asked: None,
+            read_hits: 0,
+            read_misses: 0,
+        }
+    }
+
+    /// The gate's caches, made on first use (a function of the two fields, not a
+    /// method: a check holds the gate's hooks borrowed meanwhile).
+    fn of<'a>(
+        caches: &'a mut Option<Box<Caches>>,
+        settings: &(CacheConfig, CacheConfig),
+    ) -> &'a mut Caches {
+        caches.get_or_insert_with(|| Box::new(Caches::new(settings)))
+    }
+}
+
 /// The read checks of one pull: taken once per pull ([`PolicyGate::read_check`]), so a
 /// reload in the middle of a pull takes effect on the next.
 #[derive(Debug, Clone, Copy)]
@@ -94,17 +130,8 @@ impl PolicyGate {
             generation: broker.policy_generation().clone(),
             superuser,
             max_topic_levels: config.limits.max_topic_levels,
-            authz: AuthzCache::new(config.authz_cache.ttl(), config.authz_cache.max_entries),
-            reads: AuthzCache::new(config.authz_cache.ttl(), config.authz_cache.max_entries),
-            transforms: TransformCache::new(
-                config.transform_cache.ttl(),
-                config.transform_cache.max_entries,
-            ),
-            read_question: None,
-            read_verdict: None,
-            read_asked: None,
-            read_hits: 0,
-            read_misses: 0,
+            settings: (config.authz_cache.clone(), config.transform_cache.clone()),
+            caches: None,
         }
     }
 
@@ -174,15 +201,19 @@ impl PolicyGate {
             return true;
         };
         let generation = self.generation.get();
-        if let Some(allowed) = self.authz.get(generation, action, topic, qos, retain) {
+        // The lookup is made even on caches made just now: it is what brings a cache to
+        // the current generation, under which alone it takes answers.
+        let authz = &mut Caches::of(&mut self.caches, &self.settings).authz;
+        if let Some(allowed) = authz.get(generation, action, topic, qos, retain) {
             return allowed;
         }
         let answer = hooks
             .authorization(client, action, topic, qos, retain)
             .await;
         if answer.cacheable {
-            let lifetime = answer.cache.duration(self.authz.ttl());
-            self.authz.insert_for(
+            let authz = &mut Caches::of(&mut self.caches, &self.settings).authz;
+            let lifetime = answer.cache.duration(authz.ttl());
+            authz.insert_for(
                 generation,
                 action,
                 topic.clone(),
@@ -212,8 +243,8 @@ impl PolicyGate {
         let (qos, retain) = (publish.qos, publish.retain);
         let cached = per_topic
             .then(|| {
-                self.transforms
-                    .get(generation, Action::Publish, &publish.topic, qos, retain)
+                let transforms = &mut Caches::of(&mut self.caches, &self.settings).transforms;
+                transforms.get(generation, Action::Publish, &publish.topic, qos, retain)
             })
             .flatten();
         let to_route = match cached {
@@ -237,14 +268,16 @@ impl PolicyGate {
                 );
                 if per_topic && let Some(edit) = TransformEdit::between(&publish, &result) {
                     let topic = publish.topic.clone();
-                    self.transforms.insert(
-                        generation,
-                        Action::Publish,
-                        topic,
-                        qos,
-                        retain,
-                        Arc::new(edit),
-                    );
+                    Caches::of(&mut self.caches, &self.settings)
+                        .transforms
+                        .insert(
+                            generation,
+                            Action::Publish,
+                            topic,
+                            qos,
+                            retain,
+                            Arc::new(edit),
+                        );
                 }
                 routed(publish, result).map(|publish| (publish, name))
             }
@@ -298,7 +331,8 @@ impl PolicyGate {
         now: Instant,
         front: &Delivery,
     ) -> Option<bool> {
-        let cached = self.reads.peek_at(
+        let caches = Caches::of(&mut self.caches, &self.settings);
+        let cached = caches.reads.peek_at(
             now,
             check.generation,
             Action::Subscribe,
@@ -306,43 +340,47 @@ impl PolicyGate {
             front.qos,
             front.retain,
         );
-        let just_asked = self.read_asked.take_if(|q| q.is_about(front));
+        let just_asked = caches.read_asked.take_if(|q| q.is_about(front));
         if cached.is_some() && just_asked.is_none() {
-            self.read_hits += 1;
+            caches.read_hits += 1;
         }
         let allowed = cached.or_else(|| {
-            self.read_verdict
+            (caches.read_verdict)
                 .take_if(|(q, _)| q.is_about(front))
                 .map(|(_, allowed)| allowed)
         });
         if allowed.is_none() {
-            self.read_misses += 1;
-            self.read_question = Some(ReadQuestion::of(front));
+            caches.read_misses += 1;
+            caches.read_question = Some(ReadQuestion::of(front));
         }
         allowed
     }
 
     /// Whether the last pull stopped at a delivery whose read access is to be asked.
     pub(super) fn awaits_read(&self) -> bool {
-        self.read_question.is_some()
+        (self.caches.as_ref()).is_some_and(|caches| caches.read_question.is_some())
     }
 
     /// Ends a pull: counts its read-cache lookups, and drops the verdict it was given
     /// (a verdict is for the front delivery it was asked for, on the next pull only).
     pub(super) fn end_pull(&mut self) {
+        let Some(caches) = self.caches.as_deref_mut() else {
+            return;
+        };
         count_deliveries(
-            std::mem::take(&mut self.read_hits),
-            std::mem::take(&mut self.read_misses),
+            std::mem::take(&mut caches.read_hits),
+            std::mem::take(&mut caches.read_misses),
         );
-        self.read_verdict = None;
-        self.read_asked = None;
+        caches.read_verdict = None;
+        caches.read_asked = None;
     }
 
     /// Asks the hooks the read question the last pull stopped at, if any (false: there
     /// was none), and remembers the answer for the next pull: in the read cache when it
     /// may be cached, else as the verdict for that delivery.
     pub(super) async fn decide_read(&mut self, client: &ClientInfo) -> bool {
-        let Some(question) = self.read_question.take() else {
+        let Some(question) = (self.caches.as_deref_mut()).and_then(|c| c.read_question.take())
+        else {
             return false;
         };
         let Some(hooks) = self.hooks.as_deref() else {
@@ -352,9 +390,10 @@ impl PolicyGate {
         let answer = hooks
             .authorize_delivery(client, &question.topic, question.qos, question.retain)
             .await;
-        let lifetime = answer.cache.duration(self.reads.ttl());
+        let caches = Caches::of(&mut self.caches, &self.settings);
+        let lifetime = answer.cache.duration(caches.reads.ttl());
         let cached = answer.cacheable
-            && self.reads.insert_for(
+            && caches.reads.insert_for(
                 generation,
                 Action::Subscribe,
                 question.topic.clone(),
@@ -364,9 +403,9 @@ impl PolicyGate {
                 lifetime,
             );
         if cached {
-            self.read_asked = Some(question);
+            caches.read_asked = Some(question);
         } else {
-            self.read_verdict = Some((question, answer.allowed));
+            caches.read_verdict = Some((question, answer.allowed));
         }
         true
     }

@@ -1,7 +1,6 @@
 //! The CONNECT handshake: checks the CONNECT, authenticates the client, attaches its
 //! session and answers CONNACK, giving the serve loop a `Connection` with what was negotiated.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -247,8 +246,7 @@ impl Connection {
                 own_user_properties(&mut properties.user_properties);
                 Box::new(will)
             }),
-            aliases_in: HashMap::new(),
-            aliases_out: HashMap::new(),
+            aliases: None,
             outbox: Outbox::default(),
             pending: true,
             hold: None,

@@ -37,7 +37,9 @@ mod publish;
 mod subscribe;
 
 use std::collections::HashMap;
+use std::future::poll_fn;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -88,24 +90,24 @@ const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
 pub(crate) type Permits = (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>);
 
 /// Serves one accepted connection of `endpoint`'s listener until it closes.
-pub(crate) async fn serve(
+///
+/// The connection's task is what an idle connection costs for all of its life (issue
+/// 14: bytes per idle connection), so it holds little: the handshake's future is boxed
+/// here and owns the arguments (an `async fn` keeps its arguments in its state for as
+/// long as it runs, though moved out at the start), the accepted connection is boxed
+/// (`Accepted`), and the farewell is boxed too.
+pub(crate) fn serve(
     broker: Arc<Broker>,
     stream: TcpStream,
     peer: SocketAddr,
     endpoint: Arc<Endpoint>,
     shutdown: watch::Receiver<bool>,
-    _permits: Permits,
-) {
+    permits: Permits,
+) -> impl Future<Output = ()> + Send {
     let _ = stream.set_nodelay(true);
     let span = info_span!("connection", %peer, listener = %endpoint.name, client_id = field::Empty);
-    async move {
-        match run(broker, stream, peer, &endpoint, shutdown).await {
-            Ok(()) => debug!("connection closed"),
-            Err(error) => debug!(%error, "connection closed"),
-        }
-    }
-    .instrument(span)
-    .await
+    let handshake = Box::pin(handshake(broker, stream, peer, endpoint, shutdown, permits));
+    run(handshake).instrument(span)
 }
 
 /// Why a connection ends.
@@ -133,40 +135,44 @@ impl From<std::io::Error> for Close {
     }
 }
 
-async fn run(
-    broker: Arc<Broker>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    endpoint: &Endpoint,
-    mut shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    // The handshake and the farewell are boxed: their state (TLS, the CONNECT read, the
-    // plugins' authentication, the last writes) lives only for a moment, and inline it
-    // would be part of every connection task's size for as long as the connection is
-    // idle, which is most of its life (issue 14: bytes per idle connection).
-    let Some(Accepted {
-        mut connection,
+async fn run(handshake: Pin<Box<impl Future<Output = anyhow::Result<Option<Box<Accepted>>>>>>) {
+    let mut accepted = match handshake.await {
+        Ok(Some(accepted)) => accepted,
+        Ok(None) => return debug!("connection closed"),
+        Err(error) => return debug!(%error, "connection closed"),
+    };
+    // Borrowed in its box: moved out of it into this future, the connection was stored
+    // twice in the task (the awaited value and the bindings).
+    let Accepted {
+        connection,
+        reader,
+        writer,
+        rbuf,
+        shutdown,
+        ..
+    } = &mut *accepted;
+    let close = connection
+        .serve(reader, writer, std::mem::take(rbuf), shutdown)
+        .await;
+    let Accepted {
+        connection,
         mut reader,
         mut writer,
-        rbuf,
-    }) = Box::pin(handshake(broker, stream, peer, endpoint, &mut shutdown)).await?
-    else {
-        return Ok(());
-    };
-    let close = connection
-        .serve(&mut reader, &mut writer, rbuf, &mut shutdown)
-        .await;
+        ..
+    } = *accepted;
     Box::pin(connection.finish(close, &mut reader, &mut writer)).await;
-    Ok(())
+    debug!("connection closed");
 }
 
-/// A connection past its CONNACK, with its socket halves and what was read behind the
-/// CONNECT.
+/// A connection past its CONNACK, with its socket halves, what was read behind the
+/// CONNECT, the server's shutdown signal and the connection slots it holds.
 struct Accepted {
     connection: Connection,
     reader: Reader,
     writer: Writer,
     rbuf: BytesMut,
+    shutdown: watch::Receiver<bool>,
+    _permits: Permits,
 }
 
 /// The transport's handshake (TLS, WebSocket), the CONNECT and its acceptance.
@@ -175,9 +181,11 @@ async fn handshake(
     broker: Arc<Broker>,
     stream: TcpStream,
     peer: SocketAddr,
-    endpoint: &Endpoint,
-    shutdown: &mut watch::Receiver<bool>,
-) -> anyhow::Result<Option<Accepted>> {
+    endpoint: Arc<Endpoint>,
+    mut shutdown: watch::Receiver<bool>,
+    permits: Permits,
+) -> anyhow::Result<Option<Box<Accepted>>> {
+    let endpoint = &*endpoint;
     let limits = &broker.config.limits;
     // The TLS handshake and the WebSocket upgrade count in the time to CONNECT.
     let deadline = tokio::time::Instant::now() + limits.connect_timeout();
@@ -263,12 +271,14 @@ async fn handshake(
         // (`serve` gives it one of READ_CHUNK bytes when data arrives).
         rbuf = BytesMut::new();
     }
-    Ok(Some(Accepted {
+    Ok(Some(Box::new(Accepted {
         connection,
         reader,
         writer,
         rbuf,
-    }))
+        shutdown,
+        _permits: permits,
+    })))
 }
 
 /// A connection after a successful CONNECT.
@@ -283,8 +293,8 @@ struct Connection {
     /// What CONNECT settled: keep-alive, windows, sizes (`negotiated.rs`).
     negotiated: Negotiated,
     will: Option<Box<wasmq_codec::LastWill>>,
-    aliases_in: HashMap<u16, ByteString>,
-    aliases_out: HashMap<ByteString, u16>,
+    /// Made at the first topic alias either way.
+    aliases: Option<Box<TopicAliases>>,
     outbox: Outbox,
     /// The session may hold deliveries to pull.
     pending: bool,
@@ -309,6 +319,18 @@ struct Connection {
     reauth: Option<Box<Reauth>>,
 }
 
+/// The topic aliases of an MQTT 5 connection, both ways. Boxed and made when the first
+/// is used: inline, the two empty maps were 96 bytes of every connection, and most never
+/// use one (issue 14: bytes per idle connection).
+#[derive(Default)]
+struct TopicAliases {
+    /// The client's aliases for the topics of its PUBLISHes.
+    inbound: HashMap<u16, ByteString>,
+    /// The broker's aliases for the topics of deliveries to the client (within the
+    /// client's Topic Alias Maximum).
+    outbound: HashMap<ByteString, u16>,
+}
+
 impl Connection {
     fn v5(&self) -> bool {
         self.client.protocol == Protocol::V5
@@ -319,7 +341,7 @@ impl Connection {
         reader: &mut Reader,
         writer: &mut Writer,
         mut rbuf: BytesMut,
-        shutdown: &mut watch::Receiver<bool>,
+        shutdown: &watch::Receiver<bool>,
     ) -> Close {
         // Two numbers, not a clone of the limits: this future's state is what an idle
         // connection costs, for as long as it lives.
@@ -338,6 +360,18 @@ impl Connection {
             return close;
         }
         let low_water = self.broker.queue_marks().low;
+        // The shutdown is told through the session's kick (`Broker::kick_all`); a
+        // connection that attached after that finds it here.
+        if *shutdown.borrow() {
+            return Close::Shutdown;
+        }
+        // One timer for the keep-alive and a re-authentication's answer, whichever is
+        // due first, re-armed lazily: a packet moves the deadline on without touching
+        // the timer, which fires at the old deadline and is then set to the new one. So
+        // a busy connection arms it once per keep-alive period, not once per read.
+        let timer = tokio::time::sleep_until(tokio::time::Instant::now());
+        tokio::pin!(timer);
+        let mut armed = false;
         loop {
             let mut read_decided = false;
             if self.pending && self.outbox.len() < high_water {
@@ -358,9 +392,8 @@ impl Connection {
                 .keep_alive_timeout
                 .filter(|_| self.hold.is_none())
                 .map(|t| last_packet + t);
-            // One timer for both: a second one would be part of every idle connection's
-            // task. Whichever is due first is the one that fired. Held back, the client's
-            // answer may be unread: its re-authentication waits, like its keep-alive.
+            // Held back, the client's answer may be unread: its re-authentication
+            // waits, like its keep-alive.
             let reauth_deadline = self
                 .reauth
                 .as_ref()
@@ -370,13 +403,25 @@ impl Connection {
                 (Some(k), Some(r)) => Some(k.min(r)),
                 (k, r) => k.or(r),
             };
+            if let Some(deadline) = deadline
+                && (!armed || timer.is_elapsed() || deadline < timer.deadline())
+            {
+                timer.as_mut().reset(deadline);
+                armed = true;
+            }
+            // Every branch but the hold polls what it waits for in place (the socket's
+            // readiness, the session's wake, the kick, the timer): no future of its own
+            // is kept across the wait, and the wait is what an idle connection's task
+            // holds for all of its life (issue 14).
             tokio::select! {
-                _ = shutdown.changed() => return Close::Shutdown,
                 kick = &mut self.kick => {
                     let kick = kick.unwrap_or(Kick::TAKEN_OVER);
+                    if kick == Kick::SHUTDOWN {
+                        return Close::Shutdown;
+                    }
                     return Close::Reason(kick.reason, kick.why.into());
                 }
-                written = self.outbox.write_to(writer), if self.outbox.wants_write(writer) => match written {
+                written = poll_fn(|cx| self.outbox.poll_write(cx, writer)), if self.outbox.wants_write(writer) => match written {
                     Ok(Some(0)) => return Close::Lost("socket closed for writing".into()),
                     Ok(Some(n)) => Metrics::add(&self.broker.metrics.bytes_sent, n as u64),
                     Ok(None) => {}
@@ -384,7 +429,7 @@ impl Connection {
                 },
                 // No buffer is held while the connection is quiet; it is sized when there
                 // is data to read (`Reader::read_chunk`).
-                read = reader.read_chunk(&mut rbuf), if self.hold.is_none() => {
+                read = poll_fn(|cx| reader.poll_read_chunk(cx, &mut rbuf)), if self.hold.is_none() => {
                     let n = match read {
                         Ok(0) => return Close::Lost("closed by peer".into()),
                         Ok(n) => n,
@@ -416,13 +461,17 @@ impl Connection {
                         return close;
                     }
                 }
-                _ = self.session.wake.notified() => self.pending = true,
+                () = poll_fn(|cx| self.session.wake.poll_woken(cx, self.connection_id)) => self.pending = true,
                 () = std::future::ready(()), if read_decided => {}
-                _ = sleep_until(deadline) => {
-                    if reauth_deadline.is_some_and(|r| Some(r) == deadline) {
+                () = &mut timer, if deadline.is_some() => {
+                    let now = tokio::time::Instant::now();
+                    if reauth_deadline.is_some_and(|r| r <= now) {
                         return self.reauth_timed_out();
                     }
-                    return Close::protocol(ReasonCode::KEEP_ALIVE_TIMEOUT, "keep alive timeout");
+                    if keep_alive_deadline.is_some_and(|k| k <= now) {
+                        return Close::protocol(ReasonCode::KEEP_ALIVE_TIMEOUT, "keep alive timeout");
+                    }
+                    // Armed for an older deadline: set again at the top of the loop.
                 }
             }
         }
@@ -649,13 +698,6 @@ async fn held(hold: &Option<Box<Hold>>, low_water: usize) -> bool {
         // Boxed: a hold is rare, and its wait (a notification and a timer) inline would
         // be part of every idle connection's task.
         Some(hold) => Box::pin(hold.released(low_water)).await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
 }

@@ -191,15 +191,15 @@ impl Connection {
                 .clone_from(&delivery.subscription_ids);
             publish.properties.message_expiry_interval = message.remaining_expiry(Instant::now());
             if self.negotiated.client_topic_alias_max > 0 {
-                match self.aliases_out.get(&publish.topic) {
+                let outbound = self.aliases.as_ref().map(|a| &a.outbound);
+                let used = outbound.map_or(0, |o| o.len());
+                match outbound.and_then(|o| o.get(&publish.topic)) {
                     Some(&alias) => {
                         publish.properties.topic_alias = Some(alias);
                         publish.topic = ByteString::new();
                     }
-                    None if self.aliases_out.len()
-                        < usize::from(self.negotiated.client_topic_alias_max) =>
-                    {
-                        let alias = self.aliases_out.len() as u16 + 1;
+                    None if used < usize::from(self.negotiated.client_topic_alias_max) => {
+                        let alias = used as u16 + 1;
                         publish.properties.topic_alias = Some(alias);
                         new_alias = Some((publish.topic.clone(), alias));
                     }
@@ -226,7 +226,8 @@ impl Connection {
         if let Some((topic, alias)) = new_alias {
             // A copy: the message's topic is a slice of its publisher's read buffer, which
             // the map would keep alive (a whole large payload) for the connection's life.
-            self.aliases_out.insert(own_str(&topic), alias);
+            let aliases = self.aliases.get_or_insert_default();
+            aliases.outbound.insert(own_str(&topic), alias);
         }
         Metrics::add(&self.broker.metrics.messages_sent, 1);
         true

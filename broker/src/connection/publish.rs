@@ -103,7 +103,7 @@ impl Connection {
                     ));
                 }
                 if publish.topic.is_empty() {
-                    match self.aliases_in.get(&alias) {
+                    match self.aliases.as_ref().and_then(|a| a.inbound.get(&alias)) {
                         Some(topic) => publish.topic = topic.clone(),
                         None => {
                             return Err(Close::protocol(
@@ -113,8 +113,9 @@ impl Connection {
                         }
                     }
                 } else {
-                    // A copy, not a slice of the read buffer (see `aliases_out`).
-                    self.aliases_in.insert(alias, own_str(&publish.topic));
+                    // A copy, not a slice of the read buffer (see `TopicAliases::outbound`).
+                    let aliases = self.aliases.get_or_insert_default();
+                    aliases.inbound.insert(alias, own_str(&publish.topic));
                 }
             }
             if !publish.properties.subscription_identifiers.is_empty() {

@@ -21,7 +21,7 @@ use std::cell::RefCell;
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::task::Poll;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -195,36 +195,42 @@ impl Reader {
     /// carved out of them, and one PINGREQ per connection added 4.8 KB of resident memory
     /// to each (2,000 connections, debug build).
     pub(crate) async fn read_chunk(&mut self, rbuf: &mut BytesMut) -> io::Result<usize> {
+        poll_fn(|cx| self.poll_read_chunk(cx, rbuf)).await
+    }
+
+    /// [`Reader::read_chunk`] as a poll: the serve loop's read, which keeps no future
+    /// of its own across the wait. A TCP socket's readiness is waited for in its own
+    /// waker slot (`poll_read_ready`), where `readable()` was a 168-byte future (a node
+    /// of the socket's list of waiters) in every idle connection's task.
+    pub(crate) fn poll_read_chunk(
+        &mut self,
+        cx: &mut Context<'_>,
+        rbuf: &mut BytesMut,
+    ) -> Poll<io::Result<usize>> {
         match self {
             Reader::Tcp(tcp) => loop {
-                // Waiting for readiness rather than in `read_buf` holds no buffer while
+                // Waiting for readiness rather than in a read holds no buffer while
                 // the connection is quiet.
-                tcp.readable().await?;
+                ready!(tcp.as_ref().poll_read_ready(cx))?;
                 if let Some(n) = try_read_tcp(tcp, rbuf)? {
-                    return Ok(n);
+                    return Poll::Ready(Ok(n));
                 }
             },
             Reader::Stream(stream) if rbuf.capacity() == 0 => {
-                poll_fn(|cx| {
-                    READ_SCRATCH.with_borrow_mut(|chunk| {
-                        let mut read = ReadBuf::new(chunk);
-                        match Pin::new(&mut *stream).poll_read(cx, &mut read) {
-                            Poll::Ready(Ok(())) => {
-                                rbuf.extend_from_slice(read.filled());
-                                Poll::Ready(Ok(read.filled().len()))
-                            }
-                            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
-                            Poll::Pending => Poll::Pending,
-                        }
-                    })
+                READ_SCRATCH.with_borrow_mut(|chunk| {
+                    let mut read = ReadBuf::new(chunk);
+                    ready!(Pin::new(&mut *stream).poll_read(cx, &mut read))?;
+                    rbuf.extend_from_slice(read.filled());
+                    Poll::Ready(Ok(read.filled().len()))
                 })
-                .await
             }
             Reader::Stream(stream) => {
                 if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
                     rbuf.reserve(READ_CHUNK);
                 }
-                stream.read_buf(rbuf).await
+                // `read_buf`'s future holds only its two references: made and polled
+                // once per poll, it keeps nothing between polls.
+                std::pin::pin!(stream.read_buf(rbuf)).poll(cx)
             }
         }
     }

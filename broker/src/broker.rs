@@ -304,26 +304,20 @@ impl Broker {
         let Some(session) = self.sessions.lock().get(client_id).cloned() else {
             return false;
         };
-        let sender = session.lock().owner.as_mut().and_then(|o| o.kick.take());
-        match sender {
-            Some(sender) => {
-                debug!(client_id, reason = ?kick.reason, why = kick.why, "client told to disconnect");
-                sender.send(kick).is_ok()
-            }
-            None => false,
+        let told = session.tell_owner(kick);
+        if told {
+            debug!(client_id, reason = ?kick.reason, why = kick.why, "client told to disconnect");
         }
+        told
     }
 
     /// Tells every connection that owns a session to close with `kick` (the server's
-    /// shutdown); the number told.
-    pub fn kick_all(&self, kick: Kick) -> usize {
+    /// shutdown).
+    pub fn kick_all(&self, kick: Kick) {
         let sessions: Vec<Arc<Session>> = self.sessions.lock().values().cloned().collect();
-        sessions
-            .iter()
-            .filter_map(|session| session.lock().owner.as_mut().and_then(|o| o.kick.take()))
-            .map(|sender| sender.send(kick).is_ok())
-            .filter(|&told| told)
-            .count()
+        for session in sessions {
+            session.tell_owner(kick);
+        }
     }
 
     /// Attaches the connection `owner` describes to the session of `client_id`: resumes

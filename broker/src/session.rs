@@ -226,6 +226,13 @@ impl Session {
         self.state.lock()
     }
 
+    /// Tells the owning connection to close with `kick` (its kick is taken: it is told
+    /// once). False when no connection owns the session or it was told already.
+    pub fn tell_owner(&self, kick: Kick) -> bool {
+        let sender = self.lock().owner.as_mut().and_then(|o| o.kick.take());
+        sender.is_some_and(|sender| sender.send(kick).is_ok())
+    }
+
     /// Whether a connection is attached.
     pub fn is_online(&self) -> bool {
         self.online.load(Ordering::Relaxed)
